@@ -1,0 +1,328 @@
+//! The spec's promises: the reference deployment parses; every bad value is
+//! refused with an error naming its field and value; unknown fields are refused.
+
+use appliance_spec::{
+    is_valid_metadata_key, is_valid_stream_key, is_valid_user_name, OnEventLoss, Spec, SpecError,
+    REFERENCE_TOML,
+};
+use proptest::prelude::*;
+
+#[test]
+fn reference_spec_is_seed_000() {
+    let spec = Spec::reference().unwrap();
+    assert_eq!(spec.name, "patchworks");
+    assert_eq!(spec.server.port, 6379);
+    assert_ne!(spec.server.uid, 0);
+    assert_eq!(spec.admin.name, "admin");
+    assert_eq!(spec.admin.secret, "redis-admin-pass");
+    assert_eq!(spec.visitors.len(), 1);
+    assert_eq!(spec.visitors[0].user.name, "ruachtov-ai-visitors");
+    assert_eq!(spec.visitors[0].user.secret, "redis-visitor-pass");
+    assert_eq!(spec.visitors[0].stream, "ruach:stream:contact");
+    assert_eq!(spec.governor.rescan_interval_ms, 500);
+    assert_eq!(spec.governor.on_event_loss, OnEventLoss::Halt);
+    let names: Vec<&str> = spec.users().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["admin", "ruachtov-ai-visitors"]);
+}
+
+/// Replaces the first occurrence of `from` in the reference spec.
+fn mutated(from: &str, to: &str) -> String {
+    assert!(REFERENCE_TOML.contains(from), "fixture lost {from:?}");
+    REFERENCE_TOML.replacen(from, to, 1)
+}
+
+/// (what changes, replacement, field the error must name, value it must show)
+const INVALID: &[(&str, &str, &str, &str)] = &[
+    (
+        "name = \"patchworks\"",
+        "name = \"patch works\"",
+        "appliance.name",
+        "patch works",
+    ),
+    (
+        "binary = \"/usr/bin/valkey-server\"",
+        "binary = \"usr/bin/valkey-server\"",
+        "server.binary",
+        "usr/bin/valkey-server",
+    ),
+    (
+        "binary = \"/usr/bin/valkey-server\"",
+        "binary = \"/usr/../bin/sh\"",
+        "server.binary",
+        "/usr/../bin/sh",
+    ),
+    (
+        "data_dir = \"/data\"",
+        "data_dir = \"/\"",
+        "server.data_dir",
+        "\"/\"",
+    ),
+    (
+        "acl_file = \"/run/valkey/users.acl\"",
+        "acl_file = \"/run/valkey/users acl\"",
+        "server.acl_file",
+        "users acl",
+    ),
+    ("port = 6379", "port = 0", "server.port", "0"),
+    ("uid = 6379", "uid = 0", "server.uid", "0"),
+    ("gid = 6379", "gid = 0", "server.gid", "0"),
+    ("uid = 6379", "uid = 4294967295", "server.uid", "4294967295"),
+    (
+        "base_url = \"http://169.254.169.254/computeMetadata/v1/instance/attributes/\"",
+        "base_url = \"https://169.254.169.254/\"",
+        "metadata.base_url",
+        "https://169.254.169.254/",
+    ),
+    (
+        "base_url = \"http://169.254.169.254/computeMetadata/v1/instance/attributes/\"",
+        "base_url = \"http://169.254.169.254/computeMetadata\"",
+        "metadata.base_url",
+        "computeMetadata",
+    ),
+    (
+        "deadline_ms = 20000",
+        "deadline_ms = 0",
+        "metadata.deadline_ms",
+        "0",
+    ),
+    ("attempts = 5", "attempts = 0", "metadata.attempts", "0"),
+    (
+        "name = \"admin\"",
+        "name = \"default\"",
+        "users[0].name",
+        "default",
+    ),
+    (
+        "name = \"admin\"",
+        "name = \">admin\"",
+        "users[0].name",
+        ">admin",
+    ),
+    (
+        "name = \"admin\"",
+        "name = \"ad min\"",
+        "users[0].name",
+        "ad min",
+    ),
+    (
+        "name = \"admin\"",
+        "name = \"ruachtov-ai-visitors\"",
+        "users[1].name",
+        "ruachtov-ai-visitors",
+    ),
+    (
+        "secret = \"redis-admin-pass\"",
+        "secret = \"redis-visitor-pass\"",
+        "users[1].secret",
+        "redis-visitor-pass",
+    ),
+    (
+        "secret = \"redis-admin-pass\"",
+        "secret = \"redis admin\"",
+        "users[0].secret",
+        "redis admin",
+    ),
+    (
+        "stream = \"ruach:stream:contact\"",
+        "stream = \"ruach stream\"",
+        "users[1].stream",
+        "ruach stream",
+    ),
+    (
+        "stream = \"ruach:stream:contact\"",
+        "stream = \"\"",
+        "users[1].stream",
+        "\"\"",
+    ),
+    (
+        "role = \"append-only\"",
+        "role = \"admin\"",
+        "users[1].stream",
+        "ruach:stream:contact",
+    ),
+    (
+        "conn_rate_per_source = 20",
+        "conn_rate_per_source = 0",
+        "firewall.conn_rate_per_source",
+        "0",
+    ),
+    (
+        "conn_burst_per_source = 40",
+        "conn_burst_per_source = 10",
+        "firewall.conn_burst_per_source",
+        "10",
+    ),
+    (
+        "maxclients = 1000",
+        "maxclients = 0",
+        "limits.maxclients",
+        "0",
+    ),
+    (
+        "proto_max_bulk_len = 65536",
+        "proto_max_bulk_len = 100",
+        "limits.proto_max_bulk_len",
+        "100",
+    ),
+    (
+        "client_query_buffer_limit = 1048576",
+        "client_query_buffer_limit = 1024",
+        "limits.client_query_buffer_limit",
+        "1024",
+    ),
+    (
+        "xadd_max_pairs = 16",
+        "xadd_max_pairs = 0",
+        "limits.xadd_max_pairs",
+        "0",
+    ),
+    (
+        "xadd_max_bytes = 4096",
+        "xadd_max_bytes = 1000000",
+        "limits.xadd_max_bytes",
+        "1000000",
+    ),
+    (
+        "rescan_interval_ms = 500",
+        "rescan_interval_ms = 1",
+        "governor.rescan_interval_ms",
+        "1",
+    ),
+];
+
+#[test]
+fn invalid_values_are_refused_naming_field_and_value() {
+    for (from, to, field, value) in INVALID {
+        let err = Spec::from_toml_str(&mutated(from, to)).expect_err(to);
+        let text = err.to_string();
+        assert_eq!(err.field(), Some(*field), "{to}: {text}");
+        assert!(
+            text.contains(field),
+            "{to}: error `{text}` does not name {field}"
+        );
+        assert!(
+            text.contains(value),
+            "{to}: error `{text}` does not show {value}"
+        );
+    }
+}
+
+#[test]
+fn admin_is_required_and_unique() {
+    let no_admin = mutated("role = \"admin\"", "role = \"append-only\"\nstream = \"s\"");
+    let err = Spec::from_toml_str(&no_admin).unwrap_err();
+    assert_eq!(err.field(), Some("users"), "{err}");
+
+    let two_admins = format!(
+        "{REFERENCE_TOML}\n[[users]]\nname = \"root2\"\nrole = \"admin\"\nsecret = \"other\"\n"
+    );
+    let err = Spec::from_toml_str(&two_admins).unwrap_err();
+    assert_eq!(err.field(), Some("users[2].role"), "{err}");
+
+    let visitor_without_stream = mutated("stream = \"ruach:stream:contact\"", "");
+    let err = Spec::from_toml_str(&visitor_without_stream).unwrap_err();
+    assert_eq!(err.field(), Some("users[1].stream"), "{err}");
+}
+
+/// (where an unknown field is added, the name the error must mention)
+const UNKNOWN: &[(&str, &str, &str)] = &[
+    ("[server]", "[server]\nshell = \"/bin/sh\"", "shell"),
+    ("[appliance]", "[appliance]\nssh = true", "ssh"),
+    ("[governor]", "[governor]\nallow_all = true", "allow_all"),
+    (
+        "role = \"admin\"",
+        "role = \"admin\"\npassword = \"x\"",
+        "password",
+    ),
+    ("[limits]", "[cron]\njob = 1\n[limits]", "cron"),
+];
+
+#[test]
+fn unknown_fields_are_refused() {
+    for (from, to, name) in UNKNOWN {
+        let err = Spec::from_toml_str(&mutated(from, to)).unwrap_err();
+        assert!(matches!(err, SpecError::Syntax(_)), "{err}");
+        assert!(
+            err.to_string().contains(name),
+            "`{err}` does not name {name}"
+        );
+    }
+}
+
+#[test]
+fn unknown_role_and_loss_policy_are_refused() {
+    let err = Spec::from_toml_str(&mutated("role = \"append-only\"", "role = \"superuser\""))
+        .unwrap_err();
+    assert!(err.to_string().contains("superuser"), "{err}");
+    let err = Spec::from_toml_str(&mutated(
+        "on_event_loss = \"halt\"",
+        "on_event_loss = \"ignore\"",
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("ignore"), "{err}");
+    let ok = Spec::from_toml_str(&mutated(
+        "on_event_loss = \"halt\"",
+        "on_event_loss = \"rescan\"",
+    ))
+    .unwrap();
+    assert_eq!(ok.governor.on_event_loss, OnEventLoss::Rescan);
+}
+
+/// Characters that mean something in an ACL rule or on an ACL file line.
+const ACL_SYNTAX: &[char] = &[
+    ' ', '\t', '\n', '\r', '\0', '>', '<', '#', '~', '&', '%', '+', '@', '!', '^', '*',
+];
+
+proptest! {
+    #[test]
+    fn user_names_never_carry_acl_syntax(name in "\\PC{0,80}") {
+        if is_valid_user_name(&name) {
+            prop_assert!(!name.is_empty() && name.len() <= 64);
+            prop_assert!(!name.contains(ACL_SYNTAX));
+            prop_assert!(!name.starts_with('-'));
+            prop_assert_ne!(name.as_str(), "default");
+        }
+    }
+
+    #[test]
+    fn plausible_user_names_are_accepted(name in "[a-z0-9][a-z0-9._-]{0,63}") {
+        prop_assume!(name != "default");
+        prop_assert!(is_valid_user_name(&name));
+    }
+
+    #[test]
+    fn stream_keys_are_printable_without_space(key in "\\PC{0,300}") {
+        if is_valid_stream_key(&key) {
+            prop_assert!(!key.is_empty() && key.len() <= 256);
+            prop_assert!(key.bytes().all(|b| (0x21..0x7f).contains(&b)));
+        }
+    }
+
+    #[test]
+    fn metadata_keys_are_url_safe(key in "\\PC{0,80}") {
+        if is_valid_metadata_key(&key) {
+            prop_assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        }
+    }
+
+    /// Any user name placed in the file is either accepted (and then valid) or
+    /// refused with an error that names `users[0].name`.
+    #[test]
+    fn any_admin_name_is_validated(name in "[ -~]{0,70}") {
+        let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+        let text = mutated("name = \"admin\"", &format!("name = \"{escaped}\""));
+        match Spec::from_toml_str(&text) {
+            Ok(spec) => prop_assert!(is_valid_user_name(&spec.admin.name)),
+            Err(err) => {
+                prop_assert!(!is_valid_user_name(&name) || name == "ruachtov-ai-visitors");
+                prop_assert!(err.field().is_some_and(|f| f.ends_with(".name")), "{}", err);
+            }
+        }
+    }
+
+    /// Whatever the TOML text, parsing returns; it never panics.
+    #[test]
+    fn parser_never_panics(text in "\\PC{0,400}") {
+        let _ = Spec::from_toml_str(&text);
+    }
+}
