@@ -1,0 +1,1 @@
+//! `cargo xtask image`: pinned inputs -> `target/appliance/`.
