@@ -1,0 +1,3 @@
+//! The OS edge: the only place with `unsafe`.
+
+pub(crate) mod linux;

@@ -1,0 +1,44 @@
+//! The recording fake, as another crate's test would use it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use appliance_spec::Spec;
+use pf_rules::fake::{Call, FakeFirewall};
+use pf_rules::{Firewall, FirewallError, Phase, Policy};
+
+/// A boot sequence in miniature: seal only if the boot phase went in.
+fn boot_then_seal(fw: &mut dyn Firewall, policy: &Policy) -> Result<(), FirewallError> {
+    fw.apply(policy, Phase::Boot)?;
+    fw.apply(policy, Phase::Sealed)
+}
+
+#[test]
+fn records_calls_in_order() {
+    let policy = Policy::from_spec(&Spec::reference().unwrap()).unwrap();
+    let mut fw = FakeFirewall::new();
+    boot_then_seal(&mut fw, &policy).unwrap();
+    assert_eq!(fw.phases(), [Phase::Boot, Phase::Sealed]);
+    assert_eq!(
+        fw.calls[0],
+        Call::Apply {
+            policy: policy.clone(),
+            phase: Phase::Boot
+        }
+    );
+}
+
+#[test]
+fn injected_failure_stops_the_sequence() {
+    let policy = Policy::from_spec(&Spec::reference().unwrap()).unwrap();
+    let mut fw = FakeFirewall::new().fail_call(0, "no nf_tables");
+    let err = boot_then_seal(&mut fw, &policy).unwrap_err();
+    assert!(
+        matches!(err, FirewallError::Injected(ref r) if r == "no nf_tables"),
+        "{err}"
+    );
+    assert_eq!(fw.phases(), [Phase::Boot]);
+}
