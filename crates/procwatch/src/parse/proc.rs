@@ -1,0 +1,204 @@
+//! `/proc/PID/stat`, `/proc/PID/status`, `/proc/PID/cmdline`.
+
+use crate::error::Error;
+
+/// `PF_KTHREAD` in the `flags` field of `stat`.
+pub const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// The fields of `/proc/PID/stat` the governor uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// Field 1.
+    pub pid: u32,
+    /// Field 2, between the first `(` and the last `)`: any bytes.
+    pub comm: Vec<u8>,
+    /// Field 3 (`R`, `S`, `Z`, ...).
+    pub state: u8,
+    /// Field 4.
+    pub ppid: u32,
+    /// Field 9: `PF_*` flags.
+    pub flags: u64,
+    /// Field 14, clock ticks.
+    pub utime: u64,
+    /// Field 15, clock ticks.
+    pub stime: u64,
+    /// Field 20.
+    pub num_threads: u64,
+    /// Field 22, clock ticks after boot.
+    pub start_time: u64,
+}
+
+impl Stat {
+    /// Whether the task is a kernel thread.
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+
+    /// Whether the task is a zombie.
+    pub fn is_zombie(&self) -> bool {
+        self.state == b'Z'
+    }
+}
+
+const STAT: &str = "/proc/PID/stat";
+const STATUS: &str = "/proc/PID/status";
+
+fn parse_dec<T: std::str::FromStr>(
+    bytes: &[u8],
+    what: &'static str,
+    detail: &'static str,
+) -> Result<T, Error> {
+    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
+        return Err(Error::parse(what, detail));
+    }
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(Error::parse(what, detail))
+}
+
+fn parse_signed_as_u64(
+    bytes: &[u8],
+    what: &'static str,
+    detail: &'static str,
+) -> Result<u64, Error> {
+    // Some fields are printed signed; only their presence matters to us.
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    parse_dec::<u64>(digits, what, detail)
+}
+
+/// Parses `/proc/PID/stat`. The name is found between the first `(` and the
+/// LAST `)`, since it may itself contain spaces, parentheses and newlines.
+pub fn parse_stat(bytes: &[u8]) -> Result<Stat, Error> {
+    let open = bytes
+        .iter()
+        .position(|&b| b == b'(')
+        .ok_or(Error::parse(STAT, "no '('"))?;
+    let close = bytes
+        .iter()
+        .rposition(|&b| b == b')')
+        .ok_or(Error::parse(STAT, "no ')'"))?;
+    if close < open {
+        return Err(Error::parse(STAT, "')' before '('"));
+    }
+    let pid_field = bytes.get(..open).ok_or(Error::parse(STAT, "no pid"))?;
+    let pid_field = pid_field
+        .strip_suffix(b" ")
+        .ok_or(Error::parse(STAT, "no space after pid"))?;
+    let pid = parse_dec(pid_field, STAT, "bad pid")?;
+    let comm = bytes
+        .get(open.saturating_add(1)..close)
+        .ok_or(Error::parse(STAT, "no comm"))?
+        .to_vec();
+    let rest = bytes
+        .get(close.saturating_add(1)..)
+        .ok_or(Error::parse(STAT, "nothing after comm"))?;
+    let rest = rest.strip_suffix(b"\n").unwrap_or(rest);
+    let rest = rest
+        .strip_prefix(b" ")
+        .ok_or(Error::parse(STAT, "no space after comm"))?;
+    // After ") ": 0 state, 1 ppid, 2 pgrp, 3 session, 4 tty_nr, 5 tpgid,
+    // 6 flags, 7 minflt, 8 cminflt, 9 majflt, 10 cmajflt, 11 utime,
+    // 12 stime, 13 cutime, 14 cstime, 15 priority, 16 nice,
+    // 17 num_threads, 18 itrealvalue, 19 starttime, 20 vsize, ...
+    // vsize is required so that a file cut inside starttime is an error,
+    // not a smaller start time.
+    let mut fields = [&[][..]; 21];
+    let mut it = rest.split(|&b| b == b' ');
+    for slot in &mut fields {
+        *slot = it.next().ok_or(Error::parse(STAT, "truncated"))?;
+    }
+    let [state, ppid, pgrp, session, tty, tpgid, flags, minflt, cminflt, majflt, cmajflt, utime, stime, cutime, cstime, priority, nice, num_threads, itreal, starttime, vsize] =
+        fields;
+    let state = match state {
+        [s] if s.is_ascii_alphabetic() => *s,
+        _ => return Err(Error::parse(STAT, "bad state")),
+    };
+    for f in [
+        pgrp, session, tty, tpgid, minflt, cminflt, majflt, cmajflt, cutime, cstime, priority,
+        nice, itreal, vsize,
+    ] {
+        parse_signed_as_u64(f, STAT, "bad numeric field")?;
+    }
+    Ok(Stat {
+        pid,
+        comm,
+        state,
+        ppid: parse_dec(ppid, STAT, "bad ppid")?,
+        flags: parse_dec(flags, STAT, "bad flags")?,
+        utime: parse_dec(utime, STAT, "bad utime")?,
+        stime: parse_dec(stime, STAT, "bad stime")?,
+        num_threads: parse_dec(num_threads, STAT, "bad num_threads")?,
+        start_time: parse_dec(starttime, STAT, "bad starttime")?,
+    })
+}
+
+/// The fields of `/proc/PID/status` the governor uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// `Uid:` real, effective, saved, filesystem.
+    pub uids: [u32; 4],
+    /// `Threads:`, if present.
+    pub threads: Option<u64>,
+    /// `VmHWM:` in KiB (peak RSS), if present (absent for kernel threads).
+    pub vm_hwm_kib: Option<u64>,
+}
+
+/// Parses `/proc/PID/status`. The kernel escapes newlines in `Name:`, so the
+/// text is line-based; only the first line of each key counts, and only
+/// complete (newline-terminated) lines, so a cut inside a number is not
+/// read as a smaller number.
+pub fn parse_status(bytes: &[u8]) -> Result<Status, Error> {
+    let mut uids = None;
+    let mut threads = None;
+    let mut vm_hwm_kib = None;
+    let complete = match bytes.iter().rposition(|&b| b == b'\n') {
+        Some(last) => bytes.get(..last).unwrap_or_default(),
+        None => &[],
+    };
+    for line in complete.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (key, value) = (
+            line.get(..colon).unwrap_or_default(),
+            line.get(colon.saturating_add(1)..).unwrap_or_default(),
+        );
+        let mut words = value
+            .split(|&b| b == b'\t' || b == b' ')
+            .filter(|w| !w.is_empty());
+        match key {
+            b"Uid" if uids.is_none() => {
+                let mut u = [0u32; 4];
+                for slot in &mut u {
+                    let w = words.next().ok_or(Error::parse(STATUS, "short Uid line"))?;
+                    *slot = parse_dec(w, STATUS, "bad uid")?;
+                }
+                uids = Some(u);
+            }
+            b"Threads" if threads.is_none() => {
+                let w = words
+                    .next()
+                    .ok_or(Error::parse(STATUS, "empty Threads line"))?;
+                threads = Some(parse_dec(w, STATUS, "bad Threads")?);
+            }
+            b"VmHWM" if vm_hwm_kib.is_none() => {
+                let w = words
+                    .next()
+                    .ok_or(Error::parse(STATUS, "empty VmHWM line"))?;
+                vm_hwm_kib = Some(parse_dec(w, STATUS, "bad VmHWM")?);
+            }
+            _ => {}
+        }
+    }
+    Ok(Status {
+        uids: uids.ok_or(Error::parse(STATUS, "no Uid line"))?,
+        threads,
+        vm_hwm_kib,
+    })
+}
+
+/// The first `limit` bytes of a command line (NUL-separated arguments).
+pub fn bounded_cmdline(bytes: &[u8], limit: usize) -> Vec<u8> {
+    bytes.get(..limit).unwrap_or(bytes).to_vec()
+}

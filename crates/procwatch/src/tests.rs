@@ -1,0 +1,587 @@
+//! Engine and policy rules, table-driven over fake sources.
+
+use std::time::Duration;
+
+use crate::fake::{
+    Call, FailCalls, FakeEventSource, FakeMachine, FakeProcessSource, RecordingEnforcer,
+};
+use crate::render::render_verdict;
+use crate::*;
+
+const SERVER: &str = "/usr/bin/valkey-server";
+const INIT: &str = "/init";
+const SERVER_UID: u32 = 999;
+const GOVERNOR: u32 = 50;
+
+fn policy(loss: OnEventLoss) -> Policy {
+    Policy::single_server(
+        SERVER,
+        SERVER_UID,
+        GOVERNOR,
+        loss,
+        Duration::from_millis(500),
+    )
+}
+
+fn server(pid: u32, ppid: u32) -> ProcInfo {
+    ProcInfo::new(pid, ppid, SERVER_UID, SERVER)
+}
+
+/// The sealed appliance: kthreadd and a worker, the server as PID 1, the
+/// governor.
+fn sealed_table() -> Vec<ProcInfo> {
+    vec![
+        server(1, 0),
+        ProcInfo::kernel_thread(2, 0, "kthreadd"),
+        ProcInfo::kernel_thread(3, 2, "rcu_gp"),
+        ProcInfo::new(GOVERNOR, 1, 0, INIT),
+    ]
+}
+
+/// Before the seal: init is PID 1, running as root.
+fn boot_table() -> Vec<ProcInfo> {
+    vec![
+        ProcInfo::new(1, 0, 0, INIT),
+        ProcInfo::kernel_thread(2, 0, "kthreadd"),
+        ProcInfo::new(GOVERNOR, 1, 0, INIT),
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// The process table now shows this process (what /proc would show).
+    Proc(ProcInfo),
+    /// The process is gone from the table.
+    Gone(u32),
+    Ev(ProcEvent),
+    Lost,
+    Rescan,
+}
+
+use Step::*;
+
+fn fork(parent: u32, child: u32) -> Step {
+    Ev(ProcEvent::Fork {
+        parent_pid: parent,
+        parent_tgid: parent,
+        child_pid: child,
+        child_tgid: child,
+    })
+}
+
+fn exec(pid: u32) -> Step {
+    Ev(ProcEvent::Exec { pid, tgid: pid })
+}
+
+type Halt = (Option<u32>, Reason, DetectedBy);
+type Note = (u32, DetectedBy);
+/// name, steps, expected halts, expected notes.
+type SealedCase = (&'static str, Vec<Step>, Vec<Halt>, Vec<Note>);
+/// name, initial table, steps, sealed at the end, expected halts.
+type SealCase = (&'static str, Vec<ProcInfo>, Vec<Step>, bool, Vec<Halt>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    halts: Vec<Halt>,
+    notes: Vec<Note>,
+}
+
+fn run_case(initial: Vec<ProcInfo>, loss: OnEventLoss, steps: &[Step]) -> (Seen, Stats) {
+    let source = FakeProcessSource::with(initial);
+    let mut engine = Engine::new(policy(loss), source, RecordingEnforcer::default());
+    engine.start().unwrap();
+    for step in steps {
+        match step {
+            Proc(p) => engine.source_mut().insert(p.clone()),
+            Gone(pid) => engine.source_mut().remove(*pid),
+            Ev(ev) => engine.handle(&SourceEvent::Event(ev.clone())).unwrap(),
+            Lost => engine.handle(&SourceEvent::Lost).unwrap(),
+            Rescan => engine.rescan().unwrap(),
+        }
+    }
+    let e = engine.enforcer();
+    let halts = e
+        .halts
+        .iter()
+        .map(|v| match &v.decision {
+            Decision::Halt(r) => (v.process.as_ref().map(|p| p.pid), r.clone(), v.path),
+            other => panic!("halt with {other:?}"),
+        })
+        .collect();
+    let notes = e
+        .notes
+        .iter()
+        .map(|v| (v.process.as_ref().map_or(0, |p| p.pid), v.path))
+        .collect();
+    (Seen { halts, notes }, engine.stats())
+}
+
+fn uid_change(from: (u32, u32), to: (u32, u32)) -> Reason {
+    Reason::UidChange {
+        from_uid: from.0,
+        from_euid: from.1,
+        to_uid: to.0,
+        to_euid: to.1,
+    }
+}
+
+#[test]
+fn sealed_rules_table() {
+    use DetectedBy::{Event, Rescan as ByRescan};
+    let sh = |pid, ppid| ProcInfo::new(pid, ppid, SERVER_UID, "/bin/sh");
+    let mut uid0 = server(100, 1);
+    uid0.uid = 0;
+    uid0.euid = 0;
+    let mut zombie = ProcInfo::new(140, 1, SERVER_UID, "/x");
+    zombie.exe = None;
+    zombie.zombie = true;
+    #[rustfmt::skip]
+    let cases: Vec<SealedCase> = vec![
+        ("idle appliance", vec![Rescan], vec![], vec![]),
+        ("BGSAVE fork allowed and logged",
+            vec![Proc(server(100, 1)), fork(1, 100)], vec![], vec![(100, Event)]),
+        ("BGSAVE fork logged once across rescans",
+            vec![Proc(server(100, 1)), fork(1, 100), Rescan, Rescan], vec![], vec![(100, Event)]),
+        ("BGSAVE fork seen only by rescan",
+            vec![Proc(server(100, 1)), Rescan], vec![], vec![(100, ByRescan)]),
+        ("fork then exec halts",
+            vec![Proc(server(100, 1)), fork(1, 100), Proc(sh(100, 1)), exec(100)],
+            vec![(Some(100), Reason::ExecAfterSeal, Event)], vec![(100, Event)]),
+        ("exec of the server binary itself halts",
+            vec![Proc(server(100, 1)), fork(1, 100), exec(100)],
+            vec![(Some(100), Reason::ExecAfterSeal, Event)], vec![(100, Event)]),
+        ("a fork already running another image than its parent is an exec",
+            vec![Proc(sh(101, 1)), fork(1, 101)], vec![(Some(101), Reason::ExecAfterSeal, Event)], vec![]),
+        ("ppid 1 with another exe halts (the seed's hole), event",
+            vec![Proc(sh(104, 1)), Ev(ProcEvent::Uid { pid: 104, tgid: 104, ruid: SERVER_UID, euid: SERVER_UID })],
+            vec![(Some(104), Reason::Unlisted, Event)], vec![]),
+        ("ppid 1 with another exe halts (the seed's hole), rescan",
+            vec![Proc(sh(101, 1)), Rescan], vec![(Some(101), Reason::Unlisted, ByRescan)], vec![]),
+        ("a halt is reported once",
+            vec![Proc(sh(101, 1)), Rescan, Rescan], vec![(Some(101), Reason::Unlisted, ByRescan)], vec![]),
+        ("new thread of the server is not a process",
+            vec![Ev(ProcEvent::Fork { parent_pid: 1, parent_tgid: 1, child_pid: 120, child_tgid: 1 }),
+                 Ev(ProcEvent::Exit { pid: 120, tgid: 1 }), Rescan], vec![], vec![]),
+        ("thread of a fork is not a process",
+            vec![Proc(server(100, 1)), fork(1, 100),
+                 Ev(ProcEvent::Fork { parent_pid: 100, parent_tgid: 100, child_pid: 121, child_tgid: 100 })],
+            vec![], vec![(100, Event)]),
+        ("uid change of a fork to 0 halts",
+            vec![Proc(server(100, 1)), fork(1, 100), Ev(ProcEvent::Uid { pid: 100, tgid: 100, ruid: 0, euid: 0 })],
+            vec![(Some(100), uid_change((999, 999), (0, 0)), Event)], vec![(100, Event)]),
+        ("uid change of the server halts",
+            vec![Ev(ProcEvent::Uid { pid: 1, tgid: 1, ruid: 999, euid: 0 })],
+            vec![(Some(1), uid_change((999, 999), (999, 0)), Event)], vec![]),
+        ("uid event without a change is allowed",
+            vec![Ev(ProcEvent::Uid { pid: 1, tgid: 1, ruid: 999, euid: 999 })], vec![], vec![]),
+        ("uid change of the governor is allowed",
+            vec![Ev(ProcEvent::Uid { pid: GOVERNOR, tgid: GOVERNOR, ruid: 5, euid: 5 })], vec![], vec![]),
+        ("uid change missed by events, caught by rescan",
+            vec![Proc(server(100, 1)), fork(1, 100), Proc(uid0.clone()), Rescan],
+            vec![(Some(100), uid_change((999, 999), (0, 0)), ByRescan)], vec![(100, Event)]),
+        ("exec missed by events, caught by rescan",
+            vec![Proc(sh(1, 0)), Rescan], vec![(Some(1), Reason::ExecAfterSeal, ByRescan)], vec![]),
+        ("ptrace attach halts, naming the tracer",
+            vec![Proc(server(100, 1)), fork(1, 100),
+                 Ev(ProcEvent::Ptrace { pid: 1, tgid: 1, tracer_pid: 100, tracer_tgid: 100 })],
+            vec![(Some(100), Reason::PtraceAttach { traced: 1, tracer: 100 }, Event)], vec![(100, Event)]),
+        ("ptrace detach is not an attach",
+            vec![Ev(ProcEvent::Ptrace { pid: 1, tgid: 1, tracer_pid: 0, tracer_tgid: 0 })], vec![], vec![]),
+        ("kernel thread fork allowed",
+            vec![Proc(ProcInfo::kernel_thread(130, 2, "kworker/0:1")), fork(2, 130)], vec![], vec![]),
+        ("a fork of the governor halts",
+            vec![Proc(ProcInfo::new(131, GOVERNOR, 0, INIT)), fork(GOVERNOR, 131)],
+            vec![(Some(131), Reason::Unlisted, Event)], vec![]),
+        ("a grandchild of the server halts",
+            vec![Proc(server(100, 1)), fork(1, 100), Proc(server(101, 100)), fork(100, 101)],
+            vec![(Some(101), Reason::Unlisted, Event)], vec![(100, Event)]),
+        ("a fork running as another uid halts",
+            vec![Proc(ProcInfo::new(102, 1, 0, SERVER)), fork(1, 102)],
+            vec![(Some(102), Reason::Unlisted, Event)], vec![]),
+        ("a fork gone before it is read is judged as its parent's copy",
+            vec![fork(1, 103)], vec![], vec![(103, Event)]),
+        ("exit then rescan forgets the fork",
+            vec![Proc(server(100, 1)), fork(1, 100), Ev(ProcEvent::Exit { pid: 100, tgid: 100 }), Gone(100), Rescan],
+            vec![], vec![(100, Event)]),
+        ("comm change is recorded, not judged",
+            vec![Ev(ProcEvent::Comm { pid: 1, tgid: 1, comm: b"bio_aof".to_vec() })], vec![], vec![]),
+        ("unknown zombie is only noted",
+            vec![Proc(zombie), Rescan], vec![], vec![(140, ByRescan)]),
+        ("lost events under Halt halt",
+            vec![Lost], vec![(None, Reason::EventsLost, DetectedBy::EventLoss)], vec![]),
+    ];
+    for (name, steps, halts, notes) in cases {
+        let (seen, _) = run_case(sealed_table(), OnEventLoss::Halt, &steps);
+        assert_eq!(seen, Seen { halts, notes }, "case: {name}");
+    }
+}
+
+#[test]
+fn lost_events_under_rescan_rescan() {
+    let (seen, stats) = run_case(sealed_table(), OnEventLoss::Rescan, &[Lost]);
+    assert_eq!(
+        seen,
+        Seen {
+            halts: vec![],
+            notes: vec![]
+        }
+    );
+    assert_eq!((stats.scans, stats.lost), (2, 1));
+    // The rescan is what finds an intruder the lost events hid.
+    let sh = ProcInfo::new(101, 1, SERVER_UID, "/bin/sh");
+    let (seen, _) = run_case(sealed_table(), OnEventLoss::Rescan, &[Proc(sh), Lost]);
+    assert_eq!(
+        seen.halts,
+        vec![(Some(101), Reason::Unlisted, DetectedBy::Rescan)]
+    );
+}
+
+#[test]
+fn lost_events_before_seal_rescan_even_under_halt() {
+    let (seen, stats) = run_case(boot_table(), OnEventLoss::Halt, &[Lost]);
+    assert!(seen.halts.is_empty());
+    assert_eq!(stats.scans, 2);
+}
+
+#[test]
+fn seal_rules_table() {
+    let sh = ProcInfo::new(77, 1, 0, "/bin/sh");
+    #[rustfmt::skip]
+    let cases: Vec<SealCase> = vec![
+        ("nothing judged before the seal",
+            boot_table(), vec![Proc(sh.clone()), fork(1, 77), exec(77), Rescan], false, vec![]),
+        ("PID 1 execs the server: sealed by the event",
+            boot_table(), vec![Proc(server(1, 0)), exec(1)], true, vec![]),
+        ("PID 1 execs the server: sealed by a rescan",
+            boot_table(), vec![Proc(server(1, 0)), Rescan], true, vec![]),
+        ("PID 1 execs another binary: not sealed",
+            boot_table(), vec![Proc(ProcInfo::new(1, 0, SERVER_UID, "/bin/sh")), exec(1)], false, vec![]),
+        ("PID 1 execs the server as root: not sealed",
+            boot_table(), vec![Proc(ProcInfo::new(1, 0, 0, SERVER)), exec(1)], false, vec![]),
+        ("a process present before the seal halts at the seal",
+            { let mut t = boot_table(); t.push(sh.clone()); t },
+            vec![Proc(server(1, 0)), exec(1)], true, vec![(Some(77), Reason::Unlisted, DetectedBy::Seal)]),
+        ("after the seal, enforcement is on",
+            boot_table(), vec![Proc(server(1, 0)), exec(1), Proc(sh.clone()), fork(1, 77)], true,
+            vec![(Some(77), Reason::ExecAfterSeal, DetectedBy::Event)]),
+    ];
+    for (name, initial, steps, sealed, halts) in cases {
+        let source = FakeProcessSource::with(initial.clone());
+        let mut engine = Engine::new(
+            policy(OnEventLoss::Halt),
+            source,
+            RecordingEnforcer::default(),
+        );
+        engine.start().unwrap();
+        assert!(!engine.is_sealed(), "case: {name}");
+        let (seen, _) = run_case(initial, OnEventLoss::Halt, &steps);
+        assert_eq!(seen.halts, halts, "case: {name}");
+        // Replay to read the seal state.
+        for step in &steps {
+            match step {
+                Proc(p) => engine.source_mut().insert(p.clone()),
+                Gone(pid) => engine.source_mut().remove(*pid),
+                Ev(ev) => engine.handle(&SourceEvent::Event(ev.clone())).unwrap(),
+                Lost => engine.handle(&SourceEvent::Lost).unwrap(),
+                Rescan => engine.rescan().unwrap(),
+            }
+        }
+        assert_eq!(engine.is_sealed(), sealed, "case: {name}");
+    }
+}
+
+#[test]
+fn seal_on_start_judges_the_first_snapshot() {
+    let mut p = policy(OnEventLoss::Halt);
+    p.seal_on = SealOn::Start;
+    let mut table = sealed_table();
+    table.push(ProcInfo::new(66, 1, 0, "/bin/sh"));
+    let mut engine = Engine::new(
+        p,
+        FakeProcessSource::with(table),
+        RecordingEnforcer::default(),
+    );
+    engine.start().unwrap();
+    let halts = &engine.enforcer().halts;
+    assert_eq!(halts.len(), 1);
+    assert_eq!(halts[0].path, DetectedBy::Snapshot);
+    assert_eq!(halts[0].process.as_ref().unwrap().pid, 66);
+}
+
+#[test]
+fn descendants_scope_ignores_the_rest_of_the_machine() {
+    let mut p = policy(OnEventLoss::Halt);
+    p.scope = Scope::Descendants(1000);
+    p.root = RootRule {
+        pid: 1000,
+        exe: SERVER.into(),
+        uid: SERVER_UID,
+    };
+    p.seal_on = SealOn::Start;
+    p.governor_pid = None;
+    let table = vec![
+        ProcInfo::new(1, 0, 0, "/sbin/init"),
+        ProcInfo::new(500, 1, 0, "/usr/sbin/sshd"),
+        server(1000, 1),
+        ProcInfo::new(1001, 1000, SERVER_UID, SERVER),
+    ];
+    let mut engine = Engine::new(
+        p,
+        FakeProcessSource::with(table),
+        RecordingEnforcer::default(),
+    );
+    engine.start().unwrap();
+    assert_eq!(engine.len(), 2);
+    engine
+        .source_mut()
+        .insert(ProcInfo::new(501, 500, 0, "/bin/bash"));
+    engine
+        .handle(&SourceEvent::Event(ProcEvent::Fork {
+            parent_pid: 500,
+            parent_tgid: 500,
+            child_pid: 501,
+            child_tgid: 501,
+        }))
+        .unwrap();
+    engine
+        .handle(&SourceEvent::Event(ProcEvent::Exec {
+            pid: 501,
+            tgid: 501,
+        }))
+        .unwrap();
+    engine.rescan().unwrap();
+    assert!(engine.enforcer().halts.is_empty());
+    engine
+        .source_mut()
+        .insert(ProcInfo::new(1002, 1001, SERVER_UID, "/bin/sh"));
+    engine.rescan().unwrap();
+    assert_eq!(engine.enforcer().halts.len(), 1);
+    assert_eq!(
+        engine.enforcer().halts[0].process.as_ref().unwrap().pid,
+        1002
+    );
+}
+
+#[test]
+fn run_loop_serves_events_and_rescans() {
+    let mut p = policy(OnEventLoss::Halt);
+    p.rescan_interval = Duration::from_millis(1);
+    let mut engine = Engine::new(
+        p,
+        FakeProcessSource::with(sealed_table()),
+        RecordingEnforcer::default(),
+    );
+    let mut events = FakeEventSource::default();
+    events.push(SourceEvent::Event(ProcEvent::Fork {
+        parent_pid: 1,
+        parent_tgid: 1,
+        child_pid: 100,
+        child_tgid: 100,
+    }));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    engine
+        .run(&mut events, |e| {
+            e.stats().scans < 4 && std::time::Instant::now() < deadline
+        })
+        .unwrap();
+    assert!(engine.stats().scans >= 4);
+    assert_eq!(engine.stats().events, 1);
+    assert_eq!(engine.enforcer().notes.len(), 1);
+}
+
+#[test]
+fn snapshot_failure_is_an_error() {
+    let mut source = FakeProcessSource::with(sealed_table());
+    source.fail_next_snapshot = true;
+    let mut engine = Engine::new(
+        policy(OnEventLoss::Halt),
+        source,
+        RecordingEnforcer::default(),
+    );
+    assert!(matches!(engine.start(), Err(Error::Injected("snapshot"))));
+}
+
+#[test]
+fn enforcer_failure_propagates() {
+    let enforcer = RecordingEnforcer {
+        fail_halt: true,
+        ..RecordingEnforcer::default()
+    };
+    let mut engine = Engine::new(
+        policy(OnEventLoss::Halt),
+        FakeProcessSource::with(sealed_table()),
+        enforcer,
+    );
+    engine.start().unwrap();
+    assert!(engine.handle(&SourceEvent::Lost).is_err());
+}
+
+fn hostile() -> ProcInfo {
+    let mut p = ProcInfo::new(4242, 1, 0, "/tmp/x\ny");
+    p.comm = b"a) b\nprocwatch: allow".to_vec();
+    p.cmdline = b"sh\0-c\0echo \"hi\"\x1b[2J\0".to_vec();
+    p
+}
+
+#[test]
+fn machine_enforcer_halts_with_one_line_then_sync_then_halt() {
+    let verdict = Verdict {
+        decision: Decision::Halt(Reason::ExecAfterSeal),
+        process: Some(hostile()),
+        path: DetectedBy::Event,
+    };
+    let cases = [
+        (FailCalls::default(), vec!["line", "sync", "halt"], true),
+        (
+            FailCalls {
+                halt: true,
+                ..FailCalls::default()
+            },
+            vec!["line", "sync", "halt", "line", "power_off"],
+            true,
+        ),
+        (
+            FailCalls {
+                halt: true,
+                power_off: true,
+                ..FailCalls::default()
+            },
+            vec!["line", "sync", "halt", "line", "power_off"],
+            false,
+        ),
+    ];
+    for (fail, expected, ok) in cases {
+        let mut enforcer = MachineEnforcer::new(FakeMachine {
+            calls: vec![],
+            fail,
+        });
+        assert_eq!(enforcer.halt(&verdict).is_ok(), ok);
+        let calls: Vec<&str> = enforcer
+            .machine()
+            .calls
+            .iter()
+            .map(|c| match c {
+                Call::ConsoleLine(l) => {
+                    assert!(!l.contains('\n'));
+                    "line"
+                }
+                Call::Sync => "sync",
+                Call::Halt => "halt",
+                Call::PowerOff => "power_off",
+                Call::PetWatchdog => "pet",
+            })
+            .collect();
+        assert_eq!(calls, expected);
+    }
+}
+
+#[test]
+fn console_lines_snapshot() {
+    let lines: Vec<String> = [
+        Verdict {
+            decision: Decision::Halt(Reason::ExecAfterSeal),
+            process: Some(hostile()),
+            path: DetectedBy::Event,
+        },
+        Verdict {
+            decision: Decision::AllowLogged(Reason::AllowedChild {
+                rule: "server fork (BGSAVE/AOF rewrite)".into(),
+            }),
+            process: Some(server(100, 1)),
+            path: DetectedBy::Event,
+        },
+        Verdict {
+            decision: Decision::Halt(Reason::EventsLost),
+            process: None,
+            path: DetectedBy::EventLoss,
+        },
+        Verdict {
+            decision: Decision::Halt(Reason::PtraceAttach {
+                traced: 1,
+                tracer: 100,
+            }),
+            process: Some(server(100, 1)),
+            path: DetectedBy::Event,
+        },
+        Verdict {
+            decision: Decision::Halt(Reason::Unlisted),
+            process: Some(ProcInfo::kernel_thread(9, 2, "odd")),
+            path: DetectedBy::Rescan,
+        },
+    ]
+    .iter()
+    .map(render_verdict)
+    .collect();
+    insta::assert_snapshot!(lines.join("\n"));
+}
+
+#[test]
+fn single_server_policy_is_design_section_5() {
+    let p = policy(OnEventLoss::Halt);
+    assert_eq!(p.root.pid, 1);
+    assert_eq!(p.governor_pid, Some(GOVERNOR));
+    assert!(p.allow_kernel_threads);
+    assert_eq!(p.children.len(), 1);
+    assert!(p.children[0].log && !p.children[0].nested);
+    assert_eq!(
+        p.sealed,
+        SealedRules {
+            halt_on_exec: true,
+            halt_on_uid_change: true,
+            halt_on_ptrace_attach: true
+        }
+    );
+    assert_eq!(p.seal_on, SealOn::RootExec);
+    assert_eq!(p.scope, Scope::Machine);
+}
+
+#[test]
+fn setuid_rules_table() {
+    let nginx = "/usr/sbin/nginx";
+    let mut p = policy(OnEventLoss::Halt);
+    p.root = RootRule {
+        pid: 1,
+        exe: nginx.into(),
+        uid: 0,
+    };
+    p.children = vec![ChildRule {
+        label: "worker".into(),
+        exe: nginx.into(),
+        uids: vec![0],
+        setuid_to: vec![33],
+        nested: false,
+        log: false,
+    }];
+    let worker = ProcInfo::new(10, 1, 0, nginx);
+    let mut dropped = worker.clone();
+    dropped.uid = 33;
+    dropped.euid = 33;
+    let cases = [
+        ("worker drops to 33", &worker, (33, 33), false),
+        (
+            "worker drops only euid (could regain root)",
+            &worker,
+            (0, 33),
+            true,
+        ),
+        ("worker switches to 34", &worker, (34, 34), true),
+        ("dropped worker regains root", &dropped, (0, 0), true),
+        (
+            "master changes uid",
+            &ProcInfo::new(1, 0, 0, nginx),
+            (33, 33),
+            true,
+        ),
+    ];
+    for (name, before, (ruid, euid), halts) in cases {
+        assert_eq!(
+            p.judge_uid_change(before, ruid, euid, false).is_halt(),
+            halts,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        p.judge_process(&dropped, History::default(), false),
+        Decision::Allow
+    );
+}

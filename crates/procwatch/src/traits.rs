@@ -1,0 +1,117 @@
+//! The seams between the engine and the world: where processes and events
+//! come from, and what happens to verdicts.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::model::{ProcInfo, SourceEvent};
+use crate::render::render_verdict;
+use crate::Verdict;
+
+/// A full view of the process table.
+pub trait ProcessSource {
+    /// Every process (thread group) now. Processes that vanish while being
+    /// read are left out, not reported as errors.
+    fn snapshot(&mut self) -> Result<Vec<ProcInfo>, Error>;
+
+    /// One process, `Ok(None)` if it is gone. The default takes a snapshot;
+    /// real sources read just that process.
+    fn process(&mut self, pid: u32) -> Result<Option<ProcInfo>, Error> {
+        Ok(self.snapshot()?.into_iter().find(|p| p.pid == pid))
+    }
+}
+
+/// A stream of process events.
+pub trait EventSource {
+    /// Waits up to `timeout` for events and appends what arrived to `out`
+    /// (possibly nothing). Returns early once something arrived.
+    fn wait(&mut self, timeout: Duration, out: &mut Vec<SourceEvent>) -> Result<(), Error>;
+}
+
+/// An event source with no events: the engine then relies on rescans alone
+/// (the seed's polling model, or a kernel without a process-event API).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoEvents;
+
+impl EventSource for NoEvents {
+    fn wait(&mut self, timeout: Duration, _out: &mut Vec<SourceEvent>) -> Result<(), Error> {
+        std::thread::sleep(timeout);
+        Ok(())
+    }
+}
+
+/// Acts on verdicts.
+pub trait Enforcer {
+    /// Stops the machine. In production this does not return on success;
+    /// a recorder returns `Ok` and the engine carries on.
+    fn halt(&mut self, verdict: &Verdict) -> Result<(), Error>;
+
+    /// Records an allowed-but-logged verdict.
+    fn note(&mut self, verdict: &Verdict);
+}
+
+/// The machine's life: console, disks, power, watchdog.
+pub trait Machine {
+    /// Writes one line to the console (the line has no newline; the
+    /// implementation adds one and writes it in a single call).
+    fn console_line(&mut self, line: &str);
+    /// Flushes file systems.
+    fn sync(&mut self);
+    /// Halts the machine; returns only on failure.
+    fn halt(&mut self) -> Result<(), Error>;
+    /// Powers the machine off; returns only on failure.
+    fn power_off(&mut self) -> Result<(), Error>;
+    /// Tells the watchdog the governor is alive.
+    fn pet_watchdog(&mut self) -> Result<(), Error>;
+}
+
+/// The production enforcer over any [`Machine`]: one console line naming the
+/// offender, `sync()`, halt; if halting fails, power off.
+#[derive(Debug)]
+pub struct MachineEnforcer<M> {
+    machine: M,
+}
+
+impl<M: Machine> MachineEnforcer<M> {
+    /// Wraps a machine.
+    pub fn new(machine: M) -> Self {
+        Self { machine }
+    }
+
+    /// The machine, for the governor loop (power button, watchdog).
+    pub fn machine_mut(&mut self) -> &mut M {
+        &mut self.machine
+    }
+
+    /// The machine.
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    /// Unwraps the machine.
+    pub fn into_machine(self) -> M {
+        self.machine
+    }
+}
+
+impl<M: Machine> Enforcer for MachineEnforcer<M> {
+    fn halt(&mut self, verdict: &Verdict) -> Result<(), Error> {
+        self.machine.console_line(&render_verdict(verdict));
+        self.machine.sync();
+        let halt_error = match self.machine.halt() {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        self.machine.console_line(&format!(
+            "procwatch: halt failed ({halt_error}); powering off"
+        ));
+        match self.machine.power_off() {
+            Ok(()) => Ok(()),
+            Err(_) => Err(halt_error),
+        }
+    }
+
+    fn note(&mut self, verdict: &Verdict) {
+        self.machine.console_line(&render_verdict(verdict));
+    }
+}
