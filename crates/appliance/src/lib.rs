@@ -1,0 +1,57 @@
+//! The appliance's one program, wired from the workspace's crates: `init`
+//! (PID 1: the boot sequence of `init-seq` over the real Linux OS, ending in
+//! the `execve` of the server) and the governor that init forks on the way
+//! (the same binary, no exec: `procwatch`'s Linux governor with the policy
+//! built here from the spec).
+//!
+//! This crate only wires; every behaviour lives in a library crate with its
+//! own tests. It deliberately has no command line: what it does follows from
+//! being PID 1 and from `/etc/appliance.toml`.
+//!
+//! Invariants:
+//! - The governor's policy is data built from the spec ([`governor_policy`]):
+//!   the sealed PID 1 is the spec's server binary running as the spec's uid;
+//!   the governor is the forked child's own pid.
+//! - Without the `test-intruder` feature the binary holds no test code; with
+//!   it, it holds [`TEST_INTRUDER_MARKER`], which `cargo xtask verify` looks
+//!   for to fail a production image.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::time::Duration;
+
+use appliance_spec::{OnEventLoss, Spec};
+use procwatch::Policy;
+
+#[cfg(target_os = "linux")]
+mod governor;
+#[cfg(feature = "test-intruder")]
+pub mod intruder;
+
+#[cfg(target_os = "linux")]
+pub use governor::governor_main;
+#[cfg(feature = "test-intruder")]
+pub use intruder::TEST_INTRUDER_MARKER;
+
+/// The init's version, shown in the banner `appliance: init <version> starting`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The governor's policy for this appliance (design §5): after the seal (PID 1
+/// execs the server), PID 1 must be `spec.server.binary` running as
+/// `spec.server.uid`; the governor (`governor_pid`) and kernel threads are
+/// allowed; plain forks of the server by PID 1 (BGSAVE, AOF rewrite) are
+/// allowed and logged; anything else, any exec, uid change or ptrace attach
+/// halts the machine.
+pub fn governor_policy(spec: &Spec, governor_pid: u32) -> Policy {
+    let on_event_loss = match spec.governor.on_event_loss {
+        OnEventLoss::Halt => procwatch::OnEventLoss::Halt,
+        OnEventLoss::Rescan => procwatch::OnEventLoss::Rescan,
+    };
+    Policy::single_server(
+        &spec.server.binary,
+        spec.server.uid,
+        governor_pid,
+        on_event_loss,
+        Duration::from_millis(u64::from(spec.governor.rescan_interval_ms)),
+    )
+}

@@ -1,0 +1,33 @@
+//! `/init`: the appliance's PID 1 until it execs the server.
+//!
+//! Everything happens in `init_seq::boot`; this only supplies the real OS and
+//! the governor entry. PID 1 must never exit (the kernel panics), so after a
+//! failure that did not halt the machine the process waits forever; when not
+//! PID 1 it refuses and exits with status 1.
+#![forbid(unsafe_code)]
+
+#[cfg(target_os = "linux")]
+fn main() {
+    #[cfg(feature = "test-intruder")]
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(appliance::intruder::INTRUDER_ARG))
+    {
+        appliance::intruder::be_the_intruder();
+    }
+    let mut os = init_seq::os::linux::LinuxOs::new();
+    let result = init_seq::boot(&mut os, appliance::VERSION, &appliance::governor_main);
+    if let Err(fatal) = result {
+        if !fatal.halted {
+            std::process::exit(1);
+        }
+    }
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("appliance: init runs on Linux only");
+    std::process::exit(1);
+}

@@ -1,0 +1,344 @@
+//! Running a [`Plan`] over an [`Os`]: fail closed at the first error.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::path::Path;
+
+use appliance_spec::Spec;
+use metadata_fetch::Secret;
+
+use crate::os::{Exec, Mount, Os, Owner};
+use crate::parse::{
+    ext4_superblock, mem_total_bytes, thread_count, EXT4_SUPERBLOCK_LEN, EXT4_SUPERBLOCK_OFFSET,
+};
+use crate::plan::{
+    Action, Plan, Step, DATA_DISK_ATTEMPTS, DATA_DISK_INTERVAL, MAXMEMORY_PERCENT, MIN_MEM_TOTAL,
+    MODULES_ORDER_PATH, SPEC_PATH,
+};
+use crate::InitError;
+
+/// Every console line init writes starts with this.
+pub const CONSOLE_PREFIX: &str = "appliance:";
+
+/// Name of the first step, the PID 1 check. It is the one step whose failure
+/// does not halt: a program that is not PID 1 is not the machine's init, and
+/// halting would take down whatever machine it was started on by mistake.
+pub const STEP_PID1: &str = "pid1";
+/// Name of the step that reads and validates the spec.
+pub const STEP_SPEC: &str = "spec";
+/// Name of the step that reads the module order and lays out the plan.
+pub const STEP_PLAN: &str = "plan";
+
+/// The step that failed and why. The boot sequence has already printed it,
+/// synced and halted (unless `halted` is false: see [`STEP_PID1`]).
+#[derive(Debug)]
+pub struct Fatal {
+    /// The failed step's name.
+    pub step: String,
+    /// Why it failed.
+    pub error: InitError,
+    /// Whether `sync` and `halt` were called.
+    pub halted: bool,
+}
+
+impl fmt::Display for Fatal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&fatal_line(&self.step, &self.error))
+    }
+}
+
+/// `appliance: FATAL <step>: <reason>`, on one line whatever the reason holds.
+pub fn fatal_line(step: &str, error: &InitError) -> String {
+    let reason: String = error
+        .to_string()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    format!("{CONSOLE_PREFIX} FATAL {step}: {reason}")
+}
+
+/// Boots the appliance: banner, PID 1 check, then the spec and the module
+/// order are read from the image and validated into a [`Plan`], which
+/// [`run`] carries out. `governor` is what the forked governor child runs.
+///
+/// With a real [`Os`] this returns only on failure (after halting, which
+/// does not return either, so in practice never); with the fake, `Ok` means
+/// the server was exec'd.
+pub fn boot(os: &mut dyn Os, version: &str, governor: &dyn Fn(&Spec) -> i32) -> Result<(), Fatal> {
+    os.console(&format!("{CONSOLE_PREFIX} init {version} starting"));
+    os.enter_step(STEP_PID1);
+    let pid = os.getpid();
+    if pid != 1 {
+        let error = InitError::NotPid1 { pid };
+        os.console(&fatal_line(STEP_PID1, &error));
+        return Err(Fatal {
+            step: STEP_PID1.to_owned(),
+            error,
+            halted: false,
+        });
+    }
+    let plan = match prepare(os) {
+        Ok(plan) => plan,
+        Err((step, error)) => return Err(die(os, step, error)),
+    };
+    run(os, &plan, governor)
+}
+
+/// Reads and validates the spec and the module order: everything checked
+/// before anything is done.
+fn prepare(os: &mut dyn Os) -> Result<Plan, (&'static str, InitError)> {
+    os.enter_step(STEP_SPEC);
+    let spec = read_spec(os).map_err(|e| (STEP_SPEC, e))?;
+    os.enter_step(STEP_PLAN);
+    let modules = os
+        .read_file(Path::new(MODULES_ORDER_PATH))
+        .map_err(|e| (STEP_PLAN, e))?;
+    let modules = String::from_utf8(modules)
+        .map_err(|_| (STEP_PLAN, InitError::plan(MODULES_ORDER_PATH, "not UTF-8")))?;
+    Plan::new(spec, &modules).map_err(|e| (STEP_PLAN, e))
+}
+
+fn read_spec(os: &mut dyn Os) -> Result<Spec, InitError> {
+    let bytes = os.read_file(Path::new(SPEC_PATH))?;
+    let text = String::from_utf8(bytes).map_err(|_| InitError::plan(SPEC_PATH, "not UTF-8"))?;
+    Spec::from_toml_str(&text).map_err(|source| InitError::Spec {
+        path: SPEC_PATH.into(),
+        source: Box::new(source),
+    })
+}
+
+/// Carries out `plan`'s steps in order; at the first failure prints the
+/// `FATAL` line, syncs and halts.
+pub fn run(os: &mut dyn Os, plan: &Plan, governor: &dyn Fn(&Spec) -> i32) -> Result<(), Fatal> {
+    let mut state = State::default();
+    for step in plan.steps() {
+        os.enter_step(&step.name);
+        if let Err(error) = execute(os, plan, step, &mut state, governor) {
+            // Wipe the secrets (if any are still held) before saying anything.
+            drop(state);
+            return Err(die(os, &step.name, error));
+        }
+    }
+    Ok(())
+}
+
+fn die(os: &mut dyn Os, step: &str, error: InitError) -> Fatal {
+    os.console(&fatal_line(step, &error));
+    os.sync();
+    os.halt();
+    Fatal {
+        step: step.to_owned(),
+        error,
+        halted: true,
+    }
+}
+
+/// What earlier steps hand to later ones.
+#[derive(Default)]
+struct State {
+    /// Fetched values by metadata key, until the ACL is written.
+    secrets: Vec<(String, Secret)>,
+    /// The server's `maxmemory`, bytes.
+    maxmemory: Option<u64>,
+}
+
+impl State {
+    /// Drops every secret; [`Secret`] zeroizes its buffer on drop.
+    fn wipe_secrets(&mut self) {
+        self.secrets.clear();
+    }
+}
+
+fn execute(
+    os: &mut dyn Os,
+    plan: &Plan,
+    step: &Step,
+    state: &mut State,
+    governor: &dyn Fn(&Spec) -> i32,
+) -> Result<(), InitError> {
+    match &step.action {
+        Action::Mount(mount) => os.mount(mount),
+        Action::MaxMemory => {
+            let mem_total = mem_total_bytes(&os.read_file(Path::new("/proc/meminfo"))?)?;
+            if mem_total < MIN_MEM_TOTAL {
+                return Err(InitError::MemoryTooSmall {
+                    mem_total,
+                    minimum: MIN_MEM_TOTAL,
+                });
+            }
+            let maxmemory = u128::from(mem_total) * u128::from(MAXMEMORY_PERCENT) / 100;
+            state.maxmemory = Some(u64::try_from(maxmemory).unwrap_or(u64::MAX));
+            Ok(())
+        }
+        Action::LoadModule(path) => os.load_module(path),
+        Action::Sysctl(sysctl) => match os.write_sysctl(sysctl.key, sysctl.value) {
+            Err(InitError::SysctlAbsent { key }) if !sysctl.required => {
+                os.console(&format!(
+                    "{CONSOLE_PREFIX} sysctl {key} absent on this kernel, skipped"
+                ));
+                Ok(())
+            }
+            other => other,
+        },
+        Action::Network { deadline } => {
+            let summary = os.configure_network(*deadline)?;
+            os.console(&format!("{CONSOLE_PREFIX} network {summary}"));
+            Ok(())
+        }
+        Action::Firewall(phase) => {
+            os.apply_firewall(plan.policy(), *phase)?;
+            os.console(&format!(
+                "{CONSOLE_PREFIX} firewall {} phase loaded",
+                phase.name()
+            ));
+            Ok(())
+        }
+        Action::FetchSecret { key } => {
+            let secret = os.fetch_secret(&plan.spec().metadata, key)?;
+            state.secrets.push((key.clone(), secret));
+            Ok(())
+        }
+        Action::CloseMetadata => os.close_metadata(),
+        Action::WriteAcl {
+            dir,
+            dir_owner,
+            file,
+            file_owner,
+        } => {
+            let rendered = acl_render::render(plan.spec(), |key| {
+                state
+                    .secrets
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, secret)| secret.expose())
+            });
+            // The cleartext is no longer needed, whatever happened.
+            state.wipe_secrets();
+            let text = rendered?;
+            os.mkdir(dir, *dir_owner)?;
+            os.write_file(file, text.as_bytes(), *file_owner)
+        }
+        Action::DataDisk {
+            label,
+            mount,
+            owner,
+        } => mount_data_disk(os, label, mount, *owner),
+        Action::SingleThreaded => {
+            let threads = thread_count(&os.read_file(Path::new("/proc/self/status"))?)?;
+            if threads == 1 {
+                Ok(())
+            } else {
+                Err(InitError::NotSingleThreaded { threads })
+            }
+        }
+        Action::ForkGovernor => {
+            let spec = plan.spec();
+            let pid = os.fork_governor(&mut || governor(spec))?;
+            os.console(&format!("{CONSOLE_PREFIX} governor started as pid {pid}"));
+            Ok(())
+        }
+        Action::DropBoundingSet => os.drop_bounding_set(),
+        Action::ClearGroups => os.clear_groups(),
+        Action::Setgid(gid) => os.setgid(*gid),
+        Action::Setuid(uid) => os.setuid(*uid),
+        Action::RefuseRoot { uid } => {
+            if os.geteuid() == 0 {
+                Err(InitError::StillRoot { target_uid: *uid })
+            } else {
+                Ok(())
+            }
+        }
+        Action::NoNewPrivs => os.set_no_new_privs(),
+        Action::ClearCapabilities => os.clear_capabilities(),
+        Action::Landlock(rules) => os.landlock(rules),
+        Action::CloseFds => os.close_fds(),
+        Action::Exec { binary, args } => {
+            let maxmemory = state.maxmemory.ok_or_else(|| {
+                InitError::plan("maxmemory", "not computed before exec (plan out of order)")
+            })?;
+            let exec = server_exec(binary, args, maxmemory);
+            os.console(&format!(
+                "{CONSOLE_PREFIX} exec {} (maxmemory {maxmemory} bytes)",
+                binary.display()
+            ));
+            os.exec(&exec)
+        }
+    }
+}
+
+/// The server's command line: its config, then `maxmemory` from RAM with
+/// `noeviction` (a full server refuses writes rather than dropping data).
+/// The environment is empty.
+fn server_exec(binary: &Path, args: &[String], maxmemory: u64) -> Exec {
+    let mut argv = vec![binary.display().to_string()];
+    argv.extend(args.iter().cloned());
+    argv.extend([
+        "--maxmemory".to_owned(),
+        maxmemory.to_string(),
+        "--maxmemory-policy".to_owned(),
+        "noeviction".to_owned(),
+    ]);
+    Exec {
+        path: binary.to_path_buf(),
+        argv,
+        env: Vec::new(),
+    }
+}
+
+fn mount_data_disk(
+    os: &mut dyn Os,
+    label: &str,
+    mount: &Mount,
+    owner: Owner,
+) -> Result<(), InitError> {
+    let device = find_data_disk(os, label)?;
+    os.console(&format!(
+        "{CONSOLE_PREFIX} data disk {} labelled {label}",
+        device.display()
+    ));
+    let mount = Mount {
+        source: device.display().to_string(),
+        ..mount.clone()
+    };
+    os.mount(&mount)?;
+    os.set_owner(&mount.target, owner)
+}
+
+/// The one block device whose ext4 superblock carries `label`, waiting for
+/// late devices. Two such devices are an error: mounting the wrong one could
+/// serve an attacker's data.
+fn find_data_disk(os: &mut dyn Os, label: &str) -> Result<std::path::PathBuf, InitError> {
+    let mut devices_seen = 0;
+    for attempt in 1..=DATA_DISK_ATTEMPTS {
+        let devices = os.block_devices()?;
+        devices_seen = devices.len();
+        let mut found = Vec::new();
+        for device in devices {
+            // An unreadable device (an empty CD-ROM drive) is not ours; if the
+            // data disk itself is unreadable we end up "not found", and halt.
+            let Ok(bytes) = os.read_at(&device, EXT4_SUPERBLOCK_OFFSET, EXT4_SUPERBLOCK_LEN) else {
+                continue;
+            };
+            if ext4_superblock(&bytes).is_some_and(|sb| sb.label == label.as_bytes()) {
+                found.push(device);
+            }
+        }
+        if found.len() > 1 {
+            return Err(InitError::DataDiskAmbiguous {
+                label: label.to_owned(),
+                devices: found,
+            });
+        }
+        if let Some(device) = found.pop() {
+            return Ok(device);
+        }
+        if attempt < DATA_DISK_ATTEMPTS {
+            os.sleep(DATA_DISK_INTERVAL);
+        }
+    }
+    Err(InitError::DataDiskNotFound {
+        label: label.to_owned(),
+        devices: devices_seen,
+        attempts: DATA_DISK_ATTEMPTS,
+    })
+}

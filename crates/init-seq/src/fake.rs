@@ -1,0 +1,623 @@
+//! A recording [`Os`] for tests: every call is kept, in order, as a typed
+//! [`Call`]; any call, or the first fallible call of a named step, can be made
+//! to fail.
+//!
+//! [`FakeOs::reference`] is a machine on which the seed-000 boot succeeds:
+//! the reference spec, three modules, 2 GiB of RAM, a boot disk and a data
+//! disk, and the test secrets [`TEST_ADMIN_PASS`] and [`TEST_VISITOR_PASS`].
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use appliance_spec::{Metadata, REFERENCE_TOML};
+use metadata_fetch::{FetchError, Secret};
+use pf_rules::{Phase, Policy};
+
+use crate::os::{Exec, LandlockRules, Mount, Os, Owner};
+use crate::parse::{EXT4_SUPERBLOCK_LEN, EXT4_SUPERBLOCK_OFFSET};
+use crate::plan::{MODULES_ORDER_PATH, SPEC_PATH};
+use crate::InitError;
+
+/// The admin password [`FakeOs::reference`] serves for `redis-admin-pass`.
+pub const TEST_ADMIN_PASS: &str = "fake-admin-Zq8v1-cleartext";
+/// The visitor password [`FakeOs::reference`] serves for `redis-visitor-pass`.
+pub const TEST_VISITOR_PASS: &str = "fake-visitor-Kp3x9-cleartext";
+/// The module order [`FakeOs::reference`] serves.
+pub const REFERENCE_MODULES_ORDER: &str = "\
+/lib/modules/6.1.0-cloud-amd64/kernel/drivers/virtio/virtio.ko
+/lib/modules/6.1.0-cloud-amd64/kernel/drivers/virtio/virtio_ring.ko
+/lib/modules/6.1.0-cloud-amd64/kernel/drivers/net/virtio_net.ko
+";
+/// The pid an injected `getpid` failure answers.
+pub const NOT_PID1: u32 = 4242;
+/// The pid [`FakeOs::fork_governor`] answers.
+pub const GOVERNOR_PID: u32 = 2;
+
+/// One recorded call to the [`Os`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Call {
+    /// The sequence entered a step (not a syscall: a marker).
+    Step(String),
+    /// A console line.
+    Console(String),
+    /// `getpid`.
+    Getpid,
+    /// Read a whole file.
+    ReadFile(PathBuf),
+    /// `mount`.
+    Mount(Mount),
+    /// `finit_module`.
+    LoadModule(PathBuf),
+    /// A sysctl write.
+    WriteSysctl {
+        /// Dotted key.
+        key: String,
+        /// Value.
+        value: String,
+    },
+    /// Network bring-up.
+    ConfigureNetwork {
+        /// Deadline given.
+        deadline: Duration,
+    },
+    /// A firewall phase load.
+    ApplyFirewall(Phase),
+    /// A metadata fetch.
+    FetchSecret {
+        /// The key.
+        key: String,
+    },
+    /// The metadata client dropped.
+    CloseMetadata,
+    /// `mkdir` with owner and mode.
+    Mkdir {
+        /// The directory.
+        path: PathBuf,
+        /// Owner and mode.
+        owner: Owner,
+    },
+    /// A file created with owner and mode.
+    WriteFile {
+        /// The file.
+        path: PathBuf,
+        /// Owner and mode.
+        owner: Owner,
+        /// Its content (lossy UTF-8).
+        contents: String,
+    },
+    /// Owner and mode set on an existing path.
+    SetOwner {
+        /// The path.
+        path: PathBuf,
+        /// Owner and mode.
+        owner: Owner,
+    },
+    /// The block device list.
+    BlockDevices,
+    /// A positioned read.
+    ReadAt {
+        /// The file or device.
+        path: PathBuf,
+        /// Offset.
+        offset: u64,
+        /// Length asked for.
+        len: usize,
+    },
+    /// A pause.
+    Sleep(Duration),
+    /// The governor fork.
+    ForkGovernor,
+    /// Bounding and ambient capability sets emptied.
+    DropBoundingSet,
+    /// `setgroups(0, NULL)`.
+    ClearGroups,
+    /// `setresgid`.
+    Setgid(u32),
+    /// `setresuid`.
+    Setuid(u32),
+    /// `geteuid`.
+    Geteuid,
+    /// `PR_SET_NO_NEW_PRIVS`.
+    SetNoNewPrivs,
+    /// `capset` with empty sets.
+    ClearCapabilities,
+    /// Landlock applied.
+    Landlock(LandlockRules),
+    /// Descriptors above 2 closed.
+    CloseFds,
+    /// `execve`.
+    Exec(Exec),
+    /// `sync`.
+    Sync,
+    /// The machine halted.
+    Halt,
+}
+
+impl Call {
+    /// Whether this is a real call (not a step marker).
+    pub fn is_syscall(&self) -> bool {
+        !matches!(self, Call::Step(_))
+    }
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Call::Step(name) => write!(f, "== {name}"),
+            Call::Console(line) => write!(f, "console {line:?}"),
+            Call::Getpid => f.write_str("getpid"),
+            Call::ReadFile(path) => write!(f, "read_file {}", path.display()),
+            Call::Mount(mount) => write!(f, "mount {mount}"),
+            Call::LoadModule(path) => write!(f, "finit_module {}", path.display()),
+            Call::WriteSysctl { key, value } => write!(f, "sysctl {key} = {value}"),
+            Call::ConfigureNetwork { deadline } => {
+                write!(f, "configure_network deadline {} s", deadline.as_secs())
+            }
+            Call::ApplyFirewall(phase) => write!(f, "firewall {}", phase.name()),
+            Call::FetchSecret { key } => write!(f, "fetch_secret {key}"),
+            Call::CloseMetadata => f.write_str("close_metadata"),
+            Call::Mkdir { path, owner } => write!(f, "mkdir {} {owner}", path.display()),
+            Call::WriteFile {
+                path,
+                owner,
+                contents,
+            } => write!(f, "write_file {} {owner} {contents:?}", path.display()),
+            Call::SetOwner { path, owner } => write!(f, "set_owner {} {owner}", path.display()),
+            Call::BlockDevices => f.write_str("block_devices"),
+            Call::ReadAt { path, offset, len } => {
+                write!(f, "read_at {} offset {offset} len {len}", path.display())
+            }
+            Call::Sleep(duration) => write!(f, "sleep {} ms", duration.as_millis()),
+            Call::ForkGovernor => f.write_str("fork_governor"),
+            Call::DropBoundingSet => f.write_str("drop_bounding_set"),
+            Call::ClearGroups => f.write_str("setgroups []"),
+            Call::Setgid(gid) => write!(f, "setresgid {gid}"),
+            Call::Setuid(uid) => write!(f, "setresuid {uid}"),
+            Call::Geteuid => f.write_str("geteuid"),
+            Call::SetNoNewPrivs => f.write_str("prctl no_new_privs"),
+            Call::ClearCapabilities => f.write_str("capset empty"),
+            Call::Landlock(rules) => {
+                f.write_str("landlock")?;
+                for rule in &rules.fs {
+                    let optional = if rule.if_exists { "?" } else { "" };
+                    write!(f, " {}{optional}:{}", rule.path.display(), rule.access)?;
+                }
+                write!(f, " bind_tcp:{:?}", rules.bind_tcp)
+            }
+            Call::CloseFds => f.write_str("close_fds 3.."),
+            Call::Exec(exec) => write!(
+                f,
+                "execve {} {:?} env {:?}",
+                exec.path.display(),
+                exec.argv,
+                exec.env
+            ),
+            Call::Sync => f.write_str("sync"),
+            Call::Halt => f.write_str("halt"),
+        }
+    }
+}
+
+/// When the fake fails a call.
+enum Failure {
+    /// The call with this index in the record.
+    Call(usize),
+    /// The first call made in the step with this name. The two calls that
+    /// cannot fail fail their check instead: `getpid` answers [`NOT_PID1`],
+    /// `geteuid` answers 0.
+    Step(String),
+    /// Every call the predicate picks.
+    When(Box<dyn Fn(&Call) -> bool>),
+}
+
+/// The recording fake. Build one with [`FakeOs::new`] or
+/// [`FakeOs::reference`], adjust it with the `with_*`/`fail_*` methods, hand
+/// it to the boot sequence, then read [`FakeOs::calls`].
+pub struct FakeOs {
+    calls: Vec<Call>,
+    failures: Vec<Failure>,
+    step_failure_pending: bool,
+    pid: u32,
+    euid: u32,
+    euid_override: Option<u32>,
+    files: BTreeMap<PathBuf, Vec<u8>>,
+    secrets: BTreeMap<String, Vec<u8>>,
+    devices: BTreeMap<PathBuf, Vec<u8>>,
+    absent_sysctls: BTreeSet<String>,
+    network_summary: String,
+}
+
+impl fmt::Debug for FakeOs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeOs")
+            .field("calls", &self.calls.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for FakeOs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeOs {
+    /// An empty machine: PID 1, root, no files, no devices, no secrets.
+    pub fn new() -> Self {
+        FakeOs {
+            calls: Vec::new(),
+            failures: Vec::new(),
+            step_failure_pending: false,
+            pid: 1,
+            euid: 0,
+            euid_override: None,
+            files: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            devices: BTreeMap::new(),
+            absent_sysctls: BTreeSet::new(),
+            network_summary: "eth0 10.128.0.7/32 via 10.128.0.1 mtu 1460".to_owned(),
+        }
+    }
+
+    /// The seed-000 machine: the boot succeeds end to end.
+    pub fn reference() -> Self {
+        FakeOs::new()
+            .with_file(SPEC_PATH, REFERENCE_TOML)
+            .with_file(MODULES_ORDER_PATH, REFERENCE_MODULES_ORDER)
+            .with_file(
+                "/proc/meminfo",
+                "MemTotal:        2097152 kB\nMemFree:         1048576 kB\n",
+            )
+            .with_file("/proc/self/status", "Name:\tinit\nThreads:\t1\n")
+            .with_secret("redis-admin-pass", TEST_ADMIN_PASS)
+            .with_secret("redis-visitor-pass", TEST_VISITOR_PASS)
+            .with_device("/dev/vda", &[0u8; EXT4_SUPERBLOCK_LEN])
+            .with_device("/dev/vdb", &ext4_superblock_bytes(b"appliance-data"))
+    }
+
+    /// Answers `pid` to `getpid`.
+    pub fn with_pid(mut self, pid: u32) -> Self {
+        self.pid = pid;
+        self
+    }
+
+    /// Serves `contents` for `read_file(path)`.
+    pub fn with_file(mut self, path: impl Into<PathBuf>, contents: impl AsRef<[u8]>) -> Self {
+        self.files.insert(path.into(), contents.as_ref().to_vec());
+        self
+    }
+
+    /// Serves `value` for the metadata key `key`.
+    pub fn with_secret(mut self, key: &str, value: impl AsRef<[u8]>) -> Self {
+        self.secrets.insert(key.to_owned(), value.as_ref().to_vec());
+        self
+    }
+
+    /// Removes the metadata key `key` (fetching it answers "missing").
+    pub fn without_secret(mut self, key: &str) -> Self {
+        self.secrets.remove(key);
+        self
+    }
+
+    /// A block device whose bytes from offset 1024 are `superblock`.
+    pub fn with_device(mut self, path: impl Into<PathBuf>, superblock: &[u8]) -> Self {
+        self.devices.insert(path.into(), superblock.to_vec());
+        self
+    }
+
+    /// Removes a block device.
+    pub fn without_device(mut self, path: impl AsRef<Path>) -> Self {
+        self.devices.remove(path.as_ref());
+        self
+    }
+
+    /// Makes the sysctl `key` absent from this kernel.
+    pub fn with_absent_sysctl(mut self, key: &str) -> Self {
+        self.absent_sysctls.insert(key.to_owned());
+        self
+    }
+
+    /// Answers `euid` to every `geteuid` (the seed-003 seam); by default the
+    /// fake answers the uid last set with `setuid`, 0 before that.
+    pub fn with_euid(mut self, euid: u32) -> Self {
+        self.euid_override = Some(euid);
+        self
+    }
+
+    /// Fails the call recorded at `index` (step markers count; `getpid` and
+    /// `geteuid` answer [`NOT_PID1`] and 0).
+    pub fn fail_call(mut self, index: usize) -> Self {
+        self.failures.push(Failure::Call(index));
+        self
+    }
+
+    /// Fails the first call of the step named `step` (for `getpid` and
+    /// `geteuid`, which cannot fail, the answer that fails their check).
+    pub fn fail_step(mut self, step: &str) -> Self {
+        self.failures.push(Failure::Step(step.to_owned()));
+        self
+    }
+
+    /// Fails every call `predicate` picks.
+    pub fn fail_when(mut self, predicate: impl Fn(&Call) -> bool + 'static) -> Self {
+        self.failures.push(Failure::When(Box::new(predicate)));
+        self
+    }
+
+    /// Every call so far, in order, step markers included.
+    pub fn calls(&self) -> &[Call] {
+        &self.calls
+    }
+
+    /// The record as text, one call per line (what the snapshot tests keep).
+    pub fn transcript(&self) -> String {
+        let mut text = String::new();
+        for call in &self.calls {
+            text.push_str(&call.to_string());
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Every console line, in order.
+    pub fn console_lines(&self) -> Vec<&str> {
+        self.calls
+            .iter()
+            .filter_map(|call| match call {
+                Call::Console(line) => Some(line.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn record(&mut self, call: Call) {
+        self.calls.push(call);
+    }
+
+    /// Records a fallible call and decides whether it fails.
+    fn fallible(&mut self, call: Call) -> Result<(), InitError> {
+        let index = self.calls.len();
+        let fails = self.should_fail(index, &call);
+        self.calls.push(call);
+        if fails {
+            Err(InitError::Injected {
+                index,
+                call: self.calls.last().map(Call::to_string).unwrap_or_default(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn should_fail(&mut self, index: usize, call: &Call) -> bool {
+        let mut fails = self.failures.iter().any(|failure| match failure {
+            Failure::Call(i) => *i == index,
+            Failure::When(predicate) => predicate(call),
+            Failure::Step(_) => false,
+        });
+        if self.step_failure_pending {
+            self.step_failure_pending = false;
+            fails = true;
+        }
+        fails
+    }
+}
+
+/// A minimal ext4 superblock (the bytes from device offset 1024) with
+/// `label`: the magic, a 4 KiB block size, the label.
+pub fn ext4_superblock_bytes(label: &[u8]) -> Vec<u8> {
+    let mut sb = vec![0u8; EXT4_SUPERBLOCK_LEN];
+    let fields: [(usize, &[u8]); 3] = [
+        (0x18, &2u32.to_le_bytes()),
+        (0x38, &0xEF53u16.to_le_bytes()),
+        (0x78, label),
+    ];
+    for (at, bytes) in fields {
+        let end = at.saturating_add(bytes.len().min(16));
+        if let (Some(dst), Some(src)) = (sb.get_mut(at..end), bytes.get(..end.saturating_sub(at))) {
+            dst.copy_from_slice(src);
+        }
+    }
+    sb
+}
+
+impl Os for FakeOs {
+    fn enter_step(&mut self, name: &str) {
+        self.record(Call::Step(name.to_owned()));
+        self.step_failure_pending = self
+            .failures
+            .iter()
+            .any(|failure| matches!(failure, Failure::Step(step) if step == name));
+    }
+
+    fn console(&mut self, line: &str) {
+        self.record(Call::Console(line.to_owned()));
+    }
+
+    fn getpid(&mut self) -> u32 {
+        let index = self.calls.len();
+        let failed = self.should_fail(index, &Call::Getpid);
+        self.record(Call::Getpid);
+        if failed {
+            NOT_PID1
+        } else {
+            self.pid
+        }
+    }
+
+    fn read_file(&mut self, path: &Path) -> Result<Vec<u8>, InitError> {
+        self.fallible(Call::ReadFile(path.to_path_buf()))?;
+        self.files.get(path).cloned().ok_or_else(|| {
+            InitError::io(
+                "read",
+                path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        })
+    }
+
+    fn mount(&mut self, mount: &Mount) -> Result<(), InitError> {
+        self.fallible(Call::Mount(mount.clone()))
+    }
+
+    fn load_module(&mut self, path: &Path) -> Result<(), InitError> {
+        self.fallible(Call::LoadModule(path.to_path_buf()))
+    }
+
+    fn write_sysctl(&mut self, key: &str, value: &str) -> Result<(), InitError> {
+        self.fallible(Call::WriteSysctl {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        })?;
+        if self.absent_sysctls.contains(key) {
+            return Err(InitError::SysctlAbsent {
+                key: key.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn configure_network(&mut self, deadline: Duration) -> Result<String, InitError> {
+        self.fallible(Call::ConfigureNetwork { deadline })?;
+        Ok(self.network_summary.clone())
+    }
+
+    fn apply_firewall(&mut self, _policy: &Policy, phase: Phase) -> Result<(), InitError> {
+        self.fallible(Call::ApplyFirewall(phase))
+    }
+
+    fn fetch_secret(&mut self, _metadata: &Metadata, key: &str) -> Result<Secret, InitError> {
+        self.fallible(Call::FetchSecret {
+            key: key.to_owned(),
+        })?;
+        match self.secrets.get(key) {
+            Some(value) => Ok(Secret::new(value.clone())),
+            None => Err(FetchError::Missing(key.to_owned()).into()),
+        }
+    }
+
+    fn close_metadata(&mut self) -> Result<(), InitError> {
+        self.fallible(Call::CloseMetadata)
+    }
+
+    fn mkdir(&mut self, path: &Path, owner: Owner) -> Result<(), InitError> {
+        self.fallible(Call::Mkdir {
+            path: path.to_path_buf(),
+            owner,
+        })
+    }
+
+    fn write_file(&mut self, path: &Path, contents: &[u8], owner: Owner) -> Result<(), InitError> {
+        self.fallible(Call::WriteFile {
+            path: path.to_path_buf(),
+            owner,
+            contents: String::from_utf8_lossy(contents).into_owned(),
+        })
+    }
+
+    fn set_owner(&mut self, path: &Path, owner: Owner) -> Result<(), InitError> {
+        self.fallible(Call::SetOwner {
+            path: path.to_path_buf(),
+            owner,
+        })
+    }
+
+    fn block_devices(&mut self) -> Result<Vec<PathBuf>, InitError> {
+        self.fallible(Call::BlockDevices)?;
+        Ok(self.devices.keys().cloned().collect())
+    }
+
+    fn read_at(&mut self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, InitError> {
+        self.fallible(Call::ReadAt {
+            path: path.to_path_buf(),
+            offset,
+            len,
+        })?;
+        let not_found = || {
+            InitError::io(
+                "read",
+                path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        };
+        let superblock = self.devices.get(path).ok_or_else(not_found)?;
+        // The fake stores a device from byte 1024 on.
+        let start =
+            usize::try_from(offset.saturating_sub(EXT4_SUPERBLOCK_OFFSET)).unwrap_or(usize::MAX);
+        let bytes = superblock.get(start..).unwrap_or_default();
+        Ok(bytes
+            .get(..len.min(bytes.len()))
+            .unwrap_or_default()
+            .to_vec())
+    }
+
+    fn sleep(&mut self, duration: Duration) {
+        self.record(Call::Sleep(duration));
+    }
+
+    fn fork_governor(&mut self, _governor: &mut dyn FnMut() -> i32) -> Result<u32, InitError> {
+        self.fallible(Call::ForkGovernor)?;
+        Ok(GOVERNOR_PID)
+    }
+
+    fn drop_bounding_set(&mut self) -> Result<(), InitError> {
+        self.fallible(Call::DropBoundingSet)
+    }
+
+    fn clear_groups(&mut self) -> Result<(), InitError> {
+        self.fallible(Call::ClearGroups)
+    }
+
+    fn setgid(&mut self, gid: u32) -> Result<(), InitError> {
+        self.fallible(Call::Setgid(gid))
+    }
+
+    fn setuid(&mut self, uid: u32) -> Result<(), InitError> {
+        self.fallible(Call::Setuid(uid))?;
+        self.euid = uid;
+        Ok(())
+    }
+
+    fn geteuid(&mut self) -> u32 {
+        let index = self.calls.len();
+        let failed = self.should_fail(index, &Call::Geteuid);
+        self.record(Call::Geteuid);
+        if failed {
+            0
+        } else {
+            self.euid_override.unwrap_or(self.euid)
+        }
+    }
+
+    fn set_no_new_privs(&mut self) -> Result<(), InitError> {
+        self.fallible(Call::SetNoNewPrivs)
+    }
+
+    fn clear_capabilities(&mut self) -> Result<(), InitError> {
+        self.fallible(Call::ClearCapabilities)
+    }
+
+    fn landlock(&mut self, rules: &LandlockRules) -> Result<(), InitError> {
+        self.fallible(Call::Landlock(rules.clone()))
+    }
+
+    fn close_fds(&mut self) -> Result<(), InitError> {
+        self.fallible(Call::CloseFds)
+    }
+
+    fn exec(&mut self, exec: &Exec) -> Result<(), InitError> {
+        self.fallible(Call::Exec(exec.clone()))
+    }
+
+    fn sync(&mut self) {
+        self.record(Call::Sync);
+    }
+
+    fn halt(&mut self) {
+        self.record(Call::Halt);
+    }
+}

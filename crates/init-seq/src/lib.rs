@@ -1,0 +1,43 @@
+//! The appliance's boot sequence (design §4): PID 1 from the first mount to
+//! the `execve` of the server, as a validated [`Plan`] of ordered, named steps
+//! carried out over one [`Os`] trait.
+//!
+//! The crate owns the order and the fail-closed discipline: [`boot`] checks
+//! that it is PID 1, reads the spec and the module load order from the image,
+//! validates everything into a [`Plan`] (no side effects), then runs the
+//! steps; at the first error it prints exactly one line
+//! `appliance: FATAL <step>: <reason>`, calls `sync()` and halts. What each
+//! step does to the machine lives behind [`Os`]: `os::linux::LinuxOs` for
+//! real, `fake::FakeOs` (feature `fake`) records typed calls for tests.
+//!
+//! It deliberately does not: render the firewall, speak DHCP or HTTP, or
+//! decide what the governor allows (pf-rules, netconf, metadata-fetch and
+//! procwatch do; the Linux [`Os`] delegates to them); format a disk (the data
+//! disk is found by its ext4 label or the boot halts); or retry a failed step.
+//!
+//! Invariants:
+//! - Nothing is done to the machine before the spec, the module order and
+//!   every derived path, uid and rule have been validated.
+//! - The firewall's boot phase is loaded before any metadata fetch, the sealed
+//!   phase before the data disk, the governor, and the server.
+//! - Cleartext secrets live only in [`metadata_fetch::Secret`]s (zeroized on
+//!   drop), are dropped right after the ACL is rendered, and never reach a
+//!   console line, a file or an error.
+//! - The governor is forked single-threaded, before privileges are dropped.
+//! - The server is exec'd with an effective uid other than 0 (seed 003), no
+//!   capabilities, `no_new_privs` and Landlock; `execve` is the last call.
+//! - `unsafe` lives only in `os/linux.rs`, one `// SAFETY:` comment per block.
+#![deny(missing_docs)]
+
+mod boot;
+mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod os;
+pub mod parse;
+pub mod plan;
+
+pub use boot::{boot, fatal_line, run, Fatal, CONSOLE_PREFIX, STEP_PID1, STEP_PLAN, STEP_SPEC};
+pub use error::InitError;
+pub use os::{Exec, FsAccess, FsRule, LandlockRules, Mount, MountFlags, Os, Owner};
+pub use plan::{Action, Plan, Step};

@@ -1,0 +1,275 @@
+//! The one trait every boot step acts through, and the plain values it takes.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use appliance_spec::Metadata;
+use metadata_fetch::Secret;
+use pf_rules::{Phase, Policy};
+
+use crate::InitError;
+
+#[cfg(target_os = "linux")]
+pub mod linux;
+
+/// Everything the boot sequence does to the machine.
+///
+/// The real implementation is `os::linux::LinuxOs`; the recording fake is
+/// `fake::FakeOs` (feature `fake`). The sequence gets one passed in, never
+/// picks one itself. Every method that can fail returns [`InitError`], whose
+/// variants never carry a secret.
+pub trait Os {
+    /// The boot sequence is entering step `name`. Only for observers (the fake
+    /// records it); the default does nothing.
+    fn enter_step(&mut self, name: &str) {
+        let _ = name;
+    }
+
+    /// Writes one line (no newline included) to the console.
+    fn console(&mut self, line: &str);
+
+    /// Our pid.
+    fn getpid(&mut self) -> u32;
+
+    /// The whole content of a (small) file.
+    fn read_file(&mut self, path: &Path) -> Result<Vec<u8>, InitError>;
+
+    /// `mount(2)`.
+    fn mount(&mut self, mount: &Mount) -> Result<(), InitError>;
+
+    /// Loads one kernel module file with `finit_module(2)`. A module that is
+    /// already loaded (`EEXIST`) is success.
+    fn load_module(&mut self, path: &Path) -> Result<(), InitError>;
+
+    /// Writes `value` to the sysctl `key` (dotted, as in `sysctl(8)`).
+    /// [`InitError::SysctlAbsent`] when this kernel has no such key.
+    fn write_sysctl(&mut self, key: &str, value: &str) -> Result<(), InitError>;
+
+    /// Brings up the first ethernet link with a DHCP lease within `deadline`;
+    /// returns a one-line summary of the lease for the console.
+    fn configure_network(&mut self, deadline: Duration) -> Result<String, InitError>;
+
+    /// Loads the firewall for `phase`, atomically replacing what was there.
+    fn apply_firewall(&mut self, policy: &Policy, phase: Phase) -> Result<(), InitError>;
+
+    /// Fetches the metadata value `key` (the client is created on first use).
+    fn fetch_secret(&mut self, metadata: &Metadata, key: &str) -> Result<Secret, InitError>;
+
+    /// Drops the metadata client, joining any thread it runs, so that init is
+    /// single-threaded again.
+    fn close_metadata(&mut self) -> Result<(), InitError>;
+
+    /// Creates directory `path` (its parent must exist) with `owner`. Fails if
+    /// it exists: directories made here are meant to be fresh.
+    fn mkdir(&mut self, path: &Path, owner: Owner) -> Result<(), InitError>;
+
+    /// Creates the new file `path` with `contents` and `owner` (never follows a
+    /// symlink, never opens an existing file) and flushes it to its device.
+    fn write_file(&mut self, path: &Path, contents: &[u8], owner: Owner) -> Result<(), InitError>;
+
+    /// Sets the owner and mode of an existing `path` (not following a
+    /// symlink).
+    fn set_owner(&mut self, path: &Path, owner: Owner) -> Result<(), InitError>;
+
+    /// Every block device node (whole disks and partitions), sorted.
+    fn block_devices(&mut self) -> Result<Vec<PathBuf>, InitError>;
+
+    /// Up to `len` bytes of `path` from byte `offset` (fewer at its end).
+    fn read_at(&mut self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, InitError>;
+
+    /// Waits.
+    fn sleep(&mut self, duration: Duration);
+
+    /// Forks. The child runs `governor` and exits with its return value (it
+    /// never returns here); the parent gets the child's pid.
+    fn fork_governor(&mut self, governor: &mut dyn FnMut() -> i32) -> Result<u32, InitError>;
+
+    /// Empties the capability bounding set and the ambient set. Needs
+    /// `CAP_SETPCAP`, so it runs before `setuid`.
+    fn drop_bounding_set(&mut self) -> Result<(), InitError>;
+
+    /// `setgroups(0, NULL)`: no supplementary groups.
+    fn clear_groups(&mut self) -> Result<(), InitError>;
+
+    /// `setresgid(gid, gid, gid)`.
+    fn setgid(&mut self, gid: u32) -> Result<(), InitError>;
+
+    /// `setresuid(uid, uid, uid)`.
+    fn setuid(&mut self, uid: u32) -> Result<(), InitError>;
+
+    /// The effective uid. The seam seed 003 asks for: the check after the
+    /// privilege drop reads it through here so a test can answer 0.
+    fn geteuid(&mut self) -> u32;
+
+    /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
+    fn set_no_new_privs(&mut self) -> Result<(), InitError>;
+
+    /// Empties the permitted, effective and inheritable capability sets.
+    fn clear_capabilities(&mut self) -> Result<(), InitError>;
+
+    /// Restricts this process and its future children with Landlock.
+    fn landlock(&mut self, rules: &LandlockRules) -> Result<(), InitError>;
+
+    /// Closes every file descriptor above 2, so the server inherits only the
+    /// console.
+    fn close_fds(&mut self) -> Result<(), InitError>;
+
+    /// Replaces this process with `exec`. A real implementation returns only
+    /// on failure; the fake returns `Ok` to stand for "the server runs now".
+    fn exec(&mut self, exec: &Exec) -> Result<(), InitError>;
+
+    /// `sync(2)`.
+    fn sync(&mut self);
+
+    /// Halts the machine. A real implementation does not return; the fake
+    /// does.
+    fn halt(&mut self);
+}
+
+/// Owner and mode of a file or directory the boot sequence creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// Owning uid.
+    pub uid: u32,
+    /// Owning gid.
+    pub gid: u32,
+    /// Permission bits (no file type bits).
+    pub mode: u32,
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{} {:04o}", self.uid, self.gid, self.mode)
+    }
+}
+
+/// The three flags the boot sequence mounts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MountFlags {
+    /// `MS_NOSUID`.
+    pub nosuid: bool,
+    /// `MS_NODEV`.
+    pub nodev: bool,
+    /// `MS_NOEXEC`.
+    pub noexec: bool,
+}
+
+impl MountFlags {
+    /// `nosuid,nodev,noexec`.
+    pub const ALL: MountFlags = MountFlags {
+        nosuid: true,
+        nodev: true,
+        noexec: true,
+    };
+}
+
+impl fmt::Display for MountFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = [
+            (self.nosuid, "nosuid"),
+            (self.nodev, "nodev"),
+            (self.noexec, "noexec"),
+        ];
+        let mut first = true;
+        for (_, name) in names.iter().filter(|(on, _)| *on) {
+            if !first {
+                f.write_str(",")?;
+            }
+            f.write_str(name)?;
+            first = false;
+        }
+        if first {
+            f.write_str("-")?;
+        }
+        Ok(())
+    }
+}
+
+/// One `mount(2)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Device or pseudo-source (`proc`, `/dev/vdb`).
+    pub source: String,
+    /// Mount point.
+    pub target: PathBuf,
+    /// Filesystem type.
+    pub fstype: String,
+    /// Flags.
+    pub flags: MountFlags,
+    /// Filesystem-specific options, if any.
+    pub data: Option<String>,
+}
+
+impl fmt::Display for Mount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} on {} type {} ({}",
+            self.source,
+            self.target.display(),
+            self.fstype,
+            self.flags
+        )?;
+        if let Some(data) = &self.data {
+            write!(f, ";{data}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// What the server may do beneath one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsAccess {
+    /// Read and execute (the server binary, and nothing else).
+    ReadExecute,
+    /// Read files, list directories.
+    Read,
+    /// Everything but execute and creating device, fifo, socket or symlink
+    /// nodes.
+    ReadWrite,
+}
+
+impl fmt::Display for FsAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FsAccess::ReadExecute => "read+execute",
+            FsAccess::Read => "read",
+            FsAccess::ReadWrite => "read+write",
+        })
+    }
+}
+
+/// One Landlock filesystem rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsRule {
+    /// The file or directory (a directory's rule covers what is beneath it).
+    pub path: PathBuf,
+    /// What is allowed.
+    pub access: FsAccess,
+    /// Skip the rule when `path` does not exist (library directories an image
+    /// may not have); a missing required path is an error.
+    pub if_exists: bool,
+}
+
+/// The Landlock domain the server runs in: everything the kernel's Landlock
+/// ABI can restrict is handled (so denied unless a rule allows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandlockRules {
+    /// Filesystem rules.
+    pub fs: Vec<FsRule>,
+    /// TCP ports the server may bind (kernels with Landlock ABI 4 or later;
+    /// outgoing TCP connections are denied there).
+    pub bind_tcp: Vec<u16>,
+}
+
+/// An `execve(2)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    /// The program.
+    pub path: PathBuf,
+    /// `argv`, `argv[0]` included.
+    pub argv: Vec<String>,
+    /// The environment, `NAME=value` entries.
+    pub env: Vec<String>,
+}

@@ -1,0 +1,741 @@
+//! The boot sequence over the recording fake: the whole seed-000 boot, every
+//! step failing in turn, the ordering and secrecy invariants, and seed 003.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::cell::Cell;
+
+use appliance_spec::Spec;
+use init_seq::fake::{Call, FakeOs, REFERENCE_MODULES_ORDER, TEST_ADMIN_PASS, TEST_VISITOR_PASS};
+use init_seq::{boot, Fatal, FsAccess, InitError, Plan, STEP_PID1, STEP_PLAN, STEP_SPEC};
+use pf_rules::Phase;
+
+const VERSION: &str = "0.1.0-test";
+
+/// The governor entry handed to `boot`; the fake never calls it (it does not
+/// fork), and these tests check that.
+fn governor(_spec: &Spec) -> i32 {
+    panic!("the fake must not run the governor")
+}
+
+fn boot_fake(mut os: FakeOs) -> (FakeOs, Result<(), Fatal>) {
+    let result = boot(&mut os, VERSION, &governor);
+    (os, result)
+}
+
+fn reference_plan() -> Plan {
+    Plan::new(Spec::reference().unwrap(), REFERENCE_MODULES_ORDER).unwrap()
+}
+
+/// Every step name in boot order, the pre-plan steps included.
+fn all_step_names() -> Vec<String> {
+    let mut names = vec![
+        STEP_PID1.to_owned(),
+        STEP_SPEC.to_owned(),
+        STEP_PLAN.to_owned(),
+    ];
+    names.extend(reference_plan().steps().iter().map(|s| s.name.clone()));
+    names
+}
+
+fn syscalls(os: &FakeOs) -> Vec<&Call> {
+    os.calls().iter().filter(|c| c.is_syscall()).collect()
+}
+
+fn position(os: &FakeOs, what: &str, pred: impl Fn(&Call) -> bool) -> usize {
+    os.calls()
+        .iter()
+        .position(pred)
+        .unwrap_or_else(|| panic!("no {what} call in:\n{}", os.transcript()))
+}
+
+#[test]
+fn reference_boot_snapshot() {
+    let (os, result) = boot_fake(FakeOs::reference());
+    result.unwrap();
+    let transcript = os.transcript();
+    assert!(!transcript.contains(TEST_ADMIN_PASS));
+    assert!(!transcript.contains(TEST_VISITOR_PASS));
+    insta::assert_snapshot!("reference_boot", transcript);
+}
+
+#[test]
+fn every_step_fails_closed() {
+    let names = all_step_names();
+    // Every step name is unique, or a FATAL line would be ambiguous.
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), names.len(), "duplicate step names: {names:?}");
+
+    for name in &names {
+        let (os, result) = boot_fake(FakeOs::reference().fail_step(name));
+        let fatal = result.expect_err(name);
+        assert_eq!(&fatal.step, name);
+        let calls = os.calls();
+        // The step ran, and no later step did.
+        let entered = calls
+            .iter()
+            .position(|c| *c == Call::Step(name.clone()))
+            .unwrap_or_else(|| panic!("step {name} never entered"));
+        assert!(
+            !calls[entered + 1..]
+                .iter()
+                .any(|c| matches!(c, Call::Step(_))),
+            "{name}: a later step ran:\n{}",
+            os.transcript()
+        );
+        let prefix = format!("appliance: FATAL {name}: ");
+        let fatal_at = calls
+            .iter()
+            .rposition(|c| matches!(c, Call::Console(line) if line.starts_with("appliance: FATAL")))
+            .unwrap_or_else(|| panic!("{name}: no FATAL line:\n{}", os.transcript()));
+        let Call::Console(line) = &calls[fatal_at] else {
+            unreachable!()
+        };
+        assert!(line.starts_with(&prefix), "{name}: {line}");
+        assert!(!line.contains('\n'));
+        // Exactly one FATAL line.
+        assert_eq!(
+            os.console_lines()
+                .iter()
+                .filter(|l| l.contains("FATAL"))
+                .count(),
+            1,
+            "{name}"
+        );
+        if name == STEP_PID1 {
+            // Not PID 1: refuse, but never halt a machine we are not init of.
+            assert_eq!(&calls[fatal_at + 1..], &[] as &[Call], "{name}");
+            assert!(!fatal.halted);
+        } else {
+            assert_eq!(&calls[fatal_at + 1..], &[Call::Sync, Call::Halt], "{name}");
+            assert!(fatal.halted);
+        }
+        // Nothing after a failure may exec the server.
+        assert!(
+            !calls.iter().any(|c| matches!(c, Call::Exec(_))) || name == "exec",
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn pid1_is_checked_before_anything_else() {
+    let (os, result) = boot_fake(FakeOs::reference().with_pid(4242));
+    let fatal = result.unwrap_err();
+    assert!(matches!(fatal.error, InitError::NotPid1 { pid: 4242 }));
+    assert_eq!(
+        os.calls(),
+        &[
+            Call::Console(format!("appliance: init {VERSION} starting")),
+            Call::Step("pid1".into()),
+            Call::Getpid,
+            Call::Console(
+                "appliance: FATAL pid1: running as pid 4242, not 1: this program is the appliance's init and refuses to run anywhere else".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn every_call_failure_is_fatal_or_harmless() {
+    let (reference, result) = boot_fake(FakeOs::reference());
+    result.unwrap();
+    let total = reference.calls().len();
+    let mut fatal_count = 0;
+    for index in 0..total {
+        let call = &reference.calls()[index];
+        let (os, result) = boot_fake(FakeOs::reference().fail_call(index));
+        match result {
+            Ok(()) => {
+                // Infallible calls cannot be failed, and an unreadable block
+                // device is skipped: the data disk is found on another one.
+                // An unreadable block device is skipped (the boot disk) or
+                // read again on the next scan (the data disk).
+                let harmless = !call.is_syscall()
+                    || matches!(
+                        call,
+                        Call::Console(_) | Call::Sleep(_) | Call::Sync | Call::Halt
+                    )
+                    || matches!(call, Call::ReadAt { .. });
+                assert!(
+                    harmless,
+                    "failing call #{index} ({call}) did not stop the boot"
+                );
+            }
+            Err(fatal) => {
+                fatal_count += 1;
+                if matches!(call, Call::Getpid) {
+                    assert!(matches!(fatal.error, InitError::NotPid1 { pid: 4242 }));
+                    assert!(!fatal.halted);
+                    continue;
+                }
+                assert!(fatal.halted);
+                let calls = os.calls();
+                assert_eq!(
+                    &calls[calls.len() - 2..],
+                    &[Call::Sync, Call::Halt],
+                    "call #{index}"
+                );
+                let Call::Console(line) = &calls[calls.len() - 3] else {
+                    panic!("call #{index}: no FATAL line before sync")
+                };
+                assert!(line.starts_with(&format!("appliance: FATAL {}: ", fatal.step)));
+                // geteuid "fails" by answering 0: the refusal names seed 003.
+                if matches!(call, Call::Geteuid) {
+                    assert!(matches!(fatal.error, InitError::StillRoot { .. }));
+                } else {
+                    assert!(
+                        line.contains(&format!("injected failure at call #{index}")),
+                        "{line}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        fatal_count > 60,
+        "only {fatal_count} of {total} calls are fallible"
+    );
+}
+
+#[test]
+fn ordering_invariants() {
+    let (os, result) = boot_fake(FakeOs::reference());
+    result.unwrap();
+
+    let boot_fw = position(&os, "firewall boot", |c| {
+        *c == Call::ApplyFirewall(Phase::Boot)
+    });
+    let sealed_fw = position(&os, "firewall sealed", |c| {
+        *c == Call::ApplyFirewall(Phase::Sealed)
+    });
+    let first_fetch = position(&os, "fetch", |c| matches!(c, Call::FetchSecret { .. }));
+    let last_fetch = os
+        .calls()
+        .iter()
+        .rposition(|c| matches!(c, Call::FetchSecret { .. }))
+        .unwrap();
+    let network = position(&os, "network", |c| {
+        matches!(c, Call::ConfigureNetwork { .. })
+    });
+    let close_metadata = position(&os, "close metadata", |c| *c == Call::CloseMetadata);
+    let acl = position(&os, "acl write", |c| matches!(c, Call::WriteFile { .. }));
+    let fork = position(&os, "fork", |c| *c == Call::ForkGovernor);
+    let threads = position(
+        &os,
+        "threads",
+        |c| matches!(c, Call::ReadFile(p) if p.as_os_str() == "/proc/self/status"),
+    );
+    let bounding = position(&os, "bounding", |c| *c == Call::DropBoundingSet);
+    let setgroups = position(&os, "setgroups", |c| *c == Call::ClearGroups);
+    let setgid = position(&os, "setgid", |c| matches!(c, Call::Setgid(_)));
+    let setuid = position(&os, "setuid", |c| matches!(c, Call::Setuid(_)));
+    let geteuid = position(&os, "geteuid", |c| *c == Call::Geteuid);
+    let nnp = position(&os, "nnp", |c| *c == Call::SetNoNewPrivs);
+    let caps = position(&os, "caps", |c| *c == Call::ClearCapabilities);
+    let landlock = position(&os, "landlock", |c| matches!(c, Call::Landlock(_)));
+    let data_mount = position(
+        &os,
+        "data mount",
+        |c| matches!(c, Call::Mount(m) if m.fstype == "ext4"),
+    );
+    let modules_disabled = position(
+        &os,
+        "modules_disabled",
+        |c| matches!(c, Call::WriteSysctl { key, .. } if key == "kernel.modules_disabled"),
+    );
+    let last_module = os
+        .calls()
+        .iter()
+        .rposition(|c| matches!(c, Call::LoadModule(_)))
+        .unwrap();
+    let last_mount_of_proc = position(
+        &os,
+        "mount /proc",
+        |c| matches!(c, Call::Mount(m) if m.target.as_os_str() == "/proc"),
+    );
+
+    assert!(last_mount_of_proc < last_module);
+    assert!(
+        last_module < modules_disabled,
+        "modules_disabled after every module"
+    );
+    assert!(
+        network < boot_fw || boot_fw < first_fetch,
+        "boot phase before the fetch"
+    );
+    assert!(
+        boot_fw < first_fetch,
+        "firewall boot phase before any metadata fetch"
+    );
+    assert!(last_fetch < close_metadata && close_metadata < acl);
+    assert!(
+        acl < sealed_fw,
+        "ACL written before sealing (metadata no longer needed)"
+    );
+    assert!(sealed_fw < data_mount);
+    assert!(
+        close_metadata < threads && threads < fork,
+        "single-threaded check right before fork"
+    );
+    assert!(
+        sealed_fw < fork,
+        "sealed before the governor starts watching"
+    );
+    for (what, at) in [
+        ("bounding set", bounding),
+        ("setgroups", setgroups),
+        ("setgid", setgid),
+        ("setuid", setuid),
+    ] {
+        assert!(fork < at, "governor forked before {what}");
+    }
+    assert!(
+        bounding < setuid,
+        "bounding set dropped while CAP_SETPCAP is still held"
+    );
+    assert!(setgroups < setgid && setgid < setuid && setuid < geteuid);
+    assert!(geteuid < nnp && nnp < caps && caps < landlock);
+
+    // The server starts last: exec is the final call, after the seal.
+    let calls = syscalls(&os);
+    let Call::Exec(exec) = calls.last().unwrap() else {
+        panic!("last call is not execve:\n{}", os.transcript())
+    };
+    assert_eq!(
+        exec.argv,
+        [
+            "/usr/bin/valkey-server",
+            "/etc/valkey/valkey.conf",
+            "--maxmemory",
+            "1073741824",
+            "--maxmemory-policy",
+            "noeviction"
+        ]
+    );
+    assert!(exec.env.is_empty());
+    assert_eq!(
+        calls.iter().filter(|c| matches!(c, Call::Exec(_))).count(),
+        1
+    );
+}
+
+#[test]
+fn secrets_never_leak() {
+    let secrets = [TEST_ADMIN_PASS, TEST_VISITOR_PASS];
+    let (os, result) = boot_fake(FakeOs::reference());
+    result.unwrap();
+    for call in os.calls() {
+        let text = format!("{call} {call:?}");
+        for secret in secrets {
+            assert!(!text.contains(secret), "secret in {text}");
+        }
+    }
+    let writes: Vec<_> = os
+        .calls()
+        .iter()
+        .filter_map(|c| match c {
+            Call::WriteFile {
+                path,
+                owner,
+                contents,
+            } => Some((path, owner, contents)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(writes.len(), 1, "only the ACL file is written");
+    let (path, owner, contents) = writes[0];
+    assert_eq!(path.as_os_str(), "/run/valkey/users.acl");
+    assert_eq!((owner.uid, owner.gid, owner.mode), (6379, 6379, 0o400));
+    // Hashes of the exact values are there instead.
+    for secret in secrets {
+        let hash = sha256_hex(secret.as_bytes());
+        assert!(contents.contains(&format!("#{hash}")), "{contents}");
+    }
+    let mkdir = os
+        .calls()
+        .iter()
+        .find_map(|c| match c {
+            Call::Mkdir { path, owner } => Some((path.clone(), *owner)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(mkdir.0.as_os_str(), "/run/valkey");
+    assert_eq!((mkdir.1.uid, mkdir.1.mode), (6379, 0o500));
+
+    // Every failure, anywhere: no FATAL line or error text holds a secret.
+    for name in all_step_names() {
+        let (os, result) = boot_fake(FakeOs::reference().fail_step(&name));
+        let fatal = result.unwrap_err();
+        let texts = [
+            fatal.to_string(),
+            format!("{:?}", fatal.error),
+            os.transcript(),
+        ];
+        for text in texts {
+            for secret in secrets {
+                assert!(!text.contains(secret), "{name}: secret in {text}");
+            }
+        }
+    }
+}
+
+/// Hex SHA-256 of `value`, taken from a rendered ACL whose users all have
+/// that password (acl-render has its own tests for the hash).
+fn sha256_hex(value: &[u8]) -> String {
+    let text = acl_render::render(&Spec::reference().unwrap(), |_| Some(value)).unwrap();
+    let admin_line = text.lines().find(|l| l.starts_with("user admin ")).unwrap();
+    let after = admin_line.split('#').nth(1).unwrap();
+    after.split(' ').next().unwrap().to_owned()
+}
+
+#[test]
+fn seed_003_refuses_root_after_the_drop() {
+    // The matrix through the geteuid seam: 0 refused, anything else accepted.
+    let cases: &[(u32, bool)] = &[(0, false), (6379, true), (65534, true), (1, true)];
+    for &(euid, accepted) in cases {
+        let (os, result) = boot_fake(FakeOs::reference().with_euid(euid));
+        match (accepted, result) {
+            (true, Ok(())) => {
+                assert!(
+                    matches!(syscalls(&os).last(), Some(Call::Exec(_))),
+                    "euid {euid}"
+                );
+            }
+            (false, Err(fatal)) => {
+                assert_eq!(fatal.step, "refuse root");
+                assert!(matches!(
+                    fatal.error,
+                    InitError::StillRoot { target_uid: 6379 }
+                ));
+                let line = os
+                    .console_lines()
+                    .into_iter()
+                    .find(|l| l.contains("FATAL"))
+                    .unwrap()
+                    .to_owned();
+                assert_eq!(
+                    line,
+                    "appliance: FATAL refuse root: effective uid is 0 after dropping privileges to uid 6379: refusing to run the server as root"
+                );
+                // Refused right after the uid checks: nothing further.
+                let tail: Vec<_> = syscalls(&os)
+                    .into_iter()
+                    .skip_while(|c| **c != Call::Geteuid)
+                    .cloned()
+                    .collect();
+                assert_eq!(
+                    tail,
+                    [Call::Geteuid, Call::Console(line), Call::Sync, Call::Halt]
+                );
+            }
+            (accepted, result) => panic!("euid {euid}: accepted={accepted} but {result:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_fake_never_runs_the_governor_in_process() {
+    let ran = Cell::new(false);
+    let mut os = FakeOs::reference();
+    let entry = |_spec: &Spec| {
+        ran.set(true);
+        0
+    };
+    boot(&mut os, VERSION, &entry).unwrap();
+    assert!(!ran.get());
+    assert!(os
+        .console_lines()
+        .contains(&"appliance: governor started as pid 2"));
+}
+
+#[test]
+fn data_disk_cases() {
+    // Absent: scanned the whole time, never formatted, then fatal.
+    let (os, result) = boot_fake(FakeOs::reference().without_device("/dev/vdb"));
+    let fatal = result.unwrap_err();
+    assert_eq!(fatal.step, "data disk");
+    assert!(matches!(
+        fatal.error,
+        InitError::DataDiskNotFound {
+            attempts: 40,
+            devices: 1,
+            ..
+        }
+    ));
+    let sleeps = os
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Sleep(_)))
+        .count();
+    assert_eq!(sleeps, 39);
+    assert!(!os
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::Mount(m) if m.fstype == "ext4")));
+
+    // Two disks with the label: refuse to guess.
+    let twin = init_seq::fake::ext4_superblock_bytes(b"appliance-data");
+    let (_, result) = boot_fake(FakeOs::reference().with_device("/dev/sdb", &twin));
+    let fatal = result.unwrap_err();
+    assert!(
+        matches!(fatal.error, InitError::DataDiskAmbiguous { ref devices, .. } if devices.len() == 2)
+    );
+
+    // A label that only starts the same is someone else's disk.
+    let other = init_seq::fake::ext4_superblock_bytes(b"appliance-data2");
+    let (_, result) = boot_fake(
+        FakeOs::reference()
+            .without_device("/dev/vdb")
+            .with_device("/dev/vdc", &other),
+    );
+    assert!(matches!(
+        result.unwrap_err().error,
+        InitError::DataDiskNotFound { .. }
+    ));
+
+    // Found: mounted nosuid,nodev,noexec at the data dir, root given to the
+    // server.
+    let (os, result) = boot_fake(FakeOs::reference());
+    result.unwrap();
+    let mount = os
+        .calls()
+        .iter()
+        .find_map(|c| match c {
+            Call::Mount(m) if m.fstype == "ext4" => Some(m.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        mount.to_string(),
+        "/dev/vdb on /data type ext4 (nosuid,nodev,noexec)"
+    );
+    assert!(os.calls().iter().any(|c| matches!(c,
+        Call::SetOwner { path, owner } if path.as_os_str() == "/data" && owner.uid == 6379 && owner.mode == 0o700)));
+}
+
+#[test]
+fn sysctl_presence() {
+    // An optional key may be missing from the kernel ...
+    let (os, result) =
+        boot_fake(FakeOs::reference().with_absent_sysctl("kernel.yama.ptrace_scope"));
+    result.unwrap();
+    assert!(os
+        .console_lines()
+        .contains(&"appliance: sysctl kernel.yama.ptrace_scope absent on this kernel, skipped"));
+    // ... a required one may not.
+    let (_, result) = boot_fake(FakeOs::reference().with_absent_sysctl("kernel.kptr_restrict"));
+    let fatal = result.unwrap_err();
+    assert_eq!(fatal.step, "sysctl kernel.kptr_restrict");
+    assert_eq!(
+        fatal.to_string(),
+        "appliance: FATAL sysctl kernel.kptr_restrict: sysctl kernel.kptr_restrict does not exist on this kernel"
+    );
+}
+
+#[test]
+fn secret_problems_halt() {
+    let (_, result) = boot_fake(FakeOs::reference().without_secret("redis-visitor-pass"));
+    let fatal = result.unwrap_err();
+    assert_eq!(fatal.step, "fetch redis-visitor-pass");
+    assert_eq!(
+        fatal.to_string(),
+        "appliance: FATAL fetch redis-visitor-pass: metadata key \"redis-visitor-pass\" is missing (HTTP 404)"
+    );
+
+    let (os, result) = boot_fake(FakeOs::reference().with_secret("redis-admin-pass", ""));
+    let fatal = result.unwrap_err();
+    assert_eq!(fatal.step, "acl");
+    assert!(matches!(fatal.error, InitError::Acl(_)));
+    assert!(!os
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::WriteFile { .. })));
+}
+
+#[test]
+fn threads_check_refuses_a_multithreaded_init() {
+    let (os, result) =
+        boot_fake(FakeOs::reference().with_file("/proc/self/status", "Threads:\t3\n"));
+    let fatal = result.unwrap_err();
+    assert_eq!(fatal.step, "threads");
+    assert!(matches!(
+        fatal.error,
+        InitError::NotSingleThreaded { threads: 3 }
+    ));
+    assert!(!os.calls().contains(&Call::ForkGovernor));
+}
+
+#[test]
+fn maxmemory_follows_ram() {
+    let cases: &[(&str, Result<&str, &str>)] = &[
+        ("MemTotal: 4194304 kB\n", Ok("2147483648")),
+        ("MemTotal: 65536 kB\n", Ok("33554432")),
+        (
+            "MemTotal: 65535 kB\n",
+            Err("MemTotal is 67107840 bytes; at least 67108864 are needed"),
+        ),
+        ("MemFree: 1 kB\n", Err("/proc/meminfo: no MemTotal line")),
+    ];
+    for (meminfo, want) in cases {
+        let (os, result) = boot_fake(FakeOs::reference().with_file("/proc/meminfo", meminfo));
+        match (want, result) {
+            (Ok(bytes), Ok(())) => {
+                let Some(Call::Exec(exec)) = syscalls(&os).last().copied().cloned() else {
+                    panic!()
+                };
+                assert_eq!(exec.argv[3], *bytes);
+            }
+            (Err(reason), Err(fatal)) => {
+                assert_eq!(fatal.step, "maxmemory");
+                assert_eq!(fatal.error.to_string(), *reason);
+            }
+            (want, got) => panic!("{meminfo:?}: want {want:?}, got {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_are_refused_before_acting() {
+    // A bad module order or spec: nothing but reads happened before the halt.
+    type Build = fn() -> FakeOs;
+    let cases: &[(&str, Build, &str)] = &[
+        (
+            "relative module path",
+            || FakeOs::reference().with_file("/etc/modules.order", "virtio.ko\n"),
+            "plan",
+        ),
+        (
+            "spec that does not parse",
+            || FakeOs::reference().with_file("/etc/appliance.toml", "[server]\nuid = 0\n"),
+            "spec",
+        ),
+        (
+            "spec that is not UTF-8",
+            || FakeOs::reference().with_file("/etc/appliance.toml", b"\xff\xfe"),
+            "spec",
+        ),
+        (
+            "unreadable module order",
+            || {
+                FakeOs::reference().fail_when(
+                    |c| matches!(c, Call::ReadFile(p) if p.as_os_str() == "/etc/modules.order"),
+                )
+            },
+            "plan",
+        ),
+    ];
+    for (what, build, step) in cases {
+        let (os, result) = boot_fake(build());
+        let fatal = result.unwrap_err();
+        assert_eq!(&fatal.step, step, "{what}");
+        assert!(
+            syscalls(&os).iter().all(|c| matches!(
+                c,
+                Call::Console(_) | Call::Getpid | Call::ReadFile(_) | Call::Sync | Call::Halt
+            )),
+            "{what}: acted before validating:\n{}",
+            os.transcript()
+        );
+    }
+}
+
+#[test]
+fn unsafe_specs_are_refused_by_the_plan() {
+    type Edit = fn(&mut Spec);
+    let cases: &[(&str, Edit, &str)] = &[
+        ("root uid", |s| s.server.uid = 0, "server.uid = 0: the server never runs as root"),
+        ("root gid", |s| s.server.gid = 0, "server.gid = 0: the server never runs in group root"),
+        (
+            "acl outside /run",
+            |s| s.server.acl_file = "/etc/users.acl".into(),
+            "server.acl_file = \"/etc/users.acl\": must be /run/<dir>/<file>: init creates <dir> fresh for it",
+        ),
+        (
+            "acl directly in /run",
+            |s| s.server.acl_file = "/run/users.acl".into(),
+            "server.acl_file = \"/run/users.acl\": must be /run/<dir>/<file>: init creates <dir> fresh for it",
+        ),
+        (
+            "data dir on /",
+            |s| s.server.data_dir = "/".into(),
+            "server.data_dir = \"/\": the data disk cannot be mounted on /",
+        ),
+        (
+            "data dir in /proc",
+            |s| s.server.data_dir = "/proc/data".into(),
+            "server.data_dir = \"/proc/data\": the data disk cannot be mounted in /proc, /sys, /dev or /run",
+        ),
+        (
+            "binary writable by the server",
+            |s| s.server.binary = "/data/valkey-server".into(),
+            "server.binary = \"/data/valkey-server\": must not be inside server.data_dir, which the server can write",
+        ),
+        (
+            "config writable by the server",
+            |s| s.server.config = "/data/valkey.conf".into(),
+            "server.config = \"/data/valkey.conf\": must not be inside server.data_dir, which the server can write",
+        ),
+        (
+            "dot-dot in a path",
+            |s| s.server.binary = "/usr/bin/../../data/x".into(),
+            "server.binary = \"/usr/bin/../../data/x\": not normalised (empty, `.` or `..` component, or a trailing /)",
+        ),
+        (
+            "space in a path",
+            |s| s.server.config = "/etc/valkey conf".into(),
+            "server.config = \"/etc/valkey conf\": not printable ASCII without spaces",
+        ),
+    ];
+    for (what, edit, want) in cases {
+        let mut spec = Spec::reference().unwrap();
+        edit(&mut spec);
+        let error = Plan::new(spec, "").unwrap_err();
+        assert_eq!(error.to_string(), *want, "{what}");
+    }
+    // The reference passes, with and without modules.
+    Plan::new(Spec::reference().unwrap(), "").unwrap();
+    Plan::new(Spec::reference().unwrap(), REFERENCE_MODULES_ORDER).unwrap();
+}
+
+#[test]
+fn landlock_rules_follow_the_spec() {
+    let plan = reference_plan();
+    let rules = plan
+        .steps()
+        .iter()
+        .find_map(|s| match &s.action {
+            init_seq::Action::Landlock(rules) => Some(rules.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let executable: Vec<_> = rules
+        .fs
+        .iter()
+        .filter(|r| r.access == FsAccess::ReadExecute)
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(
+        executable,
+        ["/usr/bin/valkey-server", "/lib64/ld-linux-x86-64.so.2"].map(std::path::PathBuf::from)
+    );
+    // The loader only if the image has one; the server binary always.
+    assert!(rules
+        .fs
+        .iter()
+        .any(|r| r.path.as_os_str() == "/usr/bin/valkey-server" && !r.if_exists));
+    let writable: Vec<_> = rules
+        .fs
+        .iter()
+        .filter(|r| r.access == FsAccess::ReadWrite)
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(writable, ["/data"].map(std::path::PathBuf::from));
+    assert_eq!(rules.bind_tcp, [6379]);
+}
