@@ -153,10 +153,10 @@ pub(crate) fn validate(raw: RawSpec) -> Result<Spec, SpecError> {
     check_nonzero("limits.maxclients", l.maxclients.into())?;
     check_nonzero("limits.timeout", l.timeout.into())?;
     check(
-        l.proto_max_bulk_len >= 1024,
+        l.proto_max_bulk_len >= 1_048_576,
         "limits.proto_max_bulk_len",
         l.proto_max_bulk_len,
-        "must be at least 1024 (the server refuses smaller)",
+        "must be at least 1048576 (Valkey 9 refuses smaller)",
     )?;
     check(
         l.client_query_buffer_limit >= l.proto_max_bulk_len,

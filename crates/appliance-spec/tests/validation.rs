@@ -159,10 +159,10 @@ const INVALID: &[(&str, &str, &str, &str)] = &[
         "0",
     ),
     (
+        "proto_max_bulk_len = 1048576",
         "proto_max_bulk_len = 65536",
-        "proto_max_bulk_len = 100",
         "limits.proto_max_bulk_len",
-        "100",
+        "65536",
     ),
     (
         "client_query_buffer_limit = 1048576",
@@ -178,9 +178,9 @@ const INVALID: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "xadd_max_bytes = 4096",
-        "xadd_max_bytes = 1000000",
+        "xadd_max_bytes = 2000000",
         "limits.xadd_max_bytes",
-        "1000000",
+        "2000000",
     ),
     (
         "rescan_interval_ms = 500",

@@ -95,6 +95,10 @@ pub struct Engine<P, E> {
     table: HashMap<u32, Entry>,
     sealed: bool,
     started: bool,
+    /// Exec events seen for the root pid. The seal is the root's exec into
+    /// the server; a rescan can notice it before its event is read, and that
+    /// one event must then not count as an exec after the seal.
+    root_exec_events: u32,
     stats: Stats,
 }
 
@@ -109,6 +113,7 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
             table: HashMap::new(),
             sealed: false,
             started: false,
+            root_exec_events: 0,
             stats: Stats::default(),
         }
     }
@@ -267,6 +272,16 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
         }
         if !self.sealed {
             return Ok(());
+        }
+        if path == DetectedBy::Seal {
+            let mut userspace: Vec<&ProcInfo> = self
+                .table
+                .values()
+                .map(|e| &e.info)
+                .filter(|p| !p.kernel_thread)
+                .collect();
+            userspace.sort_unstable_by_key(|p| p.pid);
+            self.enforcer.sealed(&userspace);
         }
         for (pid, decision) in missed {
             self.deliver(pid, decision, path)?;
@@ -428,6 +443,11 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
                     return Ok(());
                 }
                 let info = self.fresh_info(tgid, 0);
+                let is_root = tgid == self.policy.root.pid;
+                if is_root {
+                    self.root_exec_events = self.root_exec_events.saturating_add(1);
+                }
+                let first_root_exec = is_root && self.root_exec_events == 1;
                 let entry = self
                     .table
                     .entry(tgid)
@@ -442,6 +462,17 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
                         self.sealed = true;
                         return self.scan(DetectedBy::Seal);
                     }
+                    return Ok(());
+                }
+                // Sealed already, by a rescan that saw this very exec first:
+                // the root's first exec event, landing in the sealed server,
+                // is the seal itself. Any later root exec is judged.
+                if first_root_exec
+                    && self.policy.seal_on == SealOn::RootExec
+                    && self.policy.is_sealed_root(&entry.info)
+                {
+                    // The rescan counted this exec too; count it once.
+                    entry.history.execs = entry.history.execs.saturating_sub(1).max(1);
                     return Ok(());
                 }
                 let (history, ppid) = (entry.history, entry.info.ppid);

@@ -254,6 +254,16 @@ fn seal_rules_table() {
             boot_table(), vec![Proc(server(1, 0)), exec(1)], true, vec![]),
         ("PID 1 execs the server: sealed by a rescan",
             boot_table(), vec![Proc(server(1, 0)), Rescan], true, vec![]),
+        // Seen on the appliance: the 500 ms rescan noticed the exec before
+        // its event was read. That event is the seal, not an exec after it.
+        ("the seal's own exec event arrives after a rescan sealed",
+            boot_table(), vec![Proc(server(1, 0)), Rescan, exec(1)], true, vec![]),
+        ("a second exec of PID 1 after that halts",
+            boot_table(), vec![Proc(server(1, 0)), Rescan, exec(1), exec(1)], true,
+            vec![(Some(1), Reason::ExecAfterSeal, DetectedBy::Event)]),
+        ("a second exec of PID 1 after an event seal halts",
+            boot_table(), vec![Proc(server(1, 0)), exec(1), exec(1)], true,
+            vec![(Some(1), Reason::ExecAfterSeal, DetectedBy::Event)]),
         ("PID 1 execs another binary: not sealed",
             boot_table(), vec![Proc(ProcInfo::new(1, 0, SERVER_UID, "/bin/sh")), exec(1)], false, vec![]),
         ("PID 1 execs the server as root: not sealed",
@@ -584,4 +594,53 @@ fn setuid_rules_table() {
         p.judge_process(&dropped, History::default(), false),
         Decision::Allow
     );
+}
+
+/// The seal prints the userspace table once (e2e case "two processes" reads
+/// it from the console), whichever path sealed.
+#[test]
+fn the_seal_prints_the_userspace_table_once() {
+    for steps in [
+        vec![Proc(server(1, 0)), exec(1), Rescan],
+        vec![Proc(server(1, 0)), Rescan, exec(1), Rescan],
+    ] {
+        let source = FakeProcessSource::with(boot_table());
+        let machine = FakeMachine {
+            calls: vec![],
+            fail: FailCalls::default(),
+        };
+        let mut engine = Engine::new(
+            policy(OnEventLoss::Halt),
+            source,
+            MachineEnforcer::new(machine),
+        );
+        engine.start().unwrap();
+        for step in &steps {
+            match step {
+                Proc(p) => engine.source_mut().insert(p.clone()),
+                Ev(ev) => engine.handle(&SourceEvent::Event(ev.clone())).unwrap(),
+                Rescan => engine.rescan().unwrap(),
+                _ => unreachable!(),
+            }
+        }
+        let lines: Vec<String> = engine
+            .enforcer()
+            .machine()
+            .calls
+            .iter()
+            .filter_map(|c| match c {
+                crate::fake::Call::ConsoleLine(l) => Some(l.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                format!("procwatch: seal: pid=1 ppid=0 uid={SERVER_UID}/{SERVER_UID} exe=\"{SERVER}\" comm=\"valkey-server\" cmdline=\"\""),
+                format!("procwatch: seal: pid={GOVERNOR} ppid=1 uid=0/0 exe=\"{INIT}\" comm=\"init\" cmdline=\"\""),
+                "procwatch: seal: end (2 userspace processes)".to_string(),
+            ],
+            "{steps:?}"
+        );
+    }
 }

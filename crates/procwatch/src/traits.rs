@@ -48,6 +48,11 @@ pub trait Enforcer {
 
     /// Records an allowed-but-logged verdict.
     fn note(&mut self, verdict: &Verdict);
+
+    /// Called once, when the policy seals, with every userspace process the
+    /// engine then knows (sorted by pid), before any of them is judged. The
+    /// default does nothing.
+    fn sealed(&mut self, _userspace: &[&crate::ProcInfo]) {}
 }
 
 /// The machine's life: console, disks, power, watchdog.
@@ -113,5 +118,20 @@ impl<M: Machine> Enforcer for MachineEnforcer<M> {
 
     fn note(&mut self, verdict: &Verdict) {
         self.machine.console_line(&render_verdict(verdict));
+    }
+
+    /// Prints the table at the seal: `procwatch: seal: <process>` per
+    /// userspace process, then `procwatch: seal: end (<n> userspace processes)`.
+    fn sealed(&mut self, userspace: &[&crate::ProcInfo]) {
+        for p in userspace {
+            self.machine.console_line(&format!(
+                "procwatch: seal: {}",
+                crate::render::render_process(p)
+            ));
+        }
+        self.machine.console_line(&format!(
+            "procwatch: seal: end ({} userspace processes)",
+            userspace.len()
+        ));
     }
 }
