@@ -1,1 +1,16 @@
 //! `cargo xtask image`: pinned inputs -> `target/appliance/`.
+pub mod assemble;
+pub mod build;
+pub mod cpio;
+pub mod ext4;
+pub mod fat;
+pub mod fetch;
+pub mod gcetar;
+pub mod gpt;
+pub mod kmod;
+pub mod manifest;
+pub mod pins;
+pub mod sandbox;
+pub mod uki;
+pub mod valkey;
+pub mod valkey_conf;

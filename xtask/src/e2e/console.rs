@@ -1,0 +1,423 @@
+//! Reading the appliance's serial console: pure matchers for the lines init
+//! (`appliance: ...`), the governor (`procwatch: ...`) and the kernel print.
+//!
+//! A kernel message may be printed into the middle of a line the appliance
+//! writes, so matchers look for their marker anywhere in a line and parse
+//! from there. Process fields are the governor's escaped form
+//! (`procwatch::render::render_process`): printable ASCII as is, `"` and
+//! `\` escaped, everything else `\xNN`.
+//!
+//! Two line formats are defined here because the e2e cases need them and
+//! nothing prints them yet (the lead decides; the tests fail with a message
+//! naming the missing line until then):
+//! - [`SEAL_ROW`]: at the seal, the governor prints one line per userspace
+//!   process (`procwatch: seal: pid=.. ppid=.. uid=r/e exe=".." comm=".."
+//!   cmdline=".."`), then `procwatch: seal: end (<n> userspace processes)`.
+//! - [`FIREWALL_READBACK`]: after loading the sealed ruleset, init reads it
+//!   back from the kernel, renders it in the same nft text form
+//!   (`pf_rules::render_nft`), and prints
+//!   `appliance: firewall sealed ruleset read back sha256=<64 hex>`.
+
+/// Init's prefix.
+pub const APPLIANCE: &str = "appliance: ";
+/// A fail-closed halt by init: `appliance: FATAL <step>: <reason>`.
+pub const FATAL: &str = "appliance: FATAL ";
+/// A governor verdict: `procwatch: HALT <reason> [<path>]: <process>`.
+pub const HALT_VERDICT: &str = "procwatch: HALT ";
+/// A logged allow: `procwatch: allow <reason> [<path>]: <process>`.
+pub const ALLOW_VERDICT: &str = "procwatch: allow ";
+/// One row of the seal table (format defined here; see the module docs).
+pub const SEAL_ROW: &str = "procwatch: seal: ";
+/// The power-button line of the governor.
+pub const POWER_BUTTON: &str = "procwatch: power button pressed";
+/// The kernel's last word after `reboot(RB_HALT_SYSTEM)`.
+pub const KERNEL_HALTED: &str = "reboot: System halted";
+/// The kernel's last word after `reboot(RB_POWER_OFF)`.
+pub const KERNEL_POWER_DOWN: &str = "reboot: Power down";
+/// The test intruder announcing itself (`appliance::intruder`).
+pub const INTRUDER_START: &str = "appliance-test-intruder-v1: starting a forbidden process";
+/// Init's exec of the server.
+pub const EXEC_SERVER: &str = "appliance: exec ";
+/// The read-back firewall line (format defined here; see the module docs).
+pub const FIREWALL_READBACK: &str = "appliance: firewall sealed ruleset read back sha256=";
+
+/// The part of `line` from `marker` on, if present.
+pub fn from_marker<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    line.find(marker).and_then(|i| line.get(i..))
+}
+
+/// `appliance: FATAL <step>: <reason>` -> `(step, reason)`.
+pub fn fatal(line: &str) -> Option<(String, String)> {
+    let rest = from_marker(line, FATAL)?.get(FATAL.len()..)?;
+    let (step, reason) = rest.split_once(": ")?;
+    Some((step.to_owned(), reason.to_owned()))
+}
+
+/// `appliance: init <version> starting`.
+pub fn is_init_banner(line: &str) -> bool {
+    from_marker(line, "appliance: init ").is_some_and(|r| r.trim_end().ends_with(" starting"))
+}
+
+/// `appliance: governor started as pid <n>` (init) or `appliance: governor
+/// pid <n> watching ...` (the governor) -> the governor's pid.
+pub fn governor_pid(line: &str) -> Option<u32> {
+    if let Some(rest) = from_marker(line, "appliance: governor started as pid ") {
+        let digits = rest.get("appliance: governor started as pid ".len()..)?;
+        return digits.split_whitespace().next()?.parse().ok();
+    }
+    let rest = from_marker(line, "appliance: governor pid ")?;
+    let digits = rest.get("appliance: governor pid ".len()..)?;
+    digits.split_whitespace().next()?.parse().ok()
+}
+
+/// A process as the governor prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proc {
+    /// Process id.
+    pub pid: u32,
+    /// Parent.
+    pub ppid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// Effective uid.
+    pub euid: u32,
+    /// `exe` link (`?` when unreadable).
+    pub exe: String,
+    /// `comm`.
+    pub comm: String,
+    /// Command line, NULs as spaces.
+    pub cmdline: String,
+}
+
+/// Reads one escaped, quoted field value starting right after `"`;
+/// returns the value and the rest after the closing quote.
+fn unquote(s: &str) -> Option<(String, &str)> {
+    let bytes = s.as_bytes();
+    let mut out: Vec<u8> = Vec::new();
+    let mut i = 0usize;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'"' => return Some((String::from_utf8_lossy(&out).into_owned(), s.get(i + 1..)?)),
+            b'\\' => match bytes.get(i + 1)? {
+                b'x' => {
+                    let hex = s.get(i + 2..i + 4)?;
+                    out.push(u8::from_str_radix(hex, 16).ok()?);
+                    i += 4;
+                }
+                &c => {
+                    out.push(c);
+                    i += 2;
+                }
+            },
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    None
+}
+
+fn field<'a>(s: &'a str, name: &str) -> Option<&'a str> {
+    let rest = s.trim_start().strip_prefix(name)?.strip_prefix('=')?;
+    Some(rest)
+}
+
+fn number(s: &str) -> Option<(u32, &str)> {
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    Some((s.get(..end)?.parse().ok()?, s.get(end..)?))
+}
+
+/// Parses `pid=.. ppid=.. uid=r/e exe=".." comm=".." cmdline=".."`
+/// (anything after the cmdline is ignored).
+pub fn parse_process(s: &str) -> Option<Proc> {
+    let (pid, s) = number(field(s, "pid")?)?;
+    let (ppid, s) = number(field(s, "ppid")?)?;
+    let (uid, s) = number(field(s, "uid")?)?;
+    let (euid, s) = number(s.strip_prefix('/')?)?;
+    let rest = field(s, "exe")?;
+    let (exe, s) = match rest.strip_prefix('"') {
+        Some(q) => unquote(q)?,
+        None => {
+            let end = rest.find(' ').unwrap_or(rest.len());
+            (rest.get(..end)?.to_owned(), rest.get(end..)?)
+        }
+    };
+    let (comm, s) = unquote(field(s, "comm")?.strip_prefix('"')?)?;
+    let (cmdline, _) = unquote(field(s, "cmdline")?.strip_prefix('"')?)?;
+    Some(Proc {
+        pid,
+        ppid,
+        uid,
+        euid,
+        exe,
+        comm,
+        cmdline,
+    })
+}
+
+/// A governor verdict line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerdictLine {
+    /// The reason text (`process not allowed by policy`, ...).
+    pub reason: String,
+    /// The path that saw it (`event`, `rescan`, `seal`, ...).
+    pub path: String,
+    /// The process, when one is named.
+    pub process: Option<Proc>,
+}
+
+fn verdict(line: &str, marker: &str) -> Option<VerdictLine> {
+    let rest = from_marker(line, marker)?.get(marker.len()..)?;
+    let open = rest.find(" [")?;
+    let reason = rest.get(..open)?.to_owned();
+    let after = rest.get(open + 2..)?;
+    let (path, process) = after.split_once("]: ")?;
+    Some(VerdictLine {
+        reason,
+        path: path.to_owned(),
+        process: parse_process(process),
+    })
+}
+
+/// `procwatch: HALT ...`.
+pub fn halt_verdict(line: &str) -> Option<VerdictLine> {
+    verdict(line, HALT_VERDICT)
+}
+
+/// `procwatch: allow ...` (an allowed-and-logged process: BGSAVE's child).
+pub fn allow_verdict(line: &str) -> Option<VerdictLine> {
+    verdict(line, ALLOW_VERDICT)
+}
+
+/// A seal-table row -> the process; `None` for other lines and the end row.
+pub fn seal_row(line: &str) -> Option<Proc> {
+    let rest = from_marker(line, SEAL_ROW)?.get(SEAL_ROW.len()..)?;
+    parse_process(rest)
+}
+
+/// The seal table's end row: `procwatch: seal: end (<n> userspace processes)`.
+pub fn seal_end(line: &str) -> Option<u32> {
+    let rest = from_marker(line, SEAL_ROW)?.get(SEAL_ROW.len()..)?;
+    let n = rest.strip_prefix("end (")?;
+    number(n).map(|(n, _)| n)
+}
+
+/// The read-back ruleset hash (lowercase hex).
+pub fn firewall_readback(line: &str) -> Option<String> {
+    let rest = from_marker(line, FIREWALL_READBACK)?.get(FIREWALL_READBACK.len()..)?;
+    let hex: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+    (hex.len() == 64).then(|| hex.to_ascii_lowercase())
+}
+
+/// What the userspace table at the seal must be, checked: exactly two
+/// processes, PID 1 running `server` with a non-root real and effective
+/// uid equal to `server_uid`, and the governor (`governor_pid` when known).
+pub fn check_seal_table(
+    rows: &[Proc],
+    server: &str,
+    server_uid: u32,
+    governor_pid: Option<u32>,
+) -> Result<(), String> {
+    if rows.len() != 2 {
+        let names: Vec<String> = rows
+            .iter()
+            .map(|p| format!("{}:{}", p.pid, p.exe))
+            .collect();
+        return Err(format!(
+            "expected 2 userspace processes, got {}: {names:?}",
+            rows.len()
+        ));
+    }
+    let Some(pid1) = rows.iter().find(|p| p.pid == 1) else {
+        return Err("no PID 1 in the seal table".into());
+    };
+    if pid1.exe != server {
+        return Err(format!("PID 1 runs {:?}, not {server:?}", pid1.exe));
+    }
+    if pid1.uid == 0 || pid1.euid == 0 || pid1.uid != server_uid || pid1.euid != server_uid {
+        return Err(format!(
+            "PID 1 runs as uid {}/{}, expected {server_uid}/{server_uid} (never root)",
+            pid1.uid, pid1.euid
+        ));
+    }
+    let Some(other) = rows.iter().find(|p| p.pid != 1) else {
+        return Err("no governor in the seal table".into());
+    };
+    if let Some(g) = governor_pid {
+        if other.pid != g {
+            return Err(format!(
+                "the second process is pid {} ({}), but the governor is pid {g}",
+                other.pid, other.exe
+            ));
+        }
+    }
+    if other.ppid != 1 {
+        return Err(format!(
+            "the governor's parent is {}, not PID 1",
+            other.ppid
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fatal_lines() {
+        let cases: Vec<(&str, Option<(&str, &str)>)> = vec![
+            (
+                "appliance: FATAL fetch-secret: redis-visitor-pass: not found (404)",
+                Some(("fetch-secret", "redis-visitor-pass: not found (404)")),
+            ),
+            (
+                "[    3.1] xyzappliance: FATAL net: no link",
+                Some(("net", "no link")),
+            ),
+            ("appliance: init 0.1.0 starting", None),
+            ("appliance: FATAL nocolon", None),
+        ];
+        for (line, want) in cases {
+            let got = fatal(line);
+            assert_eq!(
+                got.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+                want,
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn banner_and_governor_pid() {
+        assert!(is_init_banner("appliance: init 0.1.0 starting"));
+        assert!(!is_init_banner("appliance: init 0.1.0 started"));
+        assert_eq!(
+            governor_pid("appliance: governor started as pid 73"),
+            Some(73)
+        );
+        assert_eq!(
+            governor_pid("appliance: governor pid 73 watching (server /usr/bin/valkey-server uid 6379, rescan every 500 ms)"),
+            Some(73)
+        );
+        assert_eq!(governor_pid("appliance: governor: no /dev/watchdog"), None);
+    }
+
+    /// Lines as `procwatch::render` prints them.
+    #[test]
+    fn verdicts_and_processes() {
+        let line = r#"procwatch: HALT process not allowed by policy [event]: pid=91 ppid=73 uid=0/0 exe="/init" comm="init" cmdline="/proc/self/exe --test-intruder""#;
+        let v = halt_verdict(line).unwrap();
+        assert_eq!(v.reason, "process not allowed by policy");
+        assert_eq!(v.path, "event");
+        let p = v.process.unwrap();
+        assert_eq!(
+            p,
+            Proc {
+                pid: 91,
+                ppid: 73,
+                uid: 0,
+                euid: 0,
+                exe: "/init".into(),
+                comm: "init".into(),
+                cmdline: "/proc/self/exe --test-intruder".into(),
+            }
+        );
+        let line = r#"procwatch: allow allowed child (server fork) [event]: pid=120 ppid=1 uid=6379/6379 exe="/usr/bin/valkey-server" comm="redis-rdb-bgsave" cmdline="/usr/bin/valkey-server *:6379""#;
+        let v = allow_verdict(line).unwrap();
+        assert_eq!(v.reason, "allowed child (server fork)");
+        assert_eq!(v.process.unwrap().comm, "redis-rdb-bgsave");
+        assert!(halt_verdict(line).is_none());
+        let line = "procwatch: HALT process events lost [event loss]: no single process";
+        let v = halt_verdict(line).unwrap();
+        assert_eq!((v.path.as_str(), v.process), ("event loss", None));
+    }
+
+    #[test]
+    fn escapes_are_decoded_and_cannot_fake_fields() {
+        let s = r#"pid=5 ppid=1 uid=0/0 exe=? comm="a\" cmdline=\"x" cmdline="\x1b[2J\\ ok""#;
+        let p = parse_process(s).unwrap();
+        assert_eq!(p.exe, "?");
+        assert_eq!(p.comm, "a\" cmdline=\"x");
+        assert_eq!(p.cmdline, "\u{1b}[2J\\ ok");
+        for bad in [
+            "pid=x",
+            "pid=1 ppid=2 uid=3",
+            r#"pid=1 ppid=0 uid=1/1 exe="/a comm="b""#,
+            r#"pid=1 ppid=0 uid=1/1 exe="\x4" comm="" cmdline="""#,
+        ] {
+            assert!(parse_process(bad).is_none(), "{bad}");
+        }
+    }
+
+    fn row(pid: u32, ppid: u32, uid: u32, exe: &str) -> Proc {
+        Proc {
+            pid,
+            ppid,
+            uid,
+            euid: uid,
+            exe: exe.into(),
+            comm: String::new(),
+            cmdline: String::new(),
+        }
+    }
+
+    #[test]
+    fn seal_table_rows_and_checks() {
+        let line = r#"procwatch: seal: pid=1 ppid=0 uid=6379/6379 exe="/usr/bin/valkey-server" comm="valkey-server" cmdline="/usr/bin/valkey-server /etc/valkey/valkey.conf""#;
+        assert_eq!(seal_row(line).unwrap().pid, 1);
+        assert_eq!(
+            seal_row("procwatch: seal: end (2 userspace processes)"),
+            None
+        );
+        assert_eq!(
+            seal_end("procwatch: seal: end (2 userspace processes)"),
+            Some(2)
+        );
+        let server = "/usr/bin/valkey-server";
+        let good = vec![row(1, 0, 6379, server), row(73, 1, 0, "/init")];
+        assert_eq!(check_seal_table(&good, server, 6379, Some(73)), Ok(()));
+        let cases: Vec<(Vec<Proc>, Option<u32>, &str)> = vec![
+            (vec![row(1, 0, 6379, server)], None, "expected 2"),
+            (
+                vec![row(1, 0, 0, server), row(73, 1, 0, "/init")],
+                None,
+                "never root",
+            ),
+            (
+                vec![row(1, 0, 6379, "/init"), row(73, 1, 0, "/init")],
+                None,
+                "not \"/usr",
+            ),
+            (
+                vec![row(1, 0, 6379, server), row(74, 1, 0, "/init")],
+                Some(73),
+                "governor is pid 73",
+            ),
+            (
+                vec![
+                    row(1, 0, 6379, server),
+                    row(73, 1, 0, "/init"),
+                    row(80, 73, 0, "/bin/sh"),
+                ],
+                None,
+                "got 3",
+            ),
+        ];
+        for (rows, gov, want) in cases {
+            let err = check_seal_table(&rows, server, 6379, gov).unwrap_err();
+            assert!(err.contains(want), "{err} !~ {want}");
+        }
+    }
+
+    #[test]
+    fn firewall_readback_hash() {
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            firewall_readback(&format!("{FIREWALL_READBACK}{hex}")),
+            Some(hex.clone())
+        );
+        assert_eq!(firewall_readback(&format!("{FIREWALL_READBACK}abc")), None);
+    }
+}

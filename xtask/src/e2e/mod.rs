@@ -1,0 +1,785 @@
+//! `cargo xtask e2e`: boots built images under QEMU (TCG, `restrict=on`)
+//! and checks from outside what a user and an attacker would see. Each case
+//! is named and prints `[PASS] <name> (<secs>s)` or `[FAIL] <name>: <why>`;
+//! the last line is `<n> passed, <m> failed`; any failure exits non-zero.
+//!
+//! One VM of the production image serves the cases that can share it
+//! (ready, acl-wall, no-lua, two-processes, firewall, bgsave, then
+//! power-button restarts it on the same data disk, then no-cleartext scans
+//! the disks); the intrusion cases boot the test-profile image; each
+//! fail-closed metadata case boots its own VM. Images are never modified:
+//! every run works on a sparse copy of `data.raw` in a private temporary
+//! directory.
+
+pub mod console;
+mod intrusion;
+mod metadata;
+pub mod resp;
+mod shared;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use appliance_spec::Spec;
+
+use crate::image::manifest::Profile;
+use crate::qemu::{self, BootMode, ConsoleSinks, Forward, ImageFiles, TempDir, Vm, VmDir};
+use crate::standin::{Mode, Password, State};
+use resp::{Conn, Value};
+
+/// Bounded waits (TCG on a shared 2-core machine is slow; these are upper
+/// bounds, not expectations).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(240);
+/// How long a halting boot may take to print its FATAL line.
+pub const FATAL_TIMEOUT: Duration = Duration::from_secs(180);
+/// One command's reply.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Every case, in the order they run.
+pub const CASES: [&str; 14] = [
+    "ready",
+    "acl-wall",
+    "no-lua",
+    "two-processes",
+    "firewall",
+    "bgsave",
+    "power-button",
+    "no-cleartext",
+    "intrusion",
+    "nothing-lost",
+    "metadata-missing-key",
+    "metadata-wrong-header",
+    "metadata-oversized",
+    "metadata-never-answers",
+];
+
+/// Command-line options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The production image directory.
+    pub image: PathBuf,
+    /// The test-profile image directory (with `test-intruder`).
+    pub test_image: PathBuf,
+    /// Run only these cases.
+    pub only: Vec<String>,
+    /// Boot with `-kernel/-initrd` instead of OVMF.
+    pub boot: BootMode,
+    /// Keep console logs in this directory.
+    pub logs: Option<PathBuf>,
+}
+
+const USAGE: &str = "\
+usage: cargo xtask e2e [--only NAME]... [--direct] [--image DIR] [--test-image DIR] [--logs DIR]
+
+  --only NAME       run one case (repeatable); `--only list` prints the names
+  --direct          boot with -kernel/-initrd (faster) instead of OVMF + disk.raw
+  --image DIR       production image (default target/appliance)
+  --test-image DIR  test-profile image with test-intruder (default target/appliance-test)
+  --logs DIR        keep every VM's console log there (default: a temp dir, removed)
+";
+
+impl Options {
+    /// Parses the arguments after `e2e`.
+    pub fn parse(args: &[String]) -> Result<Options> {
+        let root = crate::run::workspace_root();
+        let mut o = Options {
+            image: root.join("target/appliance"),
+            test_image: root.join("target/appliance-test"),
+            only: Vec::new(),
+            boot: BootMode::Uefi,
+            logs: None,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| anyhow!("{a} needs a value\n{USAGE}"))
+            };
+            match a.as_str() {
+                "--only" => o.only.push(value()?),
+                "--direct" => o.boot = BootMode::Direct,
+                "--image" => o.image = PathBuf::from(value()?),
+                "--test-image" => o.test_image = PathBuf::from(value()?),
+                "--logs" => o.logs = Some(PathBuf::from(value()?)),
+                "-h" | "--help" => bail!("{USAGE}"),
+                other => bail!("unknown argument `{other}`\n{USAGE}"),
+            }
+        }
+        for name in &o.only {
+            if name != "list" && !CASES.contains(&name.as_str()) {
+                bail!("no case named `{name}`; cases: {}", CASES.join(", "));
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Entry of `cargo xtask e2e`.
+pub fn main(args: &[String]) -> Result<()> {
+    let opts = Options::parse(args)?;
+    if opts.only.iter().any(|n| n == "list") {
+        for c in CASES {
+            println!("{c}");
+        }
+        return Ok(());
+    }
+    qemu::ensure_tools(&qemu::BOOT_TOOLS, "to boot the image under QEMU")?;
+    qemu::ensure_tools(&qemu::DISK_TOOLS, "to inspect the data disk")?;
+    let selected: Vec<&str> = CASES
+        .iter()
+        .copied()
+        .filter(|c| opts.only.is_empty() || opts.only.iter().any(|o| o == c))
+        .collect();
+    let direct = opts.boot == BootMode::Direct;
+    let wants = [
+        (
+            Profile::Production,
+            &opts.image,
+            selected.iter().any(|c| *c != "intrusion"),
+        ),
+        (
+            Profile::Test,
+            &opts.test_image,
+            selected
+                .iter()
+                .any(|c| matches!(*c, "intrusion" | "nothing-lost")),
+        ),
+    ];
+    for (profile, dir, wanted) in wants {
+        if wanted {
+            let image = ImageFiles { dir: dir.clone() };
+            // A failed build shows again in every case that needs the image.
+            if let Err(e) = crate::run::ensure_image(profile, &image, direct) {
+                println!("xtask: no {} image: {e:#}", profile.as_str());
+            }
+        }
+    }
+    let mut ctx = Ctx::new(opts)?;
+    let mut report = Report::default();
+    for name in CASES {
+        if !ctx.opts.only.is_empty() && !ctx.opts.only.iter().any(|o| o == name) {
+            continue;
+        }
+        let start = Instant::now();
+        let result = run_case(&mut ctx, name);
+        report.record(name, start.elapsed(), result);
+    }
+    ctx.shutdown_shared();
+    println!("{} passed, {} failed", report.passed, report.failed);
+    if report.failed > 0 {
+        bail!("{} e2e case(s) failed", report.failed);
+    }
+    Ok(())
+}
+
+fn run_case(ctx: &mut Ctx, name: &str) -> Result<Vec<String>> {
+    match name {
+        "ready" => shared::ready(ctx),
+        "acl-wall" => shared::acl_wall(ctx),
+        "no-lua" => shared::no_lua(ctx),
+        "two-processes" => shared::two_processes(ctx),
+        "firewall" => shared::firewall(ctx),
+        "bgsave" => shared::bgsave(ctx),
+        "power-button" => shared::power_button(ctx),
+        "no-cleartext" => shared::no_cleartext(ctx),
+        "intrusion" => intrusion::intrusion(ctx),
+        "nothing-lost" => intrusion::nothing_lost(ctx),
+        "metadata-missing-key" => {
+            metadata::fail_closed(ctx, Mode::MissingKey(crate::standin::VISITOR_KEY.into()))
+        }
+        "metadata-wrong-header" => metadata::fail_closed(ctx, Mode::WrongHeader),
+        "metadata-oversized" => metadata::fail_closed(ctx, Mode::Oversized),
+        "metadata-never-answers" => metadata::fail_closed(ctx, Mode::NeverAnswers),
+        other => bail!("no case `{other}`"),
+    }
+}
+
+/// Pass/fail counts and the printed lines.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Cases that passed.
+    pub passed: usize,
+    /// Cases that failed.
+    pub failed: usize,
+}
+
+impl Report {
+    /// Prints one case's result (notes indented under a PASS).
+    pub fn record(&mut self, name: &str, took: Duration, result: Result<Vec<String>>) {
+        match result {
+            Ok(notes) => {
+                self.passed += 1;
+                println!("[PASS] {name} ({:.1}s)", took.as_secs_f64());
+                for n in notes {
+                    println!("       {n}");
+                }
+            }
+            Err(why) => {
+                self.failed += 1;
+                let why = format!("{why:#}");
+                let mut lines = why.lines();
+                println!("[FAIL] {name}: {}", lines.next().unwrap_or(""));
+                for l in lines {
+                    println!("       {l}");
+                }
+            }
+        }
+    }
+}
+
+/// What every case can reach: options, the images' specs, the shared VM.
+pub struct Ctx {
+    opts: Options,
+    image: ImageFiles,
+    test_image: ImageFiles,
+    passwords: (Password, Password),
+    logs: LogDir,
+    shared: Shared,
+}
+
+/// Where console logs go.
+enum LogDir {
+    Temp(TempDir),
+    Kept(PathBuf),
+}
+
+impl LogDir {
+    fn path(&self) -> &Path {
+        match self {
+            LogDir::Temp(t) => t.path(),
+            LogDir::Kept(p) => p,
+        }
+    }
+}
+
+/// The VM most cases share, its data disk, and what was acknowledged on it.
+#[derive(Default)]
+struct Shared {
+    data: Option<TempDir>,
+    session: Option<Session>,
+    boot_error: Option<String>,
+    acked: Acked,
+    /// Console logs of every shared boot (scanned by no-cleartext).
+    console_logs: Vec<PathBuf>,
+    /// Set once power-button ran (the disk then holds a clean shutdown).
+    stopped_cleanly: bool,
+}
+
+/// Acknowledged XADDs on one data disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Acked {
+    /// How many.
+    pub count: u64,
+    /// The last acknowledged ID.
+    pub last_id: Option<String>,
+}
+
+impl Ctx {
+    fn new(opts: Options) -> Result<Ctx> {
+        let logs = match &opts.logs {
+            Some(p) => {
+                std::fs::create_dir_all(p).with_context(|| format!("create {}", p.display()))?;
+                LogDir::Kept(p.clone())
+            }
+            None => LogDir::Temp(TempDir::new("e2e-logs")?),
+        };
+        Ok(Ctx {
+            image: ImageFiles {
+                dir: opts.image.clone(),
+            },
+            test_image: ImageFiles {
+                dir: opts.test_image.clone(),
+            },
+            opts,
+            passwords: (Password::generate()?, Password::generate()?),
+            logs,
+            shared: Shared::default(),
+        })
+    }
+
+    fn state(&self, mode: Mode) -> State {
+        State {
+            mode,
+            admin_pass: self.passwords.0.clone(),
+            visitor_pass: self.passwords.1.clone(),
+        }
+    }
+
+    fn require(&self, image: &ImageFiles, what: &str) -> Result<()> {
+        let missing = image.missing(self.opts.boot == BootMode::Direct);
+        if !missing.is_empty() {
+            bail!(
+                "no {what} at {} (missing {}); build it there first with `cargo xtask image`",
+                image.dir.display(),
+                missing.join(", "),
+            );
+        }
+        Ok(())
+    }
+
+    /// The shared production VM, booted (and ready) on first use.
+    fn shared(&mut self) -> Result<&mut Session> {
+        if let Some(e) = &self.shared.boot_error {
+            let first = e.lines().next().unwrap_or_default();
+            bail!("the shared VM did not come up (details above): {first}");
+        }
+        if self.shared.session.is_none() {
+            match self.boot_shared() {
+                Ok(s) => self.shared.session = Some(s),
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    self.shared.boot_error = Some(text.clone());
+                    bail!("the shared VM did not come up: {text}");
+                }
+            }
+        }
+        self.shared.session.as_mut().context("shared VM")
+    }
+
+    fn boot_shared(&mut self) -> Result<Session> {
+        self.require(&self.image, "production image")?;
+        if self.shared.data.is_none() {
+            let dir = TempDir::new("e2e-shared-data")?;
+            qemu::copy_sparse(&self.image.file("data.raw"), &dir.path().join("data.raw"))?;
+            self.shared.data = Some(dir);
+        }
+        let data = self.shared_data()?;
+        let n = self.shared.console_logs.len();
+        let log = self.logs.path().join(format!("shared-{n}.console.log"));
+        self.shared.console_logs.push(log.clone());
+        let mut session = Session::boot(
+            &self.image,
+            self.opts.boot,
+            &data,
+            self.state(Mode::Normal),
+            log,
+        )?;
+        let (at, id) = session.wait_ready(ReadyProbe::VisitorXadd)?;
+        session.ready_at = Some(at);
+        if let Some(id) = id {
+            self.shared.acked.count += 1;
+            self.shared.acked.last_id = Some(id);
+        }
+        Ok(session)
+    }
+
+    fn shared_data(&self) -> Result<PathBuf> {
+        Ok(self
+            .shared
+            .data
+            .as_ref()
+            .context("no shared data disk")?
+            .path()
+            .join("data.raw"))
+    }
+
+    /// Stops the shared VM if it runs: power button, then QEMU `quit`.
+    fn shutdown_shared(&mut self) {
+        if let Some(mut s) = self.shared.session.take() {
+            let _ = s.vm.monitor("system_powerdown");
+            if s.vm
+                .wait_exit(Duration::from_secs(60))
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                let _ = s.vm.stop();
+            }
+        }
+    }
+}
+
+/// What proves a booted appliance ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyProbe {
+    /// The visitor authenticates and one XADD is acknowledged (its ID is
+    /// returned).
+    VisitorXadd,
+    /// The admin authenticates and PING answers (writes nothing).
+    AdminPing,
+}
+
+/// One booted VM: QEMU, its private directory, its ports and passwords.
+pub struct Session {
+    /// QEMU.
+    pub vm: Vm,
+    /// Monitor socket, stand-in state, OVMF vars.
+    pub dir: VmDir,
+    /// The server's forwarded loopback port.
+    pub port: u16,
+    /// A loopback port forwarded to guest port 22 (nothing should answer).
+    pub extra_port: u16,
+    /// What the stand-in serves.
+    pub state: State,
+    /// The image's spec.
+    pub spec: Spec,
+    /// QEMU start -> first acknowledged XADD (or admin PING).
+    pub ready_at: Option<Duration>,
+    /// The console log file.
+    pub console_log: PathBuf,
+}
+
+impl Session {
+    /// Boots `image` on `data` with the stand-in in `state.mode`.
+    pub fn boot(
+        image: &ImageFiles,
+        mode: BootMode,
+        data: &Path,
+        state: State,
+        console_log: PathBuf,
+    ) -> Result<Session> {
+        let spec = image_spec(image)?;
+        let dir = VmDir::new("e2e-vm")?;
+        state.write(&dir.state_file())?;
+        let port = qemu::free_port()?;
+        let extra_port = qemu::free_port()?;
+        let extra = [Forward {
+            host: extra_port,
+            guest: 22,
+        }];
+        let qspec = qemu::plan_boot(image, mode, data, &dir, port, &extra)?;
+        let sinks = ConsoleSinks {
+            echo: false,
+            log_file: Some(console_log.clone()),
+        };
+        let vm = Vm::spawn(&qspec, &sinks)?;
+        Ok(Session {
+            vm,
+            dir,
+            port,
+            extra_port,
+            state,
+            spec,
+            ready_at: None,
+            console_log,
+        })
+    }
+
+    /// The visitor's name and stream from the spec.
+    pub fn visitor(&self) -> Result<(&str, &str)> {
+        let v = self
+            .spec
+            .visitors
+            .first()
+            .context("the spec has no visitor")?;
+        Ok((&v.user.name, &v.stream))
+    }
+
+    /// A visitor connection, authenticated.
+    pub fn visitor_conn(&self) -> Result<Conn> {
+        let (name, _) = self.visitor()?;
+        let mut c = Conn::connect(self.port, REPLY_TIMEOUT)?;
+        c.auth(name, self.state.visitor_pass.expose())?;
+        Ok(c)
+    }
+
+    /// An admin connection, authenticated.
+    pub fn admin_conn(&self) -> Result<Conn> {
+        let mut c = Conn::connect(self.port, REPLY_TIMEOUT)?;
+        c.auth(&self.spec.admin.name, self.state.admin_pass.expose())?;
+        Ok(c)
+    }
+
+    /// Fails with the reason when the boot is over: QEMU exited or init
+    /// printed a FATAL line.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.vm.try_exit()? {
+            bail!(
+                "QEMU exited ({status}) before the server was ready\n{}\nQEMU stderr: {}",
+                self.vm.console().tail(15),
+                self.vm.stderr_text().trim()
+            );
+        }
+        if let Some(line) = self.vm.console().lines().iter().find(|l| {
+            console::fatal(&l.text).is_some()
+                || console::halt_verdict(&l.text).is_some()
+                || l.text.contains(console::KERNEL_HALTED)
+                || l.text.contains("Kernel panic")
+        }) {
+            bail!(
+                "the machine stopped: {}\n{}",
+                line.text,
+                self.vm.console().tail(10)
+            );
+        }
+        Ok(())
+    }
+
+    /// Polls until `probe` succeeds; returns the time since QEMU's start and,
+    /// for [`ReadyProbe::VisitorXadd`], the acknowledged ID.
+    pub fn wait_ready(&mut self, probe: ReadyProbe) -> Result<(Duration, Option<String>)> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut last_error = String::from("no attempt yet");
+        loop {
+            self.check_alive()?;
+            if Instant::now() >= deadline {
+                bail!(
+                    "not ready within {}s (last attempt: {last_error})\n{}",
+                    READY_TIMEOUT.as_secs(),
+                    self.vm.console().tail(15)
+                );
+            }
+            let attempt = match probe {
+                ReadyProbe::VisitorXadd => self.try_visitor_xadd().map(Some),
+                ReadyProbe::AdminPing => self.try_admin_ping().map(|()| None),
+            };
+            match attempt {
+                Ok(id) => return Ok((self.vm.started().elapsed(), id)),
+                Err(e) => last_error = format!("{e:#}"),
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn try_visitor_xadd(&self) -> Result<String> {
+        let (name, stream) = self.visitor()?;
+        let mut c = Conn::connect(self.port, Duration::from_secs(3))?;
+        c.auth(name, self.state.visitor_pass.expose())?;
+        xadd(&mut c, stream, "ready")
+    }
+
+    fn try_admin_ping(&self) -> Result<()> {
+        let mut c = Conn::connect(self.port, Duration::from_secs(3))?;
+        c.auth(&self.spec.admin.name, self.state.admin_pass.expose())?;
+        match c.cmd(&["PING"])? {
+            Value::Simple(p) if p == "PONG" => Ok(()),
+            other => bail!("PING answered {other:?}"),
+        }
+    }
+
+    /// `system_powerdown`, then waits for QEMU to exit by itself.
+    pub fn power_button(&mut self, timeout: Duration) -> Result<Option<std::process::ExitStatus>> {
+        self.vm.monitor("system_powerdown")?;
+        self.vm.wait_exit(timeout)
+    }
+}
+
+/// One visitor XADD of `{field: value}` with an auto ID; returns the ID.
+pub fn xadd(c: &mut Conn, stream: &str, value: &str) -> Result<String> {
+    match c.cmd(&["XADD", stream, "*", "e2e", value])? {
+        Value::Bulk(Some(id)) => Ok(String::from_utf8_lossy(&id).into_owned()),
+        other => bail!("XADD answered {other:?}"),
+    }
+}
+
+/// `XLEN` and the last ID of `stream`, as the admin sees them.
+pub fn stream_tail(c: &mut Conn, stream: &str) -> Result<(i64, Option<String>)> {
+    let len = c
+        .cmd(&["XLEN", stream])?
+        .int()
+        .context("XLEN did not answer an integer")?;
+    let last = c.cmd(&["XREVRANGE", stream, "+", "-", "COUNT", "1"])?;
+    let id = last
+        .items()
+        .and_then(|items| items.first())
+        .and_then(Value::items)
+        .and_then(|entry| entry.first())
+        .and_then(Value::text);
+    Ok((len, id))
+}
+
+/// Checks that a fresh boot on a data disk holds exactly what was
+/// acknowledged.
+pub fn check_acked(c: &mut Conn, stream: &str, acked: &Acked) -> Result<String> {
+    let (len, last) = stream_tail(c, stream)?;
+    let want = i64::try_from(acked.count).unwrap_or(i64::MAX);
+    if len != want {
+        bail!("XLEN {stream} is {len}, but {want} XADDs were acknowledged");
+    }
+    if last != acked.last_id {
+        bail!(
+            "last ID is {:?}, but the last acknowledged was {:?}",
+            last,
+            acked.last_id
+        );
+    }
+    Ok(format!("XLEN {len}, last ID {}", last.unwrap_or_default()))
+}
+
+/// The initramfs of an image, decompressed.
+pub fn initramfs(image: &ImageFiles) -> Result<Vec<u8>> {
+    let zst = std::fs::read(image.file("initramfs.cpio.zst"))
+        .with_context(|| format!("read {}", image.file("initramfs.cpio.zst").display()))?;
+    crate::verify::unzstd(&zst)
+}
+
+/// One file of the image's initramfs.
+pub fn initramfs_file(image: &ImageFiles, path: &str) -> Result<Vec<u8>> {
+    let cpio = initramfs(image)?;
+    let entries = crate::image::cpio::parse(&cpio)?;
+    entries
+        .iter()
+        .find(|e| e.abs_path() == path)
+        .map(|e| e.data.to_vec())
+        .ok_or_else(|| {
+            anyhow!(
+                "{path} is not in {}",
+                image.file("initramfs.cpio.zst").display()
+            )
+        })
+}
+
+/// The spec baked into the image (`/etc/appliance.toml`).
+pub fn image_spec(image: &ImageFiles) -> Result<Spec> {
+    let text = initramfs_file(image, crate::image::assemble::SPEC_PATH)?;
+    let text = String::from_utf8(text).context("the image's spec is not UTF-8")?;
+    Ok(Spec::from_toml_str(&text)?)
+}
+
+/// Whether `needle` occurs in the file at `path` (streamed in chunks).
+pub fn file_contains(path: &Path, needle: &[u8]) -> Result<bool> {
+    Ok(file_contains_any(path, &[needle])?
+        .first()
+        .copied()
+        .unwrap_or(false))
+}
+
+/// Which of `needles` occur in the file at `path`, in one pass.
+pub fn file_contains_any(path: &Path, needles: &[&[u8]]) -> Result<Vec<bool>> {
+    let f = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    reader_contains_any(f, needles)
+}
+
+/// Whether `needle` occurs in what `r` yields.
+pub fn reader_contains<R: Read>(r: R, needle: &[u8]) -> Result<bool> {
+    Ok(reader_contains_any(r, &[needle])?
+        .first()
+        .copied()
+        .unwrap_or(false))
+}
+
+/// Where `needle` starts in `hay`: scans for its first byte, then compares
+/// (fast enough in a debug build for gigabyte disk images).
+fn find(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return false;
+    };
+    let mut from = 0usize;
+    while let Some(i) = hay
+        .get(from..)
+        .and_then(|h| h.iter().position(|&b| b == first))
+    {
+        let at = from + i;
+        let end = at + 1 + rest.len();
+        match hay.get(at + 1..end) {
+            Some(tail) if tail == rest => return true,
+            Some(_) => from = at + 1,
+            None => return false,
+        }
+    }
+    false
+}
+
+/// Which of `needles` occur in what `r` yields, in one pass.
+pub fn reader_contains_any<R: Read>(mut r: R, needles: &[&[u8]]) -> Result<Vec<bool>> {
+    let mut found = vec![false; needles.len()];
+    let keep = needles
+        .iter()
+        .map(|n| n.len())
+        .max()
+        .unwrap_or(0)
+        .saturating_sub(1);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut window: Vec<u8> = Vec::with_capacity(buf.len() + keep);
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(found);
+        }
+        let chunk = buf.get(..n).unwrap_or_default();
+        let carried_zeros = window.iter().all(|&b| b == 0);
+        if carried_zeros && chunk.iter().all(|&b| b == 0) {
+            // A hole of a sparse disk: no needle (they are non-empty and
+            // contain a non-zero byte, see the callers) can start here.
+            window.clear();
+            window.extend_from_slice(chunk.get(n.saturating_sub(keep)..).unwrap_or_default());
+            continue;
+        }
+        window.extend_from_slice(chunk);
+        for (hit, needle) in found.iter_mut().zip(needles) {
+            if !*hit && find(&window, needle) {
+                *hit = true;
+            }
+        }
+        if found.iter().all(|&f| f) {
+            return Ok(found);
+        }
+        let from = window.len().saturating_sub(keep);
+        window.drain(..from);
+    }
+}
+
+/// Runs a host command and returns its stdout, failing on a non-zero exit
+/// unless `ok_codes` lists it.
+pub fn host_command(program: &str, args: &[&str], ok_codes: &[i32]) -> Result<String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("run {program}"))?;
+    let code = out.status.code().unwrap_or(-1);
+    if !out.status.success() && !ok_codes.contains(&code) {
+        bail!(
+            "{program} {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse() {
+        let args: Vec<String> = ["--only", "ready", "--direct", "--image", "/i"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let o = Options::parse(&args).unwrap();
+        assert_eq!(o.only, vec!["ready"]);
+        assert_eq!(o.boot, BootMode::Direct);
+        assert_eq!(o.image, PathBuf::from("/i"));
+        assert!(Options::parse(&["--only".to_owned(), "nope".to_owned()]).is_err());
+        assert!(Options::parse(&["--bogus".to_owned()]).is_err());
+        assert!(Options::parse(&["--only".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn case_names_are_unique() {
+        let mut names = CASES.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CASES.len());
+    }
+
+    #[test]
+    fn reader_contains_finds_needles_across_chunks() {
+        struct Chunky(Vec<u8>, usize);
+        impl Read for Chunky {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let rest = &self.0[self.1..];
+                let n = rest.len().min(3).min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                self.1 += n;
+                Ok(n)
+            }
+        }
+        let hay = b"xxxxsecretyyyy".to_vec();
+        assert!(reader_contains(Chunky(hay.clone(), 0), b"secret").unwrap());
+        assert!(!reader_contains(Chunky(hay, 0), b"secrets").unwrap());
+        assert!(!reader_contains(Chunky(Vec::new(), 0), b"a").unwrap());
+        assert!(!reader_contains(Chunky(b"abc".to_vec(), 0), b"").unwrap());
+        let mut sparse = vec![0u8; 3 << 20];
+        sparse[(2 << 20) - 2..(2 << 20) + 4].copy_from_slice(b"pw-one");
+        sparse.extend_from_slice(b"ppw-two");
+        let hits =
+            reader_contains_any(sparse.as_slice(), &[b"pw-one", b"pw-two", b"pw-3"]).unwrap();
+        assert_eq!(hits, vec![true, true, false]);
+    }
+}

@@ -1,0 +1,287 @@
+//! `cargo xtask image`: the whole pipeline, step by step — pinned inputs, the
+//! sandboxed Valkey build, our own binaries, the kernel module subset, then
+//! [`assemble`](super::assemble::assemble) into the output directory.
+//!
+//! Every step prints what it does and how long it took; a failing step names
+//! the input or tool that is missing.
+
+use super::assemble::{self, AssembleInputs, AssembleOptions};
+use super::fetch::{self, Cache};
+use super::kmod;
+use super::manifest::{Pin, Profile};
+use super::pins::Pins;
+use super::sandbox::Isolation;
+use super::valkey;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// What `cargo xtask image` was asked for.
+#[derive(Debug, Clone)]
+pub struct ImageArgs {
+    /// The repository root.
+    pub root: PathBuf,
+    /// `production` or `test`.
+    pub profile: Profile,
+    /// Output directory (default `target/appliance` or `target/appliance-test`).
+    pub out: PathBuf,
+    /// Input cache (default `target/appliance-cache`).
+    pub cache: PathBuf,
+    /// Build Valkey without namespaces (only when they cannot be made).
+    pub no_sandbox: bool,
+}
+
+impl ImageArgs {
+    /// Parses `cargo xtask image [--test] [--out DIR] [--cache DIR] [--no-sandbox]`.
+    pub fn parse(root: &Path, args: &[String]) -> Result<ImageArgs> {
+        let mut profile = Profile::Production;
+        let mut out = None;
+        let mut cache = root.join(fetch::DEFAULT_CACHE);
+        let mut no_sandbox = false;
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--test" => profile = Profile::Test,
+                "--profile" => {
+                    profile = match it.next().map(String::as_str) {
+                        Some("production") => Profile::Production,
+                        Some("test") => Profile::Test,
+                        other => bail!("--profile takes `production` or `test`, not {other:?}"),
+                    }
+                }
+                "--out" => out = Some(PathBuf::from(it.next().context("--out needs a directory")?)),
+                "--cache" => cache = PathBuf::from(it.next().context("--cache needs a directory")?),
+                "--no-sandbox" => no_sandbox = true,
+                other => bail!("image: unknown argument `{other}`"),
+            }
+        }
+        let out = out.unwrap_or_else(|| default_out(root, profile));
+        Ok(ImageArgs {
+            root: root.to_path_buf(),
+            profile,
+            out,
+            cache,
+            no_sandbox,
+        })
+    }
+}
+
+/// Where a profile's image goes unless `--out` says otherwise.
+pub fn default_out(root: &Path, profile: Profile) -> PathBuf {
+    match profile {
+        Profile::Production => root.join("target/appliance"),
+        Profile::Test => root.join("target/appliance-test"),
+    }
+}
+
+/// Times one step and prints it.
+pub fn timed<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    println!("==> {what}");
+    let start = Instant::now();
+    let result = f().with_context(|| format!("step `{what}` failed"));
+    println!("<== {what}: {:.1}s", start.elapsed().as_secs_f64());
+    result
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, else the commit time of HEAD, so
+/// two builds of one commit carry the same timestamps.
+pub fn source_date_epoch(root: &Path) -> Result<u64> {
+    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+        return v
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"));
+    }
+    let out = Command::new("git")
+        .args(["log", "-1", "--format=%ct"])
+        .current_dir(root)
+        .output()
+        .context("cannot run git to read the commit time (set SOURCE_DATE_EPOCH instead)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .with_context(|| format!("git log gave no commit time ({text:?}); set SOURCE_DATE_EPOCH"))
+}
+
+/// Builds one of our crates in release mode for the image, in a target
+/// directory of its own, with paths remapped so the bytes do not depend on
+/// where the repository is checked out.
+pub fn cargo_release(
+    root: &Path,
+    package: &str,
+    features: &[&str],
+    target_dir: &Path,
+) -> Result<()> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "--release", "--locked", "-p", package])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(root);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    let home = std::env::var("CARGO_HOME")
+        .or_else(|_| std::env::var("HOME").map(|h| format!("{h}/.cargo")))
+        .unwrap_or_else(|_| "/root/.cargo".into());
+    cmd.env(
+        "RUSTFLAGS",
+        format!(
+            "--remap-path-prefix={}=/appliance --remap-path-prefix={home}=/cargo",
+            root.display()
+        ),
+    );
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run cargo to build {package}"))?;
+    if !status.success() {
+        bail!("cargo build -p {package} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Our binaries for the image: `/init` and the stream-guard module.
+pub struct OwnBinaries {
+    /// The `appliance` binary (with `test-intruder` in the test profile).
+    pub init: PathBuf,
+    /// `libstream_guard.so`.
+    pub stream_guard: PathBuf,
+}
+
+/// Builds [`OwnBinaries`] for `profile`.
+pub fn own_binaries(root: &Path, profile: Profile) -> Result<OwnBinaries> {
+    let (dir, features): (&str, &[&str]) = match profile {
+        Profile::Production => ("target/image-build/production", &[]),
+        Profile::Test => ("target/image-build/test", &["test-intruder"]),
+    };
+    let target = root.join(dir);
+    timed(&format!("build /init ({profile:?})"), || {
+        cargo_release(root, "appliance", features, &target)
+    })?;
+    // The module does not depend on the profile; one build serves both.
+    let guard_target = root.join("target/image-build/module");
+    timed("build the stream-guard module", || {
+        cargo_release(root, "stream-guard", &["module"], &guard_target)
+    })?;
+    Ok(OwnBinaries {
+        init: target.join("release/appliance"),
+        stream_guard: guard_target.join("release/libstream_guard.so"),
+    })
+}
+
+/// The pinned Valkey server, fetched and built (or taken from the cache).
+pub fn pinned_valkey(
+    root: &Path,
+    cache: &Cache,
+    no_sandbox: bool,
+) -> Result<(Pins, fetch::FetchedInputs, valkey::BuiltServer)> {
+    let pins = Pins::load(&root.join("image/sources.toml"))?;
+    let fetched = timed("fetch pinned inputs", || fetch::fetch_all(&pins, cache))?;
+    let isolation = Isolation::detect(no_sandbox)?;
+    // Valkey's timestamps are a fixed constant, not the commit time, so every
+    // commit shares one (cached) build.
+    let built = timed("build Valkey without Lua", || {
+        valkey::build(
+            &fetched.valkey_orig,
+            &pins.valkey.orig_sha256,
+            cache,
+            isolation,
+            valkey::SOURCE_DATE_EPOCH,
+        )
+    })?;
+    Ok((pins, fetched, built))
+}
+
+/// `cargo xtask image`.
+pub fn image(args: &ImageArgs) -> Result<()> {
+    let total = Instant::now();
+    let root = &args.root;
+    let cache = Cache::new(&args.cache);
+    let epoch = source_date_epoch(root)?;
+    let (pins, fetched, built) = pinned_valkey(root, &cache, args.no_sandbox)?;
+    let own = own_binaries(root, args.profile)?;
+
+    let subset = timed("kernel module subset", || {
+        kmod::module_subset(
+            &fetched.kernel.modules_dir,
+            &fetched.kernel.kver,
+            &pins.kernel.modules,
+        )
+    })?;
+    if !subset.builtin.is_empty() {
+        println!(
+            "    built into the kernel (not loaded): {}",
+            subset.builtin.join(", ")
+        );
+    }
+    // The assembler places modules under /lib/modules by file name; the order
+    // file must name them there.
+    let scratch = args.cache.join("scratch");
+    std::fs::create_dir_all(&scratch)
+        .with_context(|| format!("cannot create {}", scratch.display()))?;
+    let order_path = scratch.join(format!("modules.order.{}", std::process::id()));
+    let mut order = String::new();
+    let mut module_files = Vec::new();
+    for m in &subset.modules {
+        let name = m
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("module path {} has no file name", m.path.display()))?;
+        order.push_str(&format!("{}/{name}\n", assemble::MODULES_DIR));
+        module_files.push(m.path.clone());
+    }
+    std::fs::write(&order_path, &order)
+        .with_context(|| format!("cannot write {}", order_path.display()))?;
+
+    let inputs = AssembleInputs {
+        kernel: fetched.kernel.vmlinuz.clone(),
+        modules: module_files,
+        modules_order: order_path.clone(),
+        server: built.server.clone(),
+        init: own.init,
+        stream_guard: Some(own.stream_guard),
+        spec: root.join("image/appliance.toml"),
+        stub: fetched.stub.clone(),
+        lib_dirs: [
+            "/lib/x86_64-linux-gnu",
+            "/usr/lib/x86_64-linux-gnu",
+            "/lib64",
+            "/usr/lib64",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect(),
+        pins: vec![
+            Pin {
+                name: pins.kernel.package.clone(),
+                version: pins.kernel.version.clone(),
+                sha256: pins.kernel.sha256.clone(),
+            },
+            Pin {
+                name: pins.stub.package.clone(),
+                version: pins.stub.version.clone(),
+                sha256: pins.stub.sha256.clone(),
+            },
+            Pin {
+                name: pins.valkey.package.clone(),
+                version: pins.valkey.version.clone(),
+                sha256: pins.valkey.orig_sha256.clone(),
+            },
+        ],
+    };
+    let options = AssembleOptions::new(args.profile, epoch);
+    let result = timed(&format!("assemble into {}", args.out.display()), || {
+        assemble::assemble(&inputs, &args.out, &options).map(|_| ())
+    });
+    let _ = std::fs::remove_file(&order_path);
+    result?;
+    println!(
+        "image ({:?}) ready in {} after {:.1}s; check it with `cargo xtask verify {}`",
+        args.profile,
+        args.out.display(),
+        total.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    Ok(())
+}

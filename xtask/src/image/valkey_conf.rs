@@ -1,0 +1,171 @@
+//! `/etc/valkey/valkey.conf`, rendered from the spec at image build (design §7).
+//!
+//! Pure: spec in, text out. `verify` re-renders and compares byte for byte, so
+//! the rendering must stay a function of the spec (and the module choice) only.
+//! `maxmemory` is deliberately absent: init sets it at boot from the RAM it
+//! finds, on the server's command line.
+#![forbid(unsafe_code)]
+
+use appliance_spec::Spec;
+use std::fmt::Write as _;
+
+/// Where the `stream-guard` module lives in the image.
+pub const STREAM_GUARD_PATH: &str = "/usr/lib/valkey/stream-guard.so";
+
+/// A module the server loads at start (`loadmodule <path> <args>...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleLoad {
+    /// Absolute path inside the image.
+    pub path: String,
+    /// Arguments passed to the module's `OnLoad`.
+    pub args: Vec<String>,
+}
+
+impl ModuleLoad {
+    /// The `stream-guard` module with the spec's append-only users and limits:
+    /// `append-only <user> <stream> ... max-pairs N max-bytes N`.
+    pub fn stream_guard(spec: &Spec) -> ModuleLoad {
+        let mut args = Vec::new();
+        for v in &spec.visitors {
+            args.extend([
+                "append-only".to_string(),
+                v.user.name.clone(),
+                v.stream.clone(),
+            ]);
+        }
+        args.extend([
+            "max-pairs".to_string(),
+            spec.limits.xadd_max_pairs.to_string(),
+            "max-bytes".to_string(),
+            spec.limits.xadd_max_bytes.to_string(),
+        ]);
+        ModuleLoad {
+            path: STREAM_GUARD_PATH.into(),
+            args,
+        }
+    }
+}
+
+/// Quotes a value for Valkey's config tokenizer (`sdssplitargs`): always in
+/// double quotes so a `#`, quote or backslash can never end or split it;
+/// non-printable bytes as `\xHH`.
+fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for b in value.bytes() {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Renders the server configuration.
+pub fn render(spec: &Spec, module: Option<&ModuleLoad>) -> String {
+    let s = &spec.server;
+    let l = &spec.limits;
+    let mut c = String::new();
+    let mut line = |text: String| {
+        c.push_str(&text);
+        c.push('\n');
+    };
+    line("# Rendered by `cargo xtask image` from /etc/appliance.toml. Do not edit:".into());
+    line("# `cargo xtask verify` re-renders this file and compares.".into());
+    line(String::new());
+    line("# Process: PID 1 after init's exec, in the foreground, logging to the".into());
+    line("# console (stdout is /dev/console).".into());
+    line("daemonize no".into());
+    line("supervised no".into());
+    line("logfile \"\"".into());
+    line("loglevel notice".into());
+    line("always-show-logo no".into());
+    // The governor identifies the server by its exe; a stable cmdline still
+    // keeps its halt line readable.
+    line("set-proc-title no".into());
+    line(String::new());
+    line("# Network: every address; the firewall admits the port and nothing else.".into());
+    line("bind 0.0.0.0".into());
+    line(format!("port {}", s.port));
+    // Kept on as a second line of defence: it only bites if the default user
+    // ever ends up passwordless, which the ACL file never allows.
+    line("protected-mode yes".into());
+    line(format!("maxclients {}", l.maxclients));
+    line(format!("timeout {}", l.timeout));
+    line("tcp-keepalive 60".into());
+    line(String::new());
+    line("# Access: users and hashes come from the ACL file init writes at boot.".into());
+    line(format!("aclfile {}", quote(&s.acl_file)));
+    line("enable-debug-command no".into());
+    line("enable-module-command no".into());
+    line("enable-protected-configs no".into());
+    line(String::new());
+    line("# Memory: maxmemory is set on the command line at boot from the RAM found.".into());
+    line("maxmemory-policy noeviction".into());
+    line(format!("proto-max-bulk-len {}", l.proto_max_bulk_len));
+    line(format!(
+        "client-query-buffer-limit {}",
+        l.client_query_buffer_limit
+    ));
+    line(String::new());
+    line("# Durability: every acknowledged write is fsynced to the AOF before the reply.".into());
+    line("# No periodic RDB snapshots: they would only add forks; BGSAVE stays available.".into());
+    line(format!("dir {}", quote(&s.data_dir)));
+    line("appendonly yes".into());
+    line("appendfsync always".into());
+    line("save \"\"".into());
+    if let Some(m) = module {
+        line(String::new());
+        line("# stream-guard: append-only users may only XADD <key> * field value ...".into());
+        let mut l = format!("loadmodule {}", quote(&m.path));
+        for a in &m.args {
+            l.push(' ');
+            l.push_str(&quote(a));
+        }
+        line(l);
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_000_without_module() {
+        let spec = Spec::reference().unwrap();
+        insta::assert_snapshot!(render(&spec, None));
+    }
+
+    #[test]
+    fn seed_000_with_module() {
+        let spec = Spec::reference().unwrap();
+        let m = ModuleLoad {
+            path: STREAM_GUARD_PATH.into(),
+            args: vec![],
+        };
+        let text = render(&spec, Some(&m));
+        assert!(text.ends_with("loadmodule \"/usr/lib/valkey/stream-guard.so\"\n"));
+        assert_eq!(text.matches("loadmodule").count(), 1);
+    }
+
+    #[test]
+    fn quoting_cannot_split_or_comment_out_a_value() {
+        let cases = [
+            ("/data", "\"/data\""),
+            ("/a b", "\"/a b\""),
+            ("/a\"b", "\"/a\\\"b\""),
+            ("/a\\b", "\"/a\\\\b\""),
+            ("/a#b", "\"/a#b\""),
+            ("/a\nb", "\"/a\\x0ab\""),
+        ];
+        for (input, want) in cases {
+            assert_eq!(quote(input), want, "{input:?}");
+        }
+    }
+}

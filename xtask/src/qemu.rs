@@ -1,0 +1,1000 @@
+//! Booting the appliance under QEMU: the command line (one pure builder,
+//! snapshot-tested), the running VM (console capture with host-side
+//! timestamps, the HMP monitor on a unix socket, clean stop by PID), and the
+//! small host helpers the run, e2e and bench commands share (private
+//! temporary directories, free loopback ports, sparse disk copies, host
+//! tools).
+//!
+//! Invariants:
+//! - Every QEMU command line carries `-netdev user,...,restrict=on`: the
+//!   guest reaches only the forwards set here (a `hostfwd` to 127.0.0.1 and
+//!   the metadata `guestfwd` to a program on stdin/stdout).
+//! - TCG only: no `-enable-kvm`, no `accel=kvm` (KVM does not work on these
+//!   machines, and results must not depend on it).
+//! - A [`Vm`] kills its QEMU by PID and waits for it when dropped; nothing
+//!   else is ever killed.
+
+use std::fs;
+use std::io::{BufRead, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// OVMF's code, read-only, shared by every run.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+/// OVMF's variable store template; every run gets its own copy.
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+/// The guest's server port (the spec's; the reference deployment's 6379).
+pub const GUEST_SERVER_PORT: u16 = 6379;
+/// The metadata server address the guest asks.
+pub const METADATA_ADDR: &str = "169.254.169.254:80";
+/// The user network: link-local, so a `guestfwd` to 169.254.169.254 is
+/// inside it (QEMU refuses guest forwards outside the user network).
+pub const USER_NET: &str = "net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15";
+
+/// How the guest boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// As on GCE: OVMF, then the UKI on the disk's ESP.
+    Uefi {
+        /// `disk.raw` (GPT + ESP); attached read-only.
+        disk: PathBuf,
+        /// OVMF code (read-only pflash).
+        ovmf_code: PathBuf,
+        /// This run's copy of the OVMF variable store (writable pflash).
+        ovmf_vars: PathBuf,
+    },
+    /// Faster: QEMU loads the kernel and initramfs itself.
+    Direct {
+        /// `vmlinuz`.
+        kernel: PathBuf,
+        /// `initramfs.cpio.zst`.
+        initrd: PathBuf,
+        /// The kernel command line (the UKI's).
+        cmdline: String,
+    },
+}
+
+/// One `hostfwd`: 127.0.0.1:`host` to guest port `guest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    /// Loopback port on the host.
+    pub host: u16,
+    /// TCP port in the guest.
+    pub guest: u16,
+}
+
+/// Everything that makes up one QEMU command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuSpec {
+    /// The QEMU binary.
+    pub qemu: PathBuf,
+    /// Boot path.
+    pub boot: Boot,
+    /// The data disk (`data.raw` or a copy), a second virtio disk.
+    pub data_disk: Option<PathBuf>,
+    /// Host-to-guest TCP forwards.
+    pub forwards: Vec<Forward>,
+    /// The program QEMU runs for each guest connection to
+    /// [`METADATA_ADDR`], with its arguments, space-separated.
+    pub metadata_cmd: Option<String>,
+    /// The HMP monitor's unix socket.
+    pub monitor: PathBuf,
+    /// Guest RAM.
+    pub memory_mib: u32,
+    /// Guest vCPUs.
+    pub cpus: u32,
+}
+
+impl QemuSpec {
+    /// A spec with the defaults: 1024 MiB, 2 vCPUs, nothing attached.
+    pub fn new(boot: Boot, monitor: PathBuf) -> QemuSpec {
+        QemuSpec {
+            qemu: PathBuf::from("qemu-system-x86_64"),
+            boot,
+            data_disk: None,
+            forwards: Vec::new(),
+            metadata_cmd: None,
+            monitor,
+            memory_mib: 1024,
+            cpus: 2,
+        }
+    }
+
+    /// The `-netdev` value. `restrict=on` always: without it the guest
+    /// could open connections to the host and beyond.
+    pub fn netdev(&self) -> String {
+        let mut v = format!("user,id=n0,restrict=on,{USER_NET}");
+        for f in &self.forwards {
+            v.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
+        }
+        if let Some(cmd) = &self.metadata_cmd {
+            v.push_str(&format!(",guestfwd=tcp:{METADATA_ADDR}-cmd:{cmd}"));
+        }
+        v
+    }
+
+    /// The arguments after the QEMU binary. Fails on a path QEMU's option
+    /// syntax cannot carry (a comma).
+    pub fn args(&self) -> Result<Vec<String>> {
+        let mut paths: Vec<&Path> = vec![&self.monitor];
+        match &self.boot {
+            Boot::Uefi {
+                disk,
+                ovmf_code,
+                ovmf_vars,
+            } => paths.extend([disk.as_path(), ovmf_code, ovmf_vars]),
+            Boot::Direct { kernel, initrd, .. } => paths.extend([kernel.as_path(), initrd]),
+        }
+        paths.extend(self.data_disk.as_deref());
+        for p in &paths {
+            if p.to_string_lossy().contains(',') {
+                bail!("QEMU cannot take a path with a comma: {}", p.display());
+            }
+        }
+        if let Some(cmd) = &self.metadata_cmd {
+            if cmd.contains(',') {
+                bail!("the metadata command must not contain a comma: {cmd}");
+            }
+        }
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| (*s).to_owned()));
+        push(&["-nodefaults", "-machine", "q35", "-accel", "tcg"]);
+        push(&[
+            "-m",
+            &self.memory_mib.to_string(),
+            "-smp",
+            &self.cpus.to_string(),
+        ]);
+        // A guest halt or power-off ends QEMU; a reboot (watchdog, panic=-1)
+        // ends it too instead of looping, so a test sees every stop.
+        push(&["-display", "none", "-no-reboot", "-serial", "stdio"]);
+        let monitor = format!("unix:{},server=on,wait=off", self.monitor.display());
+        push(&["-monitor", &monitor]);
+        match &self.boot {
+            Boot::Uefi {
+                disk,
+                ovmf_code,
+                ovmf_vars,
+            } => {
+                let code = format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    ovmf_code.display()
+                );
+                let vars = format!("if=pflash,format=raw,unit=1,file={}", ovmf_vars.display());
+                let boot = format!(
+                    "file={},format=raw,if=none,id=boot,readonly=on",
+                    disk.display()
+                );
+                push(&["-drive", &code, "-drive", &vars, "-drive", &boot]);
+                push(&["-device", "virtio-blk-pci,drive=boot,bootindex=0"]);
+            }
+            Boot::Direct {
+                kernel,
+                initrd,
+                cmdline,
+            } => {
+                let kernel = kernel.display().to_string();
+                let initrd = initrd.display().to_string();
+                push(&["-kernel", &kernel, "-initrd", &initrd, "-append", cmdline]);
+            }
+        }
+        if let Some(data) = &self.data_disk {
+            let drive = format!("file={},format=raw,if=none,id=data", data.display());
+            push(&["-drive", &drive, "-device", "virtio-blk-pci,drive=data"]);
+        }
+        let netdev = self.netdev();
+        push(&["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"]);
+        push(&["-device", "virtio-rng-pci"]);
+        Ok(a)
+    }
+}
+
+/// A private temporary directory (0700), removed with everything in it on
+/// drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates `$TMPDIR/xtask-<prefix>-<random>`.
+    pub fn new(prefix: &str) -> Result<TempDir> {
+        let mut rnd = [0u8; 8];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut rnd))
+            .context("read /dev/urandom")?;
+        let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+        let path = std::env::temp_dir().join(format!("xtask-{prefix}-{suffix}"));
+        fs::create_dir(&path).with_context(|| format!("create {}", path.display()))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700))?;
+        Ok(TempDir { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A loopback port nobody listens on right now (the kernel picks it; QEMU
+/// binds it a moment later, so a race is possible but harmless: QEMU then
+/// fails to start and says so).
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Copies a disk image keeping its holes (`data.raw` is mostly empty).
+pub fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
+    let status = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(from)
+        .arg(to)
+        .status()
+        .context("run cp")?;
+    if !status.success() {
+        bail!("cp {} {} failed: {status}", from.display(), to.display());
+    }
+    Ok(())
+}
+
+/// A host program, the Debian package that has it, and why it is needed.
+#[derive(Debug, Clone, Copy)]
+pub struct Tool {
+    /// A program name (looked up in `PATH`) or an absolute file path.
+    pub file: &'static str,
+    /// Its Debian package.
+    pub package: &'static str,
+}
+
+/// What booting needs.
+pub const BOOT_TOOLS: [Tool; 3] = [
+    Tool {
+        file: "qemu-system-x86_64",
+        package: "qemu-system-x86",
+    },
+    Tool {
+        file: OVMF_CODE,
+        package: "ovmf",
+    },
+    Tool {
+        file: OVMF_VARS,
+        package: "ovmf",
+    },
+];
+
+/// What inspecting a data disk needs.
+pub const DISK_TOOLS: [Tool; 2] = [
+    Tool {
+        file: "debugfs",
+        package: "e2fsprogs",
+    },
+    Tool {
+        file: "e2fsck",
+        package: "e2fsprogs",
+    },
+];
+
+fn tool_present(file: &str) -> bool {
+    if file.starts_with('/') {
+        return Path::new(file).exists();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .any(|dir| dir.join(file).is_file())
+}
+
+/// Makes sure the tools are there: as root on Debian, installs the missing
+/// packages with apt-get (one line says what and why); otherwise stops with
+/// the exact install line.
+pub fn ensure_tools(tools: &[Tool], why: &str) -> Result<()> {
+    let mut missing: Vec<&str> = tools
+        .iter()
+        .filter(|t| !tool_present(t.file))
+        .map(|t| t.package)
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let line = format!(
+        "apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !Path::new("/etc/debian_version").exists() {
+        bail!(
+            "missing host tools ({}) {why}; install them with:\n  sudo {line}",
+            missing.join(", ")
+        );
+    }
+    println!("xtask: installing {} ({why})", missing.join(" "));
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("run apt-get")?;
+    if !status.success() {
+        bail!("`{line}` failed: {status}");
+    }
+    Ok(())
+}
+
+/// One console line with the time it arrived, counted from QEMU's start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Arrival time since the VM was started.
+    pub at: Duration,
+    /// The text, without `\r\n`, invalid UTF-8 replaced.
+    pub text: String,
+}
+
+#[derive(Debug, Default)]
+struct ConsoleLog {
+    lines: Vec<Line>,
+    closed: bool,
+}
+
+/// The serial console of a VM: every line so far, and a way to wait for one.
+#[derive(Debug, Clone, Default)]
+pub struct Console {
+    inner: Arc<(Mutex<ConsoleLog>, Condvar)>,
+}
+
+impl Console {
+    fn lock(&self) -> MutexGuard<'_, ConsoleLog> {
+        self.inner
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Appends a line (the capture thread, or a test).
+    pub fn push(&self, at: Duration, text: String) {
+        self.lock().lines.push(Line { at, text });
+        self.inner.1.notify_all();
+    }
+
+    /// Marks the end of output (QEMU exited).
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.inner.1.notify_all();
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<Line> {
+        self.lock().lines.clone()
+    }
+
+    /// How many lines so far.
+    pub fn len(&self) -> usize {
+        self.lock().lines.len()
+    }
+
+    /// No lines yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether QEMU's output ended.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Waits up to `timeout` for a line at index `from` or later matching
+    /// `pred`; returns its index and the line. `None` on timeout or when the
+    /// output ended without one.
+    pub fn wait_for(
+        &self,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<(usize, Line)> {
+        let deadline = Instant::now() + timeout;
+        let mut log = self.lock();
+        let mut next = from;
+        loop {
+            while let Some(line) = log.lines.get(next) {
+                if pred(&line.text) {
+                    return Some((next, line.clone()));
+                }
+                next = next.saturating_add(1);
+            }
+            if log.closed {
+                return None;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            log = match self.inner.1.wait_timeout(log, deadline - now) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    /// The last `n` lines as text, for failure messages.
+    pub fn tail(&self, n: usize) -> String {
+        let log = self.lock();
+        let start = log.lines.len().saturating_sub(n);
+        log.lines
+            .iter()
+            .skip(start)
+            .map(|l| format!("    [{:7.2}] {}", l.at.as_secs_f64(), l.text))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Splits a byte stream into console lines (`\n`-terminated, `\r` dropped).
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// Feeds bytes, returns the lines they completed.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            match b {
+                b'\n' => out.push(self.take()),
+                b'\r' => {}
+                _ => self.partial.push(b),
+            }
+        }
+        out
+    }
+
+    /// The unterminated rest, if any (at end of stream).
+    pub fn finish(&mut self) -> Option<String> {
+        (!self.partial.is_empty()).then(|| self.take())
+    }
+
+    fn take(&mut self) -> String {
+        let line = String::from_utf8_lossy(&self.partial).into_owned();
+        self.partial.clear();
+        line
+    }
+}
+
+/// Where a VM's console goes besides the in-memory [`Console`].
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleSinks {
+    /// Echo every byte to this process's stdout (`cargo xtask run`).
+    pub echo: bool,
+    /// Append every byte to this file.
+    pub log_file: Option<PathBuf>,
+}
+
+/// A running QEMU.
+#[derive(Debug)]
+pub struct Vm {
+    child: Child,
+    started: Instant,
+    console: Console,
+    monitor: PathBuf,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    exit: Option<ExitStatus>,
+}
+
+impl Vm {
+    /// Starts QEMU for `spec` in its own process group (a terminal's Ctrl-C
+    /// reaches only xtask, which then stops QEMU itself).
+    pub fn spawn(spec: &QemuSpec, sinks: &ConsoleSinks) -> Result<Vm> {
+        let args = spec.args()?;
+        let mut cmd = Command::new(&spec.qemu);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let started = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("start {}", spec.qemu.display()))?;
+        let console = Console::default();
+        let stdout = child.stdout.take().context("QEMU stdout")?;
+        let stderr_pipe = child.stderr.take().context("QEMU stderr")?;
+        let mut log_file = match &sinks.log_file {
+            Some(p) => Some(
+                fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("open {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let echo = sinks.echo;
+        let sink = console.clone();
+        std::thread::spawn(move || {
+            let mut stdout = stdout;
+            let mut splitter = LineSplitter::default();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let chunk = buf.get(..n).unwrap_or_default();
+                if echo {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(chunk);
+                    let _ = out.flush();
+                }
+                if let Some(f) = log_file.as_mut() {
+                    let _ = f.write_all(chunk);
+                }
+                for line in splitter.feed(chunk) {
+                    sink.push(started.elapsed(), line);
+                }
+            }
+            if let Some(line) = splitter.finish() {
+                sink.push(started.elapsed(), line);
+            }
+            sink.close();
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let err_sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut reader = std::io::BufReader::new(stderr_pipe);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                if let Ok(mut buf) = err_sink.lock() {
+                    buf.extend_from_slice(&line);
+                }
+                line.clear();
+            }
+        });
+        Ok(Vm {
+            child,
+            started,
+            console,
+            monitor: spec.monitor.clone(),
+            stderr,
+            exit: None,
+        })
+    }
+
+    /// The QEMU process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// When QEMU was started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The console.
+    pub fn console(&self) -> &Console {
+        &self.console
+    }
+
+    /// What QEMU wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        self.stderr
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// QEMU's exit status, if it has exited.
+    pub fn try_exit(&mut self) -> Result<Option<ExitStatus>> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().context("wait for QEMU")?;
+        }
+        Ok(self.exit)
+    }
+
+    /// Waits up to `timeout` for QEMU to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_exit()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends one HMP command on the monitor socket and returns its output.
+    pub fn monitor(&self, command: &str) -> Result<String> {
+        monitor_command(&self.monitor, command, Duration::from_secs(10))
+    }
+
+    /// Stops QEMU: `quit` on the monitor, then SIGKILL by PID if it is still
+    /// there after 5 s. Waits for it either way.
+    pub fn stop(&mut self) -> Result<ExitStatus> {
+        if let Some(status) = self.try_exit()? {
+            return Ok(status);
+        }
+        let _ = self.monitor("quit");
+        if let Some(status) = self.wait_exit(Duration::from_secs(5))? {
+            return Ok(status);
+        }
+        self.kill()
+    }
+
+    /// SIGKILL to QEMU's PID, then wait.
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        if let Some(status) = self.try_exit()? {
+            return Ok(status);
+        }
+        let _ = self.child.kill();
+        let status = self.child.wait().context("wait for QEMU")?;
+        self.exit = Some(status);
+        Ok(status)
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// One HMP command over the monitor socket: waits for the `(qemu) ` prompt,
+/// sends the command, returns what QEMU printed before the next prompt (or
+/// before it closed the socket, as after `quit`).
+pub fn monitor_command(socket: &Path, command: &str, timeout: Duration) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = loop {
+        match UnixStream::connect(socket) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e).with_context(|| format!("connect to monitor {}", socket.display()))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    stream.set_read_timeout(Some(timeout))?;
+    read_to_prompt(&mut stream)?;
+    stream.write_all(format!("{command}\n").as_bytes())?;
+    let out = read_to_prompt(&mut stream)?;
+    // The terminal echo of the command comes first; drop it.
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let text = text.replace('\r', "");
+    let body = text
+        .split_once('\n')
+        .map(|(_, rest)| rest.to_owned())
+        .unwrap_or_default();
+    Ok(body.trim_end_matches("(qemu) ").trim_end().to_owned())
+}
+
+fn read_to_prompt(stream: &mut UnixStream) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        if out.ends_with(b"(qemu) ") {
+            return Ok(out);
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(out),
+            Err(e) => return Err(e).context("read from QEMU monitor"),
+        }
+    }
+}
+
+/// The files of a built image directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFiles {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+impl ImageFiles {
+    /// `dir/<name>`.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The kernel command line the UKI carries (`appliance.cmdline` when
+    /// the assembly wrote it, else the builder's constant).
+    pub fn cmdline(&self) -> String {
+        fs::read_to_string(self.file("appliance.cmdline"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| crate::image::uki::CMDLINE.to_owned())
+    }
+
+    /// The files missing for a boot (`direct`: kernel + initramfs; else the
+    /// disk) plus the data disk.
+    pub fn missing(&self, direct: bool) -> Vec<&'static str> {
+        let needed: &[&'static str] = if direct {
+            &["vmlinuz", "initramfs.cpio.zst", "data.raw"]
+        } else {
+            &["disk.raw", "data.raw"]
+        };
+        needed
+            .iter()
+            .copied()
+            .filter(|f| !self.file(f).is_file())
+            .collect()
+    }
+}
+
+/// Everything one VM needs around it: a private directory holding the
+/// monitor socket, the OVMF variables copy, the stand-in state and log, and
+/// the console log.
+#[derive(Debug)]
+pub struct VmDir {
+    dir: TempDir,
+}
+
+impl VmDir {
+    /// A new private directory.
+    pub fn new(prefix: &str) -> Result<VmDir> {
+        Ok(VmDir {
+            dir: TempDir::new(prefix)?,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The monitor socket path.
+    pub fn monitor(&self) -> PathBuf {
+        self.path().join("monitor.sock")
+    }
+
+    /// The stand-in state file.
+    pub fn state_file(&self) -> PathBuf {
+        self.path().join("standin.json")
+    }
+
+    /// The console log.
+    pub fn console_log(&self) -> PathBuf {
+        self.path().join("console.log")
+    }
+
+    /// A fresh copy of the OVMF variable store for one boot.
+    pub fn ovmf_vars(&self) -> Result<PathBuf> {
+        let to = self.path().join("OVMF_VARS.fd");
+        fs::copy(OVMF_VARS, &to).with_context(|| format!("copy {OVMF_VARS}"))?;
+        Ok(to)
+    }
+}
+
+/// How the guest boots in a [`plan_boot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootMode {
+    /// OVMF + disk.raw.
+    Uefi,
+    /// `-kernel/-initrd`.
+    Direct,
+}
+
+/// The metadata program line for QEMU: this very executable with the hidden
+/// subcommand and the state file.
+pub fn standin_command(state_file: &Path) -> Result<String> {
+    let exe = std::env::current_exe().context("find the xtask executable")?;
+    let line = format!(
+        "{} __metadata-standin --state {}",
+        exe.display(),
+        state_file.display()
+    );
+    if line.contains(',') || exe.to_string_lossy().contains(' ') {
+        bail!(
+            "the xtask path cannot be passed to QEMU's guestfwd: {}",
+            exe.display()
+        );
+    }
+    Ok(line)
+}
+
+/// A spec for booting `image` with `data` attached, the server port
+/// forwarded to `server_port` (and any `extra` forwards), the stand-in
+/// reading `vm.state_file()`.
+pub fn plan_boot(
+    image: &ImageFiles,
+    mode: BootMode,
+    data: &Path,
+    vm: &VmDir,
+    server_port: u16,
+    extra: &[Forward],
+) -> Result<QemuSpec> {
+    let boot = match mode {
+        BootMode::Uefi => Boot::Uefi {
+            disk: image.file("disk.raw"),
+            ovmf_code: PathBuf::from(OVMF_CODE),
+            ovmf_vars: vm.ovmf_vars()?,
+        },
+        BootMode::Direct => Boot::Direct {
+            kernel: image.file("vmlinuz"),
+            initrd: image.file("initramfs.cpio.zst"),
+            cmdline: image.cmdline(),
+        },
+    };
+    let mut spec = QemuSpec::new(boot, vm.monitor());
+    spec.data_disk = Some(data.to_path_buf());
+    spec.forwards.push(Forward {
+        host: server_port,
+        guest: GUEST_SERVER_PORT,
+    });
+    spec.forwards.extend_from_slice(extra);
+    spec.metadata_cmd = Some(standin_command(&vm.state_file())?);
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uefi_spec() -> QemuSpec {
+        let mut spec = QemuSpec::new(
+            Boot::Uefi {
+                disk: "/img/disk.raw".into(),
+                ovmf_code: OVMF_CODE.into(),
+                ovmf_vars: "/tmp/vm/OVMF_VARS.fd".into(),
+            },
+            "/tmp/vm/monitor.sock".into(),
+        );
+        spec.data_disk = Some("/tmp/vm/data.raw".into());
+        spec.forwards = vec![
+            Forward {
+                host: 40001,
+                guest: 6379,
+            },
+            Forward {
+                host: 40002,
+                guest: 22,
+            },
+        ];
+        spec.metadata_cmd = Some("/x/xtask __metadata-standin --state /tmp/vm/standin.json".into());
+        spec
+    }
+
+    fn direct_spec() -> QemuSpec {
+        QemuSpec::new(
+            Boot::Direct {
+                kernel: "/img/vmlinuz".into(),
+                initrd: "/img/initramfs.cpio.zst".into(),
+                cmdline: "console=ttyS0,115200n8 panic=-1".into(),
+            },
+            "/tmp/vm/monitor.sock".into(),
+        )
+    }
+
+    #[test]
+    fn uefi_command_line() {
+        insta::assert_snapshot!(uefi_spec().args().unwrap().join("\n"));
+    }
+
+    #[test]
+    fn direct_command_line() {
+        insta::assert_snapshot!(direct_spec().args().unwrap().join("\n"));
+    }
+
+    #[test]
+    fn every_command_line_is_restricted_and_tcg_only() {
+        for spec in [uefi_spec(), direct_spec()] {
+            let args = spec.args().unwrap();
+            let netdevs: Vec<&String> = args
+                .iter()
+                .zip(args.iter().skip(1))
+                .filter(|(flag, _)| *flag == "-netdev")
+                .map(|(_, v)| v)
+                .collect();
+            assert_eq!(netdevs.len(), 1, "{args:?}");
+            assert!(netdevs
+                .iter()
+                .all(|v| v.split(',').any(|o| o == "restrict=on")));
+            let joined = args.join(" ");
+            assert!(!joined.contains("kvm"), "{joined}");
+            assert!(!joined.contains("-enable-kvm"));
+            assert!(joined.contains("-accel tcg"));
+            let hostfwds: Vec<&str> = joined
+                .split(',')
+                .filter(|o| o.starts_with("hostfwd="))
+                .collect();
+            assert!(hostfwds
+                .iter()
+                .all(|h| h.starts_with("hostfwd=tcp:127.0.0.1:")));
+            let mut unique = hostfwds.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), hostfwds.len());
+        }
+    }
+
+    #[test]
+    fn commas_in_paths_are_refused() {
+        let mut spec = uefi_spec();
+        spec.data_disk = Some("/tmp/a,b/data.raw".into());
+        assert!(spec.args().is_err());
+        let mut spec = uefi_spec();
+        spec.metadata_cmd = Some("prog --x a,b".into());
+        assert!(spec.args().is_err());
+    }
+
+    #[test]
+    fn line_splitter_handles_crlf_and_partial_chunks() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.feed(b"appliance: in"), Vec::<String>::new());
+        assert_eq!(
+            s.feed(b"it 0.1 starting\r\nnext\r"),
+            vec!["appliance: init 0.1 starting"]
+        );
+        assert_eq!(
+            s.feed(b"\n\xff\n"),
+            vec!["next".to_owned(), "\u{fffd}".to_owned()]
+        );
+        assert_eq!(s.feed(b"tail"), Vec::<String>::new());
+        assert_eq!(s.finish().as_deref(), Some("tail"));
+        assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn console_wait_for_sees_old_and_new_lines() {
+        let c = Console::default();
+        c.push(Duration::from_secs(1), "a".into());
+        let (i, l) = c.wait_for(0, Duration::ZERO, |t| t == "a").unwrap();
+        assert_eq!((i, l.at), (0, Duration::from_secs(1)));
+        assert!(c
+            .wait_for(1, Duration::from_millis(10), |t| t == "a")
+            .is_none());
+        let c2 = c.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            c2.push(Duration::from_secs(2), "b".into());
+        });
+        let (i, _) = c.wait_for(0, Duration::from_secs(5), |t| t == "b").unwrap();
+        assert_eq!(i, 1);
+        t.join().unwrap();
+        c.close();
+        let start = Instant::now();
+        assert!(c
+            .wait_for(0, Duration::from_secs(5), |t| t == "zzz")
+            .is_none());
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "closed console must not wait"
+        );
+    }
+
+    #[test]
+    fn temp_dir_is_private_and_removed() {
+        let d = TempDir::new("qemu-test").unwrap();
+        let p = d.path().to_path_buf();
+        fs::write(p.join("f"), b"x").unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        drop(d);
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn free_ports_are_loopback_bindable() {
+        let p = free_port().unwrap();
+        assert!(p > 0);
+        TcpListener::bind(("127.0.0.1", p)).unwrap();
+    }
+}

@@ -1,0 +1,636 @@
+//! `cargo xtask verify`: an offline audit of a built image (design §10),
+//! one `[OK]`/`[FAIL]` line per property, seed-002 style.
+//!
+//! It trusts nothing the build said about itself except as a claim to check:
+//! the manifest's hashes are recomputed, the initramfs is unpacked with the
+//! strict reader (no second archive may hide after the trailer), the UKI's
+//! sections and the ESP's file are compared with the files they were made
+//! from, and the server config is re-rendered from the spec and compared.
+#![forbid(unsafe_code)]
+
+use anyhow::{Context, Result};
+use appliance_spec::Spec;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use crate::image::assemble::{
+    elf_deps, is_elf, ESP_BOOT_PATH, LIB_DIR, MODULES_DIR, OUTPUTS, SPEC_PATH,
+};
+use crate::image::cpio::{self, S_IFCHR, S_IFDIR, S_IFREG};
+use crate::image::manifest::{hash_file, sha256_hex, Manifest, Profile};
+use crate::image::valkey_conf::{self, ModuleLoad, STREAM_GUARD_PATH};
+use crate::image::{fat, gcetar, gpt, uki};
+
+/// The string a test-profile init carries (the `test-intruder` feature).
+pub const TEST_INTRUDER_MARKER: &[u8] = b"appliance-test-intruder-v1";
+/// The UKI size goal.
+pub const UKI_MAX_BYTES: u64 = 20 * 1024 * 1024;
+/// Decompressed initramfs bigger than this is refused (a zstd bomb).
+const MAX_INITRAMFS: u64 = 1 << 30;
+
+/// File names that must not appear anywhere in the initramfs.
+const FORBIDDEN_NAMES: &[&str] = &[
+    "sh",
+    "bash",
+    "dash",
+    "ash",
+    "zsh",
+    "ksh",
+    "mksh",
+    "csh",
+    "tcsh",
+    "fish",
+    "busybox",
+    "toybox",
+    "sshd",
+    "ssh",
+    "dropbear",
+    "telnetd",
+    "login",
+    "getty",
+    "agetty",
+    "su",
+    "sudo",
+    "apt",
+    "apt-get",
+    "dpkg",
+    "rpm",
+    "yum",
+    "dnf",
+    "apk",
+    "pip",
+    "pip3",
+    "python",
+    "python3",
+    "perl",
+    "ruby",
+    "lua",
+    "luajit",
+    "node",
+    "tclsh",
+    "php",
+    "gdb",
+    "strace",
+    "nc",
+    "socat",
+    "curl",
+    "wget",
+    "cron",
+    "crond",
+    "valkey-cli",
+    "redis-cli",
+];
+
+/// Byte strings that betray a shell, remote login, package manager or
+/// interpreter inside any file.
+const FORBIDDEN_CONTENT: &[(&[u8], &str)] = &[
+    (b"BusyBox v", "BusyBox"),
+    (b"OpenSSH_", "OpenSSH"),
+    (b"dropbear_", "Dropbear"),
+    (b"Py_Initialize", "a Python interpreter"),
+    (b"perl_construct", "a Perl interpreter"),
+    (b"lua_newstate", "a Lua interpreter"),
+    (b"dpkg-deb", "dpkg"),
+];
+
+/// Collects the report lines.
+struct Report<'w> {
+    out: &'w mut dyn Write,
+    failed: bool,
+}
+
+impl Report<'_> {
+    fn line(&mut self, ok: bool, check: &str, detail: impl std::fmt::Display) -> Result<()> {
+        self.failed |= !ok;
+        let tag = if ok { "[OK]  " } else { "[FAIL]" };
+        writeln!(self.out, "{tag} {check}: {detail}")?;
+        Ok(())
+    }
+
+    fn result(&mut self, check: &str, r: Result<String>) -> Result<()> {
+        match r {
+            Ok(detail) => self.line(true, check, detail),
+            Err(e) => self.line(false, check, format!("{e:#}")),
+        }
+    }
+}
+
+fn mib(n: u64) -> String {
+    format!("{:.2} MiB", n as f64 / (1024.0 * 1024.0))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Decompresses exactly one zstd frame, refusing trailing bytes.
+pub fn unzstd(compressed: &[u8]) -> Result<Vec<u8>> {
+    let mut input = compressed;
+    let mut out = Vec::new();
+    {
+        let dec = ruzstd::decoding::StreamingDecoder::new(&mut input)
+            .map_err(|e| anyhow::anyhow!("zstd: {e}"))?;
+        dec.take(MAX_INITRAMFS + 1)
+            .read_to_end(&mut out)
+            .context("zstd: corrupt stream")?;
+    }
+    anyhow::ensure!(out.len() as u64 <= MAX_INITRAMFS, "zstd: output over 1 GiB");
+    anyhow::ensure!(
+        input.is_empty(),
+        "zstd: {} bytes after the frame",
+        input.len()
+    );
+    Ok(out)
+}
+
+/// What to hold the image to beyond its own manifest.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyOptions {
+    /// Require `disk.raw` to be a multiple of 1 GiB (GCE's import rule).
+    /// Only small test images built by the test suite turn this off.
+    pub gce_disk_sizes: bool,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            gce_disk_sizes: true,
+        }
+    }
+}
+
+/// Audits the image in `dir` against the repository's spec text with the
+/// default options. Writes the report to `out`; returns whether every check
+/// passed.
+pub fn verify(dir: &Path, repo_spec: &str, out: &mut dyn Write) -> Result<bool> {
+    verify_with(dir, repo_spec, &VerifyOptions::default(), out)
+}
+
+/// [`verify`] with explicit options.
+pub fn verify_with(
+    dir: &Path,
+    repo_spec: &str,
+    opts: &VerifyOptions,
+    out: &mut dyn Write,
+) -> Result<bool> {
+    let mut r = Report { out, failed: false };
+    let manifest = match fs::read(dir.join("manifest.json"))
+        .context("cannot read manifest.json")
+        .and_then(|b| Manifest::from_json(&b))
+    {
+        Ok(m) => m,
+        Err(e) => {
+            r.line(false, "manifest", format!("{e:#}"))?;
+            return Ok(false);
+        }
+    };
+    r.line(
+        true,
+        "manifest",
+        format!("profile {}", manifest.profile.as_str()),
+    )?;
+
+    // Every file the manifest names, and nothing else.
+    let listed: BTreeSet<String> = manifest.files.iter().map(|f| f.name.clone()).collect();
+    let mut present = BTreeSet::new();
+    for e in fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        if name != "manifest.json" {
+            present.insert(name);
+        }
+    }
+    let expected: BTreeSet<String> = OUTPUTS
+        .iter()
+        .filter(|n| **n != "manifest.json")
+        .map(|n| (*n).to_string())
+        .collect();
+    r.line(
+        listed == present && listed == expected,
+        "files",
+        if listed == present && listed == expected {
+            format!("{} files, as listed", listed.len())
+        } else {
+            format!("manifest lists {listed:?}, directory holds {present:?}, expected {expected:?}")
+        },
+    )?;
+    for f in &manifest.files {
+        let check = format!("hash {}", f.name);
+        let res = hash_file(&dir.join(&f.name)).and_then(|(size, sha)| {
+            anyhow::ensure!(
+                size == f.size && sha == f.sha256,
+                "manifest says {} bytes sha256 {}, file is {size} bytes sha256 {sha}",
+                f.size,
+                f.sha256
+            );
+            Ok(format!("{size} bytes"))
+        });
+        r.result(&check, res)?;
+    }
+
+    // The initramfs, unpacked strictly.
+    let zst = fs::read(dir.join("initramfs.cpio.zst")).unwrap_or_default();
+    let cpio_bytes = match unzstd(&zst) {
+        Ok(b) => b,
+        Err(e) => {
+            r.line(false, "initramfs readable", format!("{e:#}"))?;
+            return Ok(false);
+        }
+    };
+    let entries = match cpio::parse(&cpio_bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            r.line(false, "initramfs readable", e)?;
+            return Ok(false);
+        }
+    };
+    r.line(
+        true,
+        "initramfs readable",
+        format!("{} entries", entries.len()),
+    )?;
+    initramfs_checks(&mut r, &manifest, &entries, repo_spec)?;
+    image_checks(&mut r, dir, &manifest, &zst, opts)?;
+    size_checks(&mut r, dir, &entries)?;
+    Ok(!r.failed)
+}
+
+fn initramfs_checks(
+    r: &mut Report<'_>,
+    manifest: &Manifest,
+    entries: &[cpio::Entry<'_>],
+    repo_spec: &str,
+) -> Result<()> {
+    let by_path: BTreeMap<String, &cpio::Entry<'_>> =
+        entries.iter().map(|e| (e.abs_path(), e)).collect();
+    let file = |p: &str| {
+        by_path
+            .get(p)
+            .filter(|e| e.file_type() == S_IFREG)
+            .map(|e| e.data)
+    };
+
+    // Manifest <-> archive.
+    let listed: Vec<(String, String, u64, String)> = manifest
+        .initramfs
+        .iter()
+        .map(|e| (e.path.clone(), e.mode.clone(), e.size, e.sha256.clone()))
+        .collect();
+    let actual: Vec<(String, String, u64, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.abs_path(),
+                format!("{:o}", e.mode),
+                e.data.len() as u64,
+                sha256_hex(e.data),
+            )
+        })
+        .collect();
+    let diff: Vec<&String> = actual
+        .iter()
+        .filter(|a| !listed.contains(a))
+        .map(|a| &a.0)
+        .chain(listed.iter().filter(|l| !actual.contains(l)).map(|l| &l.0))
+        .collect();
+    r.line(
+        diff.is_empty() && by_path.len() == entries.len(),
+        "initramfs matches manifest",
+        if diff.is_empty() {
+            format!("{} entries", entries.len())
+        } else {
+            format!("differs at {diff:?}")
+        },
+    )?;
+    let bad_owner: Vec<String> = entries
+        .iter()
+        .filter(|e| e.uid != 0 || e.gid != 0)
+        .map(|e| e.abs_path())
+        .collect();
+    r.line(
+        bad_owner.is_empty(),
+        "initramfs owned by root",
+        if bad_owner.is_empty() {
+            "every entry uid 0, gid 0".to_string()
+        } else {
+            format!("{bad_owner:?}")
+        },
+    )?;
+
+    // The spec in the image is the repository's.
+    let image_spec = file(SPEC_PATH);
+    r.line(
+        image_spec == Some(repo_spec.as_bytes()),
+        "spec",
+        match image_spec {
+            None => format!("{SPEC_PATH} missing"),
+            Some(s) if s == repo_spec.as_bytes() => format!("{SPEC_PATH} equals the repository's"),
+            Some(_) => format!("{SPEC_PATH} differs from the repository's"),
+        },
+    )?;
+    let spec = match Spec::from_toml_str(repo_spec) {
+        Ok(s) => s,
+        Err(e) => {
+            r.line(false, "spec valid", e)?;
+            return Ok(());
+        }
+    };
+    let server_path = spec.server.binary.as_str();
+    let init = file("/init");
+    let server = file(server_path);
+    r.line(
+        init.is_some_and(is_elf) && server.is_some_and(is_elf),
+        "init and server present",
+        format!("/init and {server_path} must be ELF files"),
+    )?;
+
+    // Which ELF files may exist: init, server, their interpreter and library
+    // closure (resolved inside the image), the stream-guard module and the
+    // kernel modules (relocatable objects, never executed).
+    let mut may_exec: BTreeSet<String> = ["/init".to_string(), server_path.to_string()].into();
+    let mut may_be_elf = may_exec.clone();
+    let mut queue: Vec<&[u8]> = init.into_iter().chain(server).collect();
+    if let Some(g) = file(STREAM_GUARD_PATH) {
+        // Valkey refuses to load a module file without execute permission;
+        // the server maps it, nothing can execve it (it has no entry point).
+        may_exec.insert(STREAM_GUARD_PATH.into());
+        may_be_elf.insert(STREAM_GUARD_PATH.into());
+        queue.push(g);
+    }
+    let mut seen = BTreeSet::new();
+    while let Some(bytes) = queue.pop() {
+        let Ok(deps) = elf_deps(bytes) else { continue };
+        if let Some(i) = deps.interp {
+            may_exec.insert(i.clone());
+            may_be_elf.insert(i);
+        }
+        for n in deps.needed {
+            let p = format!("{LIB_DIR}/{n}");
+            if seen.insert(p.clone()) {
+                may_be_elf.insert(p.clone());
+                if let Some(b) = file(&p) {
+                    queue.push(b);
+                }
+            }
+        }
+    }
+    let module_prefix = format!("{MODULES_DIR}/");
+    let mut bad_exec = Vec::new();
+    let mut bad_elf = Vec::new();
+    let mut scripts = Vec::new();
+    let mut bad_names = Vec::new();
+    let mut bad_content = Vec::new();
+    let mut bad_types = Vec::new();
+    for e in entries {
+        let path = e.abs_path();
+        let base = path.rsplit('/').next().unwrap_or_default();
+        if FORBIDDEN_NAMES.contains(&base) || base.starts_with("python") || base.starts_with("lua")
+        {
+            bad_names.push(path.clone());
+        }
+        match e.file_type() {
+            S_IFDIR => continue,
+            S_IFCHR if path == "/dev/console" && e.rdev == (5, 1) => continue,
+            S_IFREG => {}
+            other => {
+                bad_types.push(format!("{path} (type {other:o})"));
+                continue;
+            }
+        }
+        if e.mode & 0o6000 != 0 || (e.is_executable() && !may_exec.contains(&path)) {
+            bad_exec.push(path.clone());
+        }
+        if is_elf(e.data) {
+            let is_module = path.starts_with(&module_prefix)
+                && path.ends_with(".ko")
+                && elf_deps(e.data).is_ok_and(|d| d.elf_type == 1);
+            if !is_module && !may_be_elf.contains(&path) {
+                bad_elf.push(path.clone());
+            }
+        }
+        if e.data.starts_with(b"#!") {
+            scripts.push(path.clone());
+        }
+        for (sig, what) in FORBIDDEN_CONTENT {
+            if contains(e.data, sig) {
+                bad_content.push(format!("{path} contains {what}"));
+            }
+        }
+    }
+    let list = |v: &Vec<String>, ok: String| if v.is_empty() { ok } else { format!("{v:?}") };
+    r.line(
+        bad_types.is_empty(),
+        "only files, directories and /dev/console",
+        list(&bad_types, "yes".into()),
+    )?;
+    r.line(
+        bad_exec.is_empty(),
+        "only init, server, its loader and the module executable",
+        list(&bad_exec, format!("{may_exec:?}")),
+    )?;
+    r.line(
+        bad_elf.is_empty(),
+        "no other ELF binaries",
+        list(&bad_elf, "init, server, their libraries, modules".into()),
+    )?;
+    r.line(
+        bad_names.is_empty(),
+        "no shell, sshd, package manager or interpreter (names)",
+        list(&bad_names, "none".into()),
+    )?;
+    bad_content.extend(scripts.iter().map(|s| format!("{s} is a #! script")));
+    r.line(
+        bad_content.is_empty(),
+        "no shell, sshd, package manager or interpreter (content)",
+        list(&bad_content, "none".into()),
+    )?;
+    r.line(
+        !server.is_some_and(|s| contains(s, b"luaL_newstate")),
+        "no luaL_newstate in the server",
+        if server.is_some_and(|s| contains(s, b"luaL_newstate")) {
+            "the server embeds Lua"
+        } else {
+            "built without Lua"
+        },
+    )?;
+
+    // The stream guard is what keeps a visitor's XADD to the one allowed
+    // shape (issue 7): an image whose spec has visitors must carry it, and the
+    // config must load it with the spec's users and limits.
+    let guard = file(STREAM_GUARD_PATH);
+    let guard_needed = !spec.visitors.is_empty();
+    r.line(
+        guard.is_some() || !guard_needed,
+        "stream-guard module present",
+        match (guard, guard_needed) {
+            (Some(g), _) => format!("{STREAM_GUARD_PATH} ({} bytes)", g.len()),
+            (None, true) => {
+                format!("{STREAM_GUARD_PATH} missing, but the spec has append-only users")
+            }
+            (None, false) => "no append-only users, no guard needed".into(),
+        },
+    )?;
+    let module = guard.map(|_| ModuleLoad::stream_guard(&spec));
+    if let Some(m) = &module {
+        let conf = file(&spec.server.config).unwrap_or_default();
+        let loads = String::from_utf8_lossy(conf)
+            .lines()
+            .any(|l| l.starts_with("loadmodule ") && l.contains(&m.path));
+        r.line(
+            loads,
+            "stream-guard loaded by the config",
+            if loads {
+                format!("{} has `loadmodule {}`", spec.server.config, m.path)
+            } else {
+                format!("{} does not load {}", spec.server.config, m.path)
+            },
+        )?;
+    }
+    // The config is exactly what the spec renders to.
+    let want = valkey_conf::render(&spec, module.as_ref());
+    let have = file(&spec.server.config);
+    r.line(
+        have == Some(want.as_bytes()),
+        "server config as specified",
+        if have == Some(want.as_bytes()) {
+            format!("{} re-renders identically", spec.server.config)
+        } else {
+            format!("{} differs from the spec's rendering", spec.server.config)
+        },
+    )?;
+
+    let marker = init.is_some_and(|i| contains(i, TEST_INTRUDER_MARKER));
+    let ok = manifest.profile == Profile::Test || !marker;
+    r.line(
+        ok,
+        "no test features in a production image",
+        match (manifest.profile, marker) {
+            (Profile::Production, true) => "production image whose /init has test-intruder",
+            (Profile::Production, false) => "production /init has no test-intruder",
+            (Profile::Test, _) => "test image",
+        },
+    )?;
+    Ok(())
+}
+
+fn image_checks(
+    r: &mut Report<'_>,
+    dir: &Path,
+    manifest: &Manifest,
+    zst: &[u8],
+    opts: &VerifyOptions,
+) -> Result<()> {
+    let efi = fs::read(dir.join("appliance.efi")).unwrap_or_default();
+    let kernel = fs::read(dir.join("vmlinuz")).unwrap_or_default();
+    let res = uki::sections(&efi).and_then(|secs| {
+        let get = |n: &str| secs.iter().find(|s| s.name == n).map(|s| s.data);
+        anyhow::ensure!(
+            get(".linux") == Some(kernel.as_slice()),
+            ".linux is not vmlinuz"
+        );
+        anyhow::ensure!(
+            get(".initrd") == Some(zst),
+            ".initrd is not initramfs.cpio.zst"
+        );
+        anyhow::ensure!(
+            get(".cmdline") == Some(manifest.cmdline.as_bytes()),
+            ".cmdline is not the manifest's"
+        );
+        Ok(format!(
+            "kernel, initramfs and cmdline match ({})",
+            manifest.cmdline
+        ))
+    });
+    r.result("uki sections", res)?;
+
+    let res = gpt::read_esp(&dir.join("disk.raw")).and_then(|esp| {
+        let fs = fat::FatReader::new(&esp)?;
+        let files = fs.walk()?;
+        anyhow::ensure!(files == [ESP_BOOT_PATH], "ESP holds {files:?}");
+        anyhow::ensure!(
+            fs.read_file(ESP_BOOT_PATH)? == efi,
+            "{ESP_BOOT_PATH} is not appliance.efi"
+        );
+        Ok(format!(
+            "GPT valid, ESP holds only {ESP_BOOT_PATH} = appliance.efi"
+        ))
+    });
+    r.result("disk", res)?;
+
+    for (tar, raw) in [("image.tar.gz", "disk.raw"), ("data.tar.gz", "data.raw")] {
+        let res = gcetar::member_matches(&dir.join(tar), &dir.join(raw))
+            .map(|()| format!("one member disk.raw = {raw}"));
+        r.result(&format!("gce archive {tar}"), res)?;
+    }
+
+    if opts.gce_disk_sizes {
+        let len = fs::metadata(dir.join("disk.raw")).map_or(0, |m| m.len());
+        r.line(
+            len > 0 && len % gpt::GIB == 0,
+            "disk size importable by GCE",
+            format!("{len} bytes (GCE needs a multiple of 1 GiB)"),
+        )?;
+    }
+
+    let res = (|| -> Result<String> {
+        let mut sb = [0u8; 1024];
+        let mut f = fs::File::open(dir.join("data.raw"))?;
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(1024))?;
+        f.read_exact(&mut sb)?;
+        anyhow::ensure!(
+            sb.get(56..58) == Some([0x53, 0xEF].as_slice()),
+            "not ext2/3/4"
+        );
+        let label = sb.get(120..136).unwrap_or_default();
+        let label = String::from_utf8_lossy(label)
+            .trim_end_matches('\0')
+            .to_string();
+        anyhow::ensure!(label == crate::image::ext4::LABEL, "label is {label:?}");
+        Ok(format!("ext4 labelled {label}"))
+    })();
+    r.result("data disk", res)?;
+    Ok(())
+}
+
+fn size_checks(r: &mut Report<'_>, dir: &Path, entries: &[cpio::Entry<'_>]) -> Result<()> {
+    let size = |n: &str| fs::metadata(dir.join(n)).map(|m| m.len()).unwrap_or(0);
+    let entry = |p: &str| {
+        entries
+            .iter()
+            .find(|e| e.abs_path() == p)
+            .map_or(0, |e| e.data.len() as u64)
+    };
+    let modules: u64 = entries
+        .iter()
+        .filter(|e| e.abs_path().starts_with(&format!("{MODULES_DIR}/")))
+        .map(|e| e.data.len() as u64)
+        .sum();
+    let spec_server = Spec::from_toml_str(
+        std::str::from_utf8(
+            entries
+                .iter()
+                .find(|e| e.abs_path() == SPEC_PATH)
+                .map_or(&[][..], |e| e.data),
+        )
+        .unwrap_or_default(),
+    )
+    .map(|s| s.server.binary)
+    .unwrap_or_default();
+    r.line(true, "size kernel", mib(size("vmlinuz")))?;
+    r.line(true, "size modules", mib(modules))?;
+    r.line(true, "size server", mib(entry(&spec_server)))?;
+    r.line(true, "size init", mib(entry("/init")))?;
+    r.line(
+        true,
+        "size initramfs (compressed)",
+        mib(size("initramfs.cpio.zst")),
+    )?;
+    let uki_size = size("appliance.efi");
+    r.line(
+        uki_size <= UKI_MAX_BYTES,
+        "size uki",
+        format!("{} (goal <= {})", mib(uki_size), mib(UKI_MAX_BYTES)),
+    )?;
+    Ok(())
+}

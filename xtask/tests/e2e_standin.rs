@@ -1,0 +1,198 @@
+//! The metadata stand-in for real, through QEMU's
+//! `guestfwd=tcp:169.254.169.254:80-cmd:<program>` under `restrict=on`:
+//! a guest (the pinned kernel, the virtio-net modules in their computed
+//! order, and `fixtures/metadata_probe.c` as `/init`) asks the metadata
+//! address three times and tries to reach the host; the console shows what
+//! came back.
+//!
+//! `harness = false`: this binary is also the guestfwd program. Run with
+//! `__metadata-standin --state <file>` it is the stand-in, exactly as the
+//! xtask binary's hidden subcommand is (`xtask::standin::main`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use xtask::image::cpio::Archive;
+use xtask::image::fetch::{fetch_deb, unpack_deb, Cache, HostApt};
+use xtask::image::kmod::module_subset;
+use xtask::image::pins::Pins;
+use xtask::qemu::{ensure_tools, Boot, ConsoleSinks, QemuSpec, Tool, Vm, VmDir, BOOT_TOOLS};
+use xtask::standin::{self, Mode, Password, State};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("__metadata-standin") {
+        if let Err(e) = standin::main(&args[1..]) {
+            eprintln!("stand-in: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    // `cargo test` passes harness flags (e.g. --nocapture); nothing to filter.
+    let start = Instant::now();
+    stand_in_answers_the_guest_through_guestfwd();
+    println!(
+        "test stand_in_answers_the_guest_through_guestfwd ... ok ({:.1}s)",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The unpacked pinned kernel package: (`vmlinuz`, `lib/modules/<kver>`, kver).
+fn kernel_tree() -> (PathBuf, PathBuf, String) {
+    let pins = Pins::load(&workspace().join("image/sources.toml")).unwrap();
+    let cache = Cache::new(
+        std::env::var_os("XTASK_CACHE")
+            .map_or_else(|| workspace().join("target/appliance-cache"), PathBuf::from),
+    );
+    let pin = pins.kernel.deb();
+    let mut apt = HostApt::new(&pins.valkey.suites);
+    let deb = fetch_deb(&pin, &cache, &mut apt, "").unwrap();
+    let tree = unpack_deb(&deb, &pin.sha256, &cache).unwrap();
+    let vmlinuz = std::fs::read_dir(tree.join("boot"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+        })
+        .unwrap();
+    let kver = vmlinuz.file_name().unwrap().to_string_lossy()["vmlinuz-".len()..].to_owned();
+    let modules = tree.join("lib/modules").join(&kver);
+    (vmlinuz, modules, kver)
+}
+
+fn build_probe(out: &Path) {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metadata_probe.c");
+    let status = Command::new("gcc")
+        .args(["-static", "-Os", "-o"])
+        .arg(out)
+        .arg(&src)
+        .status()
+        .expect("gcc (package build-essential) builds the probe");
+    assert!(status.success(), "gcc failed");
+}
+
+fn initramfs(dir: &Path, modules_dir: &Path, kver: &str) -> PathBuf {
+    let probe = dir.join("probe");
+    build_probe(&probe);
+    let subset = module_subset(
+        modules_dir,
+        kver,
+        &["virtio_net".to_owned(), "virtio_pci".to_owned()],
+    )
+    .unwrap();
+    let mut a = Archive::new();
+    a.add_dir("/dev", 0o755).unwrap();
+    a.add_char_dev("/dev/console", 0o600, 5, 1).unwrap();
+    a.add_file("/init", 0o755, std::fs::read(&probe).unwrap())
+        .unwrap();
+    let mut order = String::new();
+    for m in &subset.modules {
+        let path = format!("/m/{}.ko", m.name);
+        a.add_file(&path, 0o644, std::fs::read(&m.path).unwrap())
+            .unwrap();
+        order.push_str(&path);
+        order.push('\n');
+    }
+    a.add_file("/modules.order", 0o644, order.into_bytes())
+        .unwrap();
+    let out = dir.join("probe.cpio");
+    std::fs::write(&out, a.write(0).unwrap()).unwrap();
+    out
+}
+
+/// The text between `PROBE-BEGIN name` and `PROBE-END name`.
+fn section(lines: &[String], name: &str) -> String {
+    let begin = format!("PROBE-BEGIN {name}");
+    let end = format!("PROBE-END {name}");
+    let from = lines
+        .iter()
+        .position(|l| l.contains(&begin))
+        .unwrap_or_else(|| panic!("no {begin} on the console:\n{}", lines.join("\n")));
+    lines[from + 1..]
+        .iter()
+        .take_while(|l| !l.contains(&end))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn stand_in_answers_the_guest_through_guestfwd() {
+    ensure_tools(&BOOT_TOOLS, "to boot under QEMU").unwrap();
+    ensure_tools(
+        &[Tool {
+            file: "gcc",
+            package: "build-essential",
+        }],
+        "to build the guest probe",
+    )
+    .unwrap();
+    let (vmlinuz, modules, kver) = kernel_tree();
+    let vm_dir = VmDir::new("standin-test").unwrap();
+    let initrd = initramfs(vm_dir.path(), &modules, &kver);
+    let state = State {
+        mode: Mode::Normal,
+        admin_pass: Password::generate().unwrap(),
+        visitor_pass: Password::generate().unwrap(),
+    };
+    state.write(&vm_dir.state_file()).unwrap();
+    let mut spec = QemuSpec::new(
+        Boot::Direct {
+            kernel: vmlinuz,
+            initrd,
+            cmdline: "console=ttyS0,115200n8 panic=-1".to_owned(),
+        },
+        vm_dir.monitor(),
+    );
+    let exe = std::env::current_exe().unwrap();
+    spec.metadata_cmd = Some(format!(
+        "{} __metadata-standin --state {}",
+        exe.display(),
+        vm_dir.state_file().display()
+    ));
+    let mut vm = Vm::spawn(&spec, &ConsoleSinks::default()).unwrap();
+    let exit = vm.wait_exit(Duration::from_secs(240)).unwrap();
+    let lines: Vec<String> = vm.console().lines().into_iter().map(|l| l.text).collect();
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "the probe did not power off ({exit:?}); QEMU stderr: {}\n{}",
+        vm.stderr_text(),
+        lines.join("\n")
+    );
+
+    let admin = section(&lines, "admin");
+    assert!(admin.starts_with("HTTP/1.1 200 OK"), "{admin}");
+    assert!(admin.contains("Metadata-Flavor: Google"), "{admin}");
+    assert!(admin.ends_with(state.admin_pass.expose()), "{admin}");
+    let unknown = section(&lines, "unknown");
+    assert!(unknown.starts_with("HTTP/1.1 404 Not Found"), "{unknown}");
+    let noflavor = section(&lines, "noflavor");
+    assert!(noflavor.starts_with("HTTP/1.1 403 Forbidden"), "{noflavor}");
+    assert!(!noflavor.contains(state.admin_pass.expose()));
+    // restrict=on: the host itself is out of reach.
+    let host = lines
+        .iter()
+        .find(|l| l.contains("PROBE host-connect:"))
+        .unwrap_or_else(|| panic!("no host-connect line:\n{}", lines.join("\n")));
+    assert!(!host.contains("CONNECTED"), "{host}");
+
+    let log = standin::read_log(&vm_dir.state_file());
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(log[0].ends_with("/redis-admin-pass -> 200"), "{log:?}");
+    assert!(log[1].ends_with("/nope -> 404"), "{log:?}");
+    assert!(log[2].ends_with("-> 403"), "{log:?}");
+    println!("host-connect from the guest: {host}");
+}
