@@ -6,6 +6,7 @@ use std::path::Path;
 
 use appliance_spec::Spec;
 use metadata_fetch::Secret;
+use pf_rules::Phase;
 
 use crate::os::{Exec, Mount, Os, Owner};
 use crate::parse::{
@@ -191,6 +192,17 @@ fn execute(
                 "{CONSOLE_PREFIX} firewall {} phase loaded",
                 phase.name()
             ));
+            // The seal is the ruleset the server lives behind: check the
+            // kernel holds it, rule by rule, and say which text it is.
+            if *phase == Phase::Sealed {
+                let read_back = os.verify_firewall(plan.policy(), *phase)?;
+                os.console(&format!(
+                    "{CONSOLE_PREFIX} firewall {} ruleset read back sha256={} ({} rules match)",
+                    phase.name(),
+                    read_back.sha256,
+                    read_back.rules
+                ));
+            }
             Ok(())
         }
         Action::FetchSecret { key } => {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use appliance_spec::{Metadata, REFERENCE_TOML};
 use metadata_fetch::{FetchError, Secret};
-use pf_rules::{Phase, Policy};
+use pf_rules::{Phase, Policy, ReadBack};
 
 use crate::os::{Exec, LandlockRules, Mount, Os, Owner};
 use crate::parse::{EXT4_SUPERBLOCK_LEN, EXT4_SUPERBLOCK_OFFSET};
@@ -66,6 +66,8 @@ pub enum Call {
     },
     /// A firewall phase load.
     ApplyFirewall(Phase),
+    /// A firewall read-back, compared with this phase.
+    VerifyFirewall(Phase),
     /// A metadata fetch.
     FetchSecret {
         /// The key.
@@ -158,6 +160,7 @@ impl fmt::Display for Call {
                 write!(f, "configure_network deadline {} s", deadline.as_secs())
             }
             Call::ApplyFirewall(phase) => write!(f, "firewall {}", phase.name()),
+            Call::VerifyFirewall(phase) => write!(f, "firewall read back {}", phase.name()),
             Call::FetchSecret { key } => write!(f, "fetch_secret {key}"),
             Call::CloseMetadata => f.write_str("close_metadata"),
             Call::Mkdir { path, owner } => write!(f, "mkdir {} {owner}", path.display()),
@@ -488,6 +491,12 @@ impl Os for FakeOs {
 
     fn apply_firewall(&mut self, _policy: &Policy, phase: Phase) -> Result<(), InitError> {
         self.fallible(Call::ApplyFirewall(phase))
+    }
+
+    /// Reports what a kernel holding exactly `policy` in `phase` would.
+    fn verify_firewall(&mut self, policy: &Policy, phase: Phase) -> Result<ReadBack, InitError> {
+        self.fallible(Call::VerifyFirewall(phase))?;
+        Ok(ReadBack::expected(policy, phase))
     }
 
     fn fetch_secret(&mut self, _metadata: &Metadata, key: &str) -> Result<Secret, InitError> {

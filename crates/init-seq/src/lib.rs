@@ -19,7 +19,9 @@
 //! - Nothing is done to the machine before the spec, the module order and
 //!   every derived path, uid and rule have been validated.
 //! - The firewall's boot phase is loaded before any metadata fetch, the sealed
-//!   phase before the data disk, the governor, and the server.
+//!   phase before the data disk, the governor, and the server; the sealed
+//!   rules are read back from the kernel and checked rule by rule before
+//!   the boot goes on.
 //! - Cleartext secrets live only in [`metadata_fetch::Secret`]s (zeroized on
 //!   drop), are dropped right after the ACL is rendered, and never reach a
 //!   console line, a file or an error.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use appliance_spec::Metadata;
 use metadata_fetch::Secret;
-use pf_rules::{Phase, Policy};
+use pf_rules::{Phase, Policy, ReadBack};
 
 use crate::InitError;
 
@@ -52,6 +52,11 @@ pub trait Os {
 
     /// Loads the firewall for `phase`, atomically replacing what was there.
     fn apply_firewall(&mut self, policy: &Policy, phase: Phase) -> Result<(), InitError>;
+
+    /// Reads the firewall rules back from the kernel and checks them, rule
+    /// by rule, against those of `policy` in `phase`; a difference is an
+    /// error.
+    fn verify_firewall(&mut self, policy: &Policy, phase: Phase) -> Result<ReadBack, InitError>;
 
     /// Fetches the metadata value `key` (the client is created on first use).
     fn fetch_secret(&mut self, metadata: &Metadata, key: &str) -> Result<Secret, InitError>;

@@ -739,3 +739,40 @@ fn landlock_rules_follow_the_spec() {
     assert_eq!(writable, ["/data"].map(std::path::PathBuf::from));
     assert_eq!(rules.bind_tcp, [6379]);
 }
+
+#[test]
+fn sealed_ruleset_is_read_back_before_anything_else_runs() {
+    let (os, result) = boot_fake(FakeOs::reference());
+    result.unwrap();
+    let calls = os.calls();
+    let sealed = position(&os, "firewall sealed", |c| {
+        *c == Call::ApplyFirewall(Phase::Sealed)
+    });
+    // Load, its console line, then the read-back and its line.
+    assert_eq!(calls[sealed + 2], Call::VerifyFirewall(Phase::Sealed));
+    let policy = pf_rules::Policy::from_spec(&Spec::reference().unwrap()).unwrap();
+    let want = pf_rules::ReadBack::expected(&policy, Phase::Sealed);
+    assert_eq!(
+        calls[sealed + 3],
+        Call::Console(format!(
+            "appliance: firewall sealed ruleset read back sha256={} ({} rules match)",
+            want.sha256, want.rules
+        ))
+    );
+    // Only the seal is read back.
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| matches!(c, Call::VerifyFirewall(_)))
+            .count(),
+        1
+    );
+
+    // A failed read-back is fatal in the sealed step, before the data disk.
+    let (os, result) =
+        boot_fake(FakeOs::reference().fail_when(|c| matches!(c, Call::VerifyFirewall(_))));
+    let fatal = result.unwrap_err();
+    assert_eq!(fatal.step, "firewall sealed");
+    assert!(fatal.halted);
+    assert!(!os.calls().contains(&Call::Step("data disk".to_owned())));
+}

@@ -3,7 +3,7 @@
 
 use crate::firewall::Firewall;
 use crate::policy::{Phase, Policy};
-use crate::FirewallError;
+use crate::{FirewallError, ReadBack};
 
 /// One call the fake received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +13,13 @@ pub enum Call {
         /// The policy applied.
         policy: Policy,
         /// The phase applied.
+        phase: Phase,
+    },
+    /// [`Firewall::verify`] with its arguments.
+    Verify {
+        /// The policy compared with.
+        policy: Policy,
+        /// The phase compared with.
         phase: Phase,
     },
 }
@@ -38,27 +45,43 @@ impl FakeFirewall {
         self
     }
 
-    /// The phases applied so far, in order (failed calls included).
+    /// The phases applied so far, in order (failed calls included;
+    /// verifications left out).
     pub fn phases(&self) -> Vec<Phase> {
         self.calls
             .iter()
-            .map(|c| match c {
-                Call::Apply { phase, .. } => *phase,
+            .filter_map(|c| match c {
+                Call::Apply { phase, .. } => Some(*phase),
+                Call::Verify { .. } => None,
             })
             .collect()
+    }
+
+    fn record(&mut self, call: Call) -> Result<(), FirewallError> {
+        let index = self.calls.len();
+        self.calls.push(call);
+        match self.fail_at.iter().find(|(i, _)| *i == index) {
+            Some((_, reason)) => Err(FirewallError::Injected(reason.clone())),
+            None => Ok(()),
+        }
     }
 }
 
 impl Firewall for FakeFirewall {
     fn apply(&mut self, policy: &Policy, phase: Phase) -> Result<(), FirewallError> {
-        let index = self.calls.len();
-        self.calls.push(Call::Apply {
+        self.record(Call::Apply {
             policy: policy.clone(),
             phase,
-        });
-        match self.fail_at.iter().find(|(i, _)| *i == index) {
-            Some((_, reason)) => Err(FirewallError::Injected(reason.clone())),
-            None => Ok(()),
-        }
+        })
+    }
+
+    /// Succeeds with what a kernel holding exactly `policy` in `phase`
+    /// would report.
+    fn verify(&mut self, policy: &Policy, phase: Phase) -> Result<ReadBack, FirewallError> {
+        self.record(Call::Verify {
+            policy: policy.clone(),
+            phase,
+        })?;
+        Ok(ReadBack::expected(policy, phase))
     }
 }

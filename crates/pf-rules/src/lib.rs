@@ -1,7 +1,8 @@
 //! The appliance's firewall: one [`Policy`] built from the spec, rendered as a
 //! FreeBSD `pf.conf` ([`render_pf`]) or an nftables ruleset ([`render_nft`]),
 //! and on Linux loaded into the kernel over netlink without an `nft` binary
-//! ([`Firewall`], `NetlinkFirewall`).
+//! ([`Firewall`], `NetlinkFirewall`), then read back from the kernel and
+//! checked rule by rule against what was loaded ([`Firewall::verify`]).
 //!
 //! The policy is default drop, silently (no RST, no ICMP unreachable): inbound
 //! only the server port (with a per-source new-connection rate limit), ICMP
@@ -38,7 +39,8 @@ pub mod fake;
 
 pub use firewall::Firewall;
 pub use netlink::{
-    ack_status, encode_batch, parse_acks, AckOutcome, AckStatus, Batch, BatchMessage,
+    ack_status, encode_batch, encode_rule_dump, expected_rules, parse_acks, parse_rule_dump,
+    verify_rules, AckOutcome, AckStatus, Batch, BatchMessage, DumpedRule, ReadBack, RuleDump,
 };
 pub use nft::{render_nft, NFT_TABLE};
 pub use pf::render_pf;
@@ -107,6 +109,18 @@ pub enum FirewallError {
     /// policy).
     #[error("netlink message too large: {0}")]
     TooLarge(&'static str),
+    /// The ruleset read back from the kernel is not the one we load.
+    #[error("the {phase} ruleset read back from the kernel differs at chain {chain} rule #{rule}: {detail}")]
+    ReadBackMismatch {
+        /// The phase it was compared with.
+        phase: &'static str,
+        /// The chain.
+        chain: String,
+        /// The rule, 1-based, in the chain.
+        rule: usize,
+        /// What differs.
+        detail: String,
+    },
     /// A failure injected into the recording fake.
     #[error("injected failure: {0}")]
     Injected(String),

@@ -12,6 +12,11 @@ use crate::ir::{self, Action, Hook, Match, Rule, METER_SET, METER_SIZE, TABLE};
 use crate::policy::{Phase, Policy, RateLimit};
 use crate::FirewallError;
 
+mod readback;
+pub use readback::{
+    encode_rule_dump, expected_rules, parse_rule_dump, verify_rules, DumpedRule, ReadBack, RuleDump,
+};
+
 // netlink.h
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_NOOP: u16 = 1;
@@ -19,6 +24,7 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
+const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_CAPPED: u16 = 0x100;
 const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
@@ -40,6 +46,7 @@ const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_NEWSET: u16 = 9;
 
 // Attributes, by object.
@@ -249,7 +256,7 @@ fn hook_number(hook: Hook) -> u32 {
 /// One nf_tables expression, all loading into and comparing register 1 as
 /// nft does.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Expr {
+pub(crate) enum Expr {
     Meta(u32),
     Cmp { op: u32, data: Vec<u8> },
     Payload { base: u32, offset: u32, len: u32 },
@@ -266,7 +273,7 @@ fn eq(data: &[u8]) -> Expr {
     }
 }
 
-fn rule_exprs(rule: &Rule) -> Vec<Expr> {
+pub(crate) fn rule_exprs(rule: &Rule) -> Vec<Expr> {
     let mut out = Vec::new();
     let l4 = |out: &mut Vec<Expr>, proto: u8| {
         out.push(Expr::Meta(NFT_META_L4PROTO));
@@ -358,7 +365,7 @@ fn rule_exprs(rule: &Rule) -> Vec<Expr> {
     out
 }
 
-fn encode_expr(m: &mut MsgEncoder<'_>, expr: &Expr) -> Result<(), FirewallError> {
+pub(crate) fn encode_expr(m: &mut MsgEncoder<'_>, expr: &Expr) -> Result<(), FirewallError> {
     let name = match expr {
         Expr::Meta(_) => "meta",
         Expr::Cmp { .. } => "cmp",
@@ -490,7 +497,7 @@ impl BatchEncoder {
     }
 }
 
-fn push_header(bytes: &mut Vec<u8>, ty: u16, flags: u16, seq: u32) {
+pub(crate) fn push_header(bytes: &mut Vec<u8>, ty: u16, flags: u16, seq: u32) {
     bytes.extend_from_slice(&0u32.to_ne_bytes()); // length, patched later
     bytes.extend_from_slice(&ty.to_ne_bytes());
     bytes.extend_from_slice(&flags.to_ne_bytes());
@@ -498,7 +505,7 @@ fn push_header(bytes: &mut Vec<u8>, ty: u16, flags: u16, seq: u32) {
     bytes.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
 }
 
-fn finish_message(bytes: &mut [u8], start: usize) -> Result<(), FirewallError> {
+pub(crate) fn finish_message(bytes: &mut [u8], start: usize) -> Result<(), FirewallError> {
     let len = bytes.len().saturating_sub(start);
     let len = u32::try_from(len).map_err(|_| FirewallError::TooLarge("message"))?;
     patch(bytes, start, &len.to_ne_bytes())
@@ -517,8 +524,8 @@ fn patch(bytes: &mut [u8], at: usize, value: &[u8]) -> Result<(), FirewallError>
 
 /// Appends attributes to the message being built. Every attribute is padded
 /// to 4 bytes (NLA_ALIGNTO).
-struct MsgEncoder<'a> {
-    bytes: &'a mut Vec<u8>,
+pub(crate) struct MsgEncoder<'a> {
+    pub(crate) bytes: &'a mut Vec<u8>,
 }
 
 impl MsgEncoder<'_> {
@@ -530,7 +537,7 @@ impl MsgEncoder<'_> {
 
     /// An attribute whose payload fits in a u16 length (all of ours: the
     /// longest is a set name).
-    fn attr(&mut self, ty: u16, data: &[u8]) {
+    pub(crate) fn attr(&mut self, ty: u16, data: &[u8]) {
         let len = u16::try_from(4 + data.len()).unwrap_or(u16::MAX);
         self.bytes.extend_from_slice(&len.to_ne_bytes());
         self.bytes.extend_from_slice(&ty.to_ne_bytes());
@@ -538,7 +545,7 @@ impl MsgEncoder<'_> {
         self.pad();
     }
 
-    fn u32(&mut self, ty: u16, value: u32) {
+    pub(crate) fn u32(&mut self, ty: u16, value: u32) {
         self.attr(ty, &value.to_be_bytes());
     }
 
@@ -547,13 +554,13 @@ impl MsgEncoder<'_> {
     }
 
     /// A NUL-terminated string (NLA_STRING, as nftnl sends names).
-    fn str(&mut self, ty: u16, value: &str) {
+    pub(crate) fn str(&mut self, ty: u16, value: &str) {
         let mut data = value.as_bytes().to_vec();
         data.push(0);
         self.attr(ty, &data);
     }
 
-    fn nest(
+    pub(crate) fn nest(
         &mut self,
         ty: u16,
         body: impl FnOnce(&mut MsgEncoder<'_>) -> Result<(), FirewallError>,
@@ -673,14 +680,14 @@ fn extack_message(mut attrs: &[u8]) -> Option<String> {
     None
 }
 
-fn ne_u16(b: &[u8], at: usize) -> Result<u16, FirewallError> {
+pub(crate) fn ne_u16(b: &[u8], at: usize) -> Result<u16, FirewallError> {
     b.get(at..at + 2)
         .and_then(|s| s.try_into().ok())
         .map(u16::from_ne_bytes)
         .ok_or(FirewallError::MalformedReply("truncated field"))
 }
 
-fn ne_u32(b: &[u8], at: usize) -> Result<u32, FirewallError> {
+pub(crate) fn ne_u32(b: &[u8], at: usize) -> Result<u32, FirewallError> {
     b.get(at..at + 4)
         .and_then(|s| s.try_into().ok())
         .map(u32::from_ne_bytes)

@@ -42,3 +42,22 @@ fn injected_failure_stops_the_sequence() {
     );
     assert_eq!(fw.phases(), [Phase::Boot]);
 }
+
+#[test]
+fn verify_is_recorded_and_reports_the_rendered_hash() {
+    let policy = Policy::from_spec(&Spec::reference().unwrap()).unwrap();
+    let mut fw = FakeFirewall::new().fail_call(2, "dump refused");
+    fw.apply(&policy, Phase::Sealed).unwrap();
+    let rb = fw.verify(&policy, Phase::Sealed).unwrap();
+    assert_eq!(rb, pf_rules::ReadBack::expected(&policy, Phase::Sealed));
+    assert_eq!(rb.rules, 10);
+    assert!(fw.verify(&policy, Phase::Sealed).is_err());
+    assert_eq!(
+        fw.calls[1],
+        Call::Verify {
+            policy: policy.clone(),
+            phase: Phase::Sealed
+        }
+    );
+    assert_eq!(fw.phases(), [Phase::Sealed]);
+}

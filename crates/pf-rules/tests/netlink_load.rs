@@ -78,3 +78,55 @@ fn sealed_replaces_boot_and_nothing_else() {
         "table ip other\ntable inet appliance\n"
     );
 }
+
+/// What `verify` finds in the namespace after loading `phase`.
+fn verify_in(ns: &str, policy: &Policy, phase: Phase) -> Result<pf_rules::ReadBack, String> {
+    let policy = policy.clone();
+    in_netns(ns, move || {
+        NetlinkFirewall::new()
+            .verify(&policy, phase)
+            .map_err(|e| e.to_string())
+    })
+}
+
+#[test]
+fn sealed_reads_back_equal_and_boot_does_not() {
+    for policy in policies() {
+        let ns = Netns::new();
+        apply_in(&ns.name, &policy, Phase::Boot);
+        let err = verify_in(&ns.name, &policy, Phase::Sealed).unwrap_err();
+        assert!(
+            err.contains("the sealed ruleset read back from the kernel differs at chain "),
+            "{err}"
+        );
+        // The boot phase does read back as itself.
+        verify_in(&ns.name, &policy, Phase::Boot).unwrap();
+
+        apply_in(&ns.name, &policy, Phase::Sealed);
+        let got = verify_in(&ns.name, &policy, Phase::Sealed).unwrap();
+        assert_eq!(got, pf_rules::ReadBack::expected(&policy, Phase::Sealed));
+        assert!(got.rules > 0);
+    }
+}
+
+#[test]
+fn what_nft_loads_reads_back_equal() {
+    for policy in policies() {
+        for phase in Phase::ALL {
+            let ns = Netns::new();
+            let file = TempFile::with_text(&render_nft(&policy, phase));
+            run(Command::new("ip")
+                .args(["netns", "exec", &ns.name, "nft", "-f"])
+                .arg(&file.0));
+            verify_in(&ns.name, &policy, phase).unwrap_or_else(|e| panic!("{phase:?}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn readback_without_our_table_fails() {
+    let ns = Netns::new();
+    let policy = &policies()[0];
+    let err = verify_in(&ns.name, policy, Phase::Sealed).unwrap_err();
+    assert!(err.contains("refused") || err.contains("differs"), "{err}");
+}

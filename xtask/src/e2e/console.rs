@@ -13,10 +13,11 @@
 //! - [`SEAL_ROW`]: at the seal, the governor prints one line per userspace
 //!   process (`procwatch: seal: pid=.. ppid=.. uid=r/e exe=".." comm=".."
 //!   cmdline=".."`), then `procwatch: seal: end (<n> userspace processes)`.
-//! - [`FIREWALL_READBACK`]: after loading the sealed ruleset, init reads it
-//!   back from the kernel, renders it in the same nft text form
-//!   (`pf_rules::render_nft`), and prints
-//!   `appliance: firewall sealed ruleset read back sha256=<64 hex>`.
+//! - [`FIREWALL_READBACK`]: after loading the sealed ruleset, init reads its
+//!   rules back from the kernel, checks them rule by rule against those of
+//!   the nft text (`pf_rules::render_nft`), and prints
+//!   `appliance: firewall sealed ruleset read back sha256=<64 hex> (<n> rules match)`
+//!   with the SHA-256 of that text (`pf_rules::Firewall::verify`).
 
 /// Init's prefix.
 pub const APPLIANCE: &str = "appliance: ";
@@ -203,11 +204,30 @@ pub fn seal_end(line: &str) -> Option<u32> {
     number(n).map(|(n, _)| n)
 }
 
-/// The read-back ruleset hash (lowercase hex).
-pub fn firewall_readback(line: &str) -> Option<String> {
+/// Init's read-back of the sealed ruleset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirewallReadback {
+    /// SHA-256 of the nft text the kernel's rules were checked against
+    /// (lowercase hex).
+    pub sha256: String,
+    /// How many rules matched.
+    pub rules: u32,
+}
+
+/// Parses `... read back sha256=<64 hex> (<n> rules match)`.
+pub fn firewall_readback(line: &str) -> Option<FirewallReadback> {
     let rest = from_marker(line, FIREWALL_READBACK)?.get(FIREWALL_READBACK.len()..)?;
     let hex: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
-    (hex.len() == 64).then(|| hex.to_ascii_lowercase())
+    if hex.len() != 64 {
+        return None;
+    }
+    let rest = rest.get(64..)?.strip_prefix(" (")?;
+    let (rules, rest) = number(rest)?;
+    rest.strip_prefix(" rules match)")?;
+    Some(FirewallReadback {
+        sha256: hex.to_ascii_lowercase(),
+        rules,
+    })
 }
 
 /// What the userspace table at the seal must be, checked: exactly two
@@ -412,12 +432,31 @@ mod tests {
     }
 
     #[test]
-    fn firewall_readback_hash() {
+    fn firewall_readback_line() {
         let hex = "ab".repeat(32);
-        assert_eq!(
-            firewall_readback(&format!("{FIREWALL_READBACK}{hex}")),
-            Some(hex.clone())
-        );
-        assert_eq!(firewall_readback(&format!("{FIREWALL_READBACK}abc")), None);
+        let upper = "AB".repeat(32);
+        let cases: Vec<(String, Option<(&str, u32)>)> = vec![
+            (
+                format!("{FIREWALL_READBACK}{hex} (10 rules match)"),
+                Some((&hex, 10)),
+            ),
+            (
+                format!("[    1.2] {FIREWALL_READBACK}{upper} (0 rules match)\r"),
+                Some((&hex, 0)),
+            ),
+            (format!("{FIREWALL_READBACK}{hex}"), None),
+            (format!("{FIREWALL_READBACK}{hex} (x rules match)"), None),
+            (format!("{FIREWALL_READBACK}{hex} (10 rules)"), None),
+            (format!("{FIREWALL_READBACK}{hex}a (10 rules match)"), None),
+            (format!("{FIREWALL_READBACK}abc (10 rules match)"), None),
+        ];
+        for (line, want) in cases {
+            let got = firewall_readback(&line);
+            let want = want.map(|(h, n)| FirewallReadback {
+                sha256: h.to_owned(),
+                rules: n,
+            });
+            assert_eq!(got, want, "{line:?}");
+        }
     }
 }

@@ -22,7 +22,7 @@ use landlock::{
 use metadata_fetch::{GceConfig, GceMetadata, MetadataSource, Secret};
 use nix::mount::MsFlags;
 use nix::unistd::{ForkResult, Gid, Uid};
-use pf_rules::{Firewall, NetlinkFirewall, Phase, Policy};
+use pf_rules::{Firewall, NetlinkFirewall, Phase, Policy, ReadBack};
 
 use crate::os::{Exec, FsAccess, LandlockRules, Mount, Os, Owner};
 use crate::parse::MODULE_SUFFIXES;
@@ -221,6 +221,11 @@ impl Os for LinuxOs {
             self.firewall = None;
         }
         Ok(())
+    }
+
+    fn verify_firewall(&mut self, policy: &Policy, phase: Phase) -> Result<ReadBack, InitError> {
+        // A fresh socket: the loader's was closed at the seal.
+        Ok(NetlinkFirewall::new().verify(policy, phase)?)
     }
 
     fn fetch_secret(&mut self, metadata: &Metadata, key: &str) -> Result<Secret, InitError> {

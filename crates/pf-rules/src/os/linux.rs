@@ -8,9 +8,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use crate::firewall::Firewall;
-use crate::netlink::{ack_status, encode_batch, parse_acks, AckStatus};
+use crate::netlink::{
+    ack_status, encode_batch, encode_rule_dump, parse_acks, parse_rule_dump, verify_rules,
+    AckStatus,
+};
 use crate::policy::{Phase, Policy};
-use crate::FirewallError;
+use crate::{FirewallError, ReadBack};
 
 /// Kernel `setsockopt` options on `SOL_NETLINK` (linux/netlink.h): keep
 /// error replies short (no echo of our message) and ask for the text of
@@ -88,6 +91,35 @@ impl Firewall for NetlinkFirewall {
             };
             replies.extend(parse_acks(buf.get(..n).unwrap_or(&[]))?);
         }
+    }
+
+    fn verify(&mut self, policy: &Policy, phase: Phase) -> Result<ReadBack, FirewallError> {
+        let socket = NetlinkSocket::open(self.reply_timeout)?;
+        socket.send(&encode_rule_dump(1)?)?;
+        let mut rules = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match socket.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(FirewallError::MalformedReply(
+                        "rule dump not finished before the reply timeout",
+                    ))
+                }
+                Err(source) => return Err(FirewallError::Socket { op: "recv", source }),
+            };
+            let dump = parse_rule_dump(buf.get(..n).unwrap_or(&[]))?;
+            rules.extend(dump.rules);
+            if dump.done {
+                break;
+            }
+        }
+        verify_rules(policy, phase, &rules)
     }
 }
 
