@@ -4,7 +4,8 @@
 //! the last line is `<n> passed, <m> failed`; any failure exits non-zero.
 //!
 //! One VM of the production image serves the cases that can share it
-//! (ready, acl-wall, no-lua, two-processes, firewall, bgsave, then
+//! (ready, acl-wall, no-lua, two-processes, firewall, bgsave, guard-attacks,
+//! guard-flood, then
 //! power-button restarts it on the same data disk, then no-cleartext scans
 //! the disks); the intrusion cases boot the test-profile image; each
 //! fail-closed metadata case boots its own VM. Images are never modified:
@@ -12,6 +13,7 @@
 //! directory.
 
 pub mod console;
+mod guard;
 mod intrusion;
 mod metadata;
 pub mod resp;
@@ -38,13 +40,15 @@ pub const FATAL_TIMEOUT: Duration = Duration::from_secs(180);
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Every case, in the order they run.
-pub const CASES: [&str; 14] = [
+pub const CASES: [&str; 16] = [
     "ready",
     "acl-wall",
     "no-lua",
     "two-processes",
     "firewall",
     "bgsave",
+    "guard-attacks",
+    "guard-flood",
     "power-button",
     "no-cleartext",
     "intrusion",
@@ -183,6 +187,8 @@ fn run_case(ctx: &mut Ctx, name: &str) -> Result<Vec<String>> {
         "two-processes" => shared::two_processes(ctx),
         "firewall" => shared::firewall(ctx),
         "bgsave" => shared::bgsave(ctx),
+        "guard-attacks" => guard::guard_attacks(ctx),
+        "guard-flood" => guard::guard_flood(ctx),
         "power-button" => shared::power_button(ctx),
         "no-cleartext" => shared::no_cleartext(ctx),
         "intrusion" => intrusion::intrusion(ctx),
