@@ -12,6 +12,7 @@ use super::manifest::{Pin, Profile};
 use super::pins::Pins;
 use super::sandbox::Isolation;
 use super::valkey;
+use crate::qemu::{ensure_tools, Tool};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -192,9 +193,46 @@ pub fn pinned_valkey(
     Ok((pins, fetched, built))
 }
 
+/// What building the image needs on the host, beyond the Rust toolchain.
+pub const IMAGE_TOOLS: [Tool; 7] = [
+    Tool {
+        file: "make",
+        package: "build-essential",
+    },
+    Tool {
+        file: "cc",
+        package: "build-essential",
+    },
+    Tool {
+        file: "pkg-config",
+        package: "pkg-config",
+    },
+    Tool {
+        file: "strip",
+        package: "binutils",
+    },
+    Tool {
+        file: "mkfs.ext4",
+        package: "e2fsprogs",
+    },
+    Tool {
+        file: "dpkg-deb",
+        package: "dpkg",
+    },
+    // bindgen (valkey-module, for the stream-guard module) loads libclang.
+    Tool {
+        file: "/usr/lib/llvm-14/lib/libclang.so",
+        package: "libclang-dev",
+    },
+];
+
 /// `cargo xtask image`.
 pub fn image(args: &ImageArgs) -> Result<()> {
     let total = Instant::now();
+    ensure_tools(
+        &IMAGE_TOOLS,
+        "to build the image (Valkey, the stream-guard module, data.raw)",
+    )?;
     let root = &args.root;
     let cache = Cache::new(&args.cache);
     let epoch = source_date_epoch(root)?;
