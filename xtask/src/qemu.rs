@@ -790,10 +790,19 @@ pub enum BootMode {
     Direct,
 }
 
-/// The metadata program line for QEMU: this very executable with the hidden
-/// subcommand and the state file.
+/// The metadata program line for QEMU: a private copy of this very executable
+/// (in the VM's directory, removed with it) with the hidden subcommand and the
+/// state file. A copy, because QEMU starts the program once per guest
+/// connection for as long as the VM runs, and a `cargo build` meanwhile (CI
+/// runs `cargo test` before e2e in the same `cargo xtask ci`) replaces
+/// `target/debug/xtask`, leaving this process's own path deleted.
 pub fn standin_command(state_file: &Path) -> Result<String> {
-    let exe = std::env::current_exe().context("find the xtask executable")?;
+    let dir = state_file
+        .parent()
+        .context("the stand-in state file has no directory")?;
+    let exe = dir.join("xtask-standin");
+    std::fs::copy("/proc/self/exe", &exe)
+        .with_context(|| format!("cannot copy the xtask executable to {}", exe.display()))?;
     let line = format!(
         "{} __metadata-standin --state {}",
         exe.display(),
