@@ -140,6 +140,7 @@ struct BenchOptions {
     image: PathBuf,
     kernel: Option<PathBuf>,
     xadds: usize,
+    test_image: PathBuf,
 }
 
 const USAGE: &str = "\
@@ -150,6 +151,9 @@ usage: cargo xtask bench boot [--runs N] [--direct] [--image DIR] [--kernel FILE
   --image DIR    image directory (default target/appliance)
   --kernel FILE  kernel for the floor (default: the image's vmlinuz)
   --xadds N      XADDs for the throughput rows (default 2000)
+  --test-image DIR
+                 test-profile image for the with/without-governor rows
+                 (default target/appliance-test)
 ";
 
 fn parse(args: &[String]) -> Result<BenchOptions> {
@@ -159,6 +163,7 @@ fn parse(args: &[String]) -> Result<BenchOptions> {
         image: crate::run::workspace_root().join("target/appliance"),
         kernel: None,
         xadds: 2000,
+        test_image: crate::run::workspace_root().join("target/appliance-test"),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -173,6 +178,7 @@ fn parse(args: &[String]) -> Result<BenchOptions> {
             "--image" => o.image = PathBuf::from(value()?),
             "--kernel" => o.kernel = Some(PathBuf::from(value()?)),
             "--xadds" => o.xadds = value()?.parse().context("--xadds")?,
+            "--test-image" => o.test_image = PathBuf::from(value()?),
             other => bail!("unknown argument `{other}`\n{USAGE}"),
         }
     }
@@ -291,17 +297,114 @@ pub fn boot(args: &[String]) -> Result<()> {
     for line in throughput {
         println!("{line}");
     }
-    println!(
-        "{:<52} not measured: a sealed image has no way to stop the governor \
-         (killing it is itself a halt condition, and the softdog reboots the machine)",
-        "visitor XADD throughput without the governor"
-    );
+    println!();
+    for line in governor_ratio(&o)? {
+        println!("{line}");
+    }
     Ok(())
 }
 
-/// Visitor XADDs in one VM: sequential (one round trip each) and pipelined
-/// in batches of 100.
-fn xadd_throughput(s: &Session, n: usize) -> Result<Vec<String>> {
+/// Seconds the test image's governor idles when asked on the command line.
+const GOVERNOR_IDLE_SECS: u64 = 40;
+
+/// Visitor XADD throughput without and then with the governor, in ONE VM
+/// session. A sealed production image cannot stop its governor (killing it is
+/// itself a halt condition and the softdog reboots), so this boots the test
+/// image with `appliance.test_governor_delay=N` on the command line: its
+/// governor (test feature only) idles N seconds, petting the watchdog, before
+/// it starts watching. Measured while it idles, then after its seal table.
+fn governor_ratio(o: &BenchOptions) -> Result<Vec<String>> {
+    let src = ImageFiles {
+        dir: o.test_image.clone(),
+    };
+    let missing = src.missing(true);
+    if !missing.is_empty() {
+        return Ok(vec![format!(
+            "{:<52} not measured: no test image at {} (missing {}; run `cargo xtask image --test`)",
+            "visitor XADD with/without the governor",
+            src.dir.display(),
+            missing.join(", ")
+        )]);
+    }
+    let dir = TempDir::new("bench-governor")?;
+    for f in ["vmlinuz", "initramfs.cpio.zst", "data.raw"] {
+        std::os::unix::fs::symlink(src.file(f), dir.path().join(f))
+            .with_context(|| format!("link {f} into {}", dir.path().display()))?;
+    }
+    std::fs::write(
+        dir.path().join("appliance.cmdline"),
+        format!(
+            "{} appliance.test_governor_delay={GOVERNOR_IDLE_SECS}",
+            src.cmdline()
+        ),
+    )?;
+    let image = ImageFiles {
+        dir: dir.path().to_path_buf(),
+    };
+    let disk = dir.path().join("data-copy.raw");
+    qemu::copy_sparse(&src.file("data.raw"), &disk)?;
+    let state = State {
+        mode: Mode::Normal,
+        admin_pass: Password::generate()?,
+        visitor_pass: Password::generate()?,
+    };
+    let log = dir.path().join("console.log");
+    let mut s = Session::boot(&image, BootMode::Direct, &disk, state, log)?;
+    s.wait_ready(ReadyProbe::VisitorXadd)?;
+    let console = s.vm.console();
+    if console
+        .wait_for(0, Duration::from_secs(10), |l| {
+            l.contains("governor idle for")
+        })
+        .is_none()
+    {
+        bail!(
+            "the test image's governor did not report its idle window: is it a test-profile image?"
+        );
+    }
+    // TCG translates guest code the first time it runs: warm the server's
+    // paths up first, or whichever half is measured first looks slower.
+    measure_xadds(&s, o.xadds / 2)?;
+    let (idle_seq, idle_piped) = measure_xadds(&s, o.xadds)?;
+    if console
+        .lines()
+        .iter()
+        .any(|l| l.text.contains("governor watching from now on"))
+    {
+        bail!("the governor's idle window ended during the measurement; raise GOVERNOR_IDLE_SECS or lower --xadds");
+    }
+    let wait = Duration::from_secs(GOVERNOR_IDLE_SECS + 30);
+    if console
+        .wait_for(0, wait, |l| l.starts_with("procwatch: seal: end"))
+        .is_none()
+    {
+        bail!(
+            "the governor did not seal within {} s after its idle window",
+            wait.as_secs()
+        );
+    }
+    let (run_seq, run_piped) = measure_xadds(&s, o.xadds)?;
+    s.vm.stop()?;
+    let n = o.xadds;
+    let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    let line = |what: &str, idle: Duration, running: Duration| {
+        format!(
+            "{:<52} {:>8.0}/s idle governor, {:>8.0}/s watching governor: ratio {:.3}",
+            format!("visitor XADD {what} (same VM, test image, direct)"),
+            rate(idle),
+            rate(running),
+            rate(running) / rate(idle).max(1e-9)
+        )
+    };
+    Ok(vec![
+        line("sequential", idle_seq, run_seq),
+        line("pipelined x100", idle_piped, run_piped),
+    ])
+}
+
+/// `n` visitor XADDs one round trip at a time, then `n` pipelined in batches
+/// of 100: the two elapsed times.
+fn measure_xadds(s: &Session, n: usize) -> Result<(Duration, Duration)> {
     let (_, stream) = s.visitor()?;
     let mut c = s.visitor_conn()?;
     let start = Instant::now();
@@ -324,7 +427,13 @@ fn xadd_throughput(s: &Session, n: usize) -> Result<Vec<String>> {
         }
         left -= batch;
     }
-    let piped = start.elapsed();
+    Ok((seq, start.elapsed()))
+}
+
+/// Visitor XADDs in one VM: sequential (one round trip each) and pipelined
+/// in batches of 100.
+fn xadd_throughput(s: &Session, n: usize) -> Result<Vec<String>> {
+    let (seq, piped) = measure_xadds(s, n)?;
     let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
     let _: Option<Conn> = None;
     Ok(vec![

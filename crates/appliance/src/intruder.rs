@@ -75,3 +75,19 @@ pub fn be_the_intruder() -> ! {
         std::thread::sleep(Duration::from_secs(3600));
     }
 }
+
+/// The kernel command-line word that makes a test image's governor stay idle
+/// for N seconds before it starts watching (`cargo xtask bench boot` measures
+/// the server with and without the governor in one VM session this way).
+/// Only a test image (this feature) reads it; a production image ignores the
+/// command line entirely.
+pub const GOVERNOR_DELAY_PARAM: &str = "appliance.test_governor_delay=";
+
+/// The delay asked for on `/proc/cmdline`, if any.
+pub fn governor_delay() -> Option<u64> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(GOVERNOR_DELAY_PARAM))
+        .and_then(|n| n.parse().ok())
+}
