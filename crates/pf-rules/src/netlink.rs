@@ -598,9 +598,42 @@ pub enum AckOutcome {
 /// Parses one datagram of netlink replies (`NLMSG_ERROR` acks and errors;
 /// `NOOP` and `DONE` are skipped; anything else is malformed here). Never
 /// panics: every length is checked before use.
-pub fn parse_acks(mut bytes: &[u8]) -> Result<Vec<AckOutcome>, FirewallError> {
+pub fn parse_acks(bytes: &[u8]) -> Result<Vec<AckOutcome>, FirewallError> {
     let mut out = Vec::new();
-    while !bytes.is_empty() {
+    for m in messages(bytes) {
+        let m = m?;
+        match m.ty {
+            NLMSG_NOOP | NLMSG_DONE => {}
+            NLMSG_ERROR => out.push(parse_error(m.msg, m.flags, m.seq)?),
+            _ => return Err(FirewallError::MalformedReply("unexpected message type")),
+        }
+    }
+    Ok(out)
+}
+
+/// One netlink message of a datagram: header fields and the whole message
+/// (header included).
+pub(crate) struct NlMessage<'a> {
+    pub(crate) ty: u16,
+    pub(crate) flags: u16,
+    pub(crate) seq: u32,
+    pub(crate) msg: &'a [u8],
+}
+
+/// The messages of one datagram, in order; a framing error ends the walk.
+/// Every length is checked before use.
+pub(crate) fn messages(bytes: &[u8]) -> Messages<'_> {
+    Messages { rest: bytes }
+}
+
+/// Iterator of [`messages`].
+pub(crate) struct Messages<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Messages<'a> {
+    fn next_message(&mut self) -> Result<NlMessage<'a>, FirewallError> {
+        let bytes = self.rest;
         let header = bytes
             .get(..NLMSG_HDRLEN)
             .ok_or(FirewallError::MalformedReply("truncated message header"))?;
@@ -614,19 +647,32 @@ pub fn parse_acks(mut bytes: &[u8]) -> Result<Vec<AckOutcome>, FirewallError> {
         let msg = bytes.get(..len).ok_or(FirewallError::MalformedReply(
             "message longer than datagram",
         ))?;
-        let ty = ne_u16(header, 4)?;
-        let flags = ne_u16(header, 6)?;
-        let seq = ne_u32(header, 8)?;
-        match ty {
-            NLMSG_NOOP | NLMSG_DONE => {}
-            NLMSG_ERROR => out.push(parse_error(msg, flags, seq)?),
-            _ => return Err(FirewallError::MalformedReply("unexpected message type")),
-        }
+        let message = NlMessage {
+            ty: ne_u16(header, 4)?,
+            flags: ne_u16(header, 6)?,
+            seq: ne_u32(header, 8)?,
+            msg,
+        };
         // Messages are padded to 4 bytes; the last may not be.
         let advance = len.saturating_add(3) & !3;
-        bytes = bytes.get(advance..).unwrap_or(&[]);
+        self.rest = bytes.get(advance..).unwrap_or(&[]);
+        Ok(message)
     }
-    Ok(out)
+}
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = Result<NlMessage<'a>, FirewallError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let item = self.next_message();
+        if item.is_err() {
+            self.rest = &[];
+        }
+        Some(item)
+    }
 }
 
 /// `struct nlmsgerr`: i32 error, the original header, then (unless capped)

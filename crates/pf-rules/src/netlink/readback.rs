@@ -14,7 +14,7 @@
 use sha2::{Digest, Sha256};
 
 use super::{
-    encode_expr, finish_message, ne_u16, ne_u32, push_header, rule_exprs, MsgEncoder,
+    encode_expr, finish_message, messages, ne_u16, push_header, rule_exprs, MsgEncoder, NlMessage,
     NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFTA_DYNSET_SET_ID, NFTA_EXPR_DATA, NFTA_EXPR_NAME,
     NFTA_LIST_ELEM, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE, NFT_MSG_GETRULE,
     NFT_MSG_NEWRULE, NLA_F_NESTED, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_NOOP, NLM_F_DUMP,
@@ -122,24 +122,10 @@ pub fn expected_rules(policy: &Policy, phase: Phase) -> Result<Vec<DumpedRule>, 
 /// Parses one datagram of a rule dump. Rules of other tables are skipped
 /// (the kernel filters by table already); an error reply fails the dump.
 /// Never panics: every length is checked before use.
-pub fn parse_rule_dump(mut bytes: &[u8]) -> Result<RuleDump, FirewallError> {
+pub fn parse_rule_dump(bytes: &[u8]) -> Result<RuleDump, FirewallError> {
     let mut out = RuleDump::default();
-    while !bytes.is_empty() {
-        let header = bytes
-            .get(..NLMSG_HDRLEN)
-            .ok_or(FirewallError::MalformedReply("truncated message header"))?;
-        let len = usize::try_from(ne_u32(header, 0)?)
-            .map_err(|_| FirewallError::MalformedReply("message length"))?;
-        if len < NLMSG_HDRLEN {
-            return Err(FirewallError::MalformedReply(
-                "message length below header size",
-            ));
-        }
-        let msg = bytes.get(..len).ok_or(FirewallError::MalformedReply(
-            "message longer than datagram",
-        ))?;
-        let ty = ne_u16(header, 4)?;
-        let seq = ne_u32(header, 8)?;
+    for m in messages(bytes) {
+        let NlMessage { ty, seq, msg, .. } = m?;
         let body = msg.get(NLMSG_HDRLEN..).unwrap_or(&[]);
         match ty {
             NLMSG_NOOP => {}
@@ -193,8 +179,6 @@ pub fn parse_rule_dump(mut bytes: &[u8]) -> Result<RuleDump, FirewallError> {
             }
             _ => return Err(FirewallError::MalformedReply("unexpected message type")),
         }
-        let advance = len.saturating_add(3) & !3;
-        bytes = bytes.get(advance..).unwrap_or(&[]);
     }
     Ok(out)
 }
