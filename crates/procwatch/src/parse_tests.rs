@@ -132,6 +132,57 @@ fn status_truncated_and_garbage_are_errors() {
 }
 
 #[test]
+fn status_nspid_levels() {
+    use crate::parse::proc::NsPid;
+    // (line, parsed, mount in the process's own PID namespace)
+    let cases: &[(&[u8], Option<NsPid>, bool)] = &[
+        // The initial namespace, read through its own /proc.
+        (
+            b"NSpid:\t812\n",
+            Some(NsPid {
+                outer: 812,
+                inner: 812,
+                levels: 1,
+            }),
+            true,
+        ),
+        // A process in a child namespace, read through the parent's /proc:
+        // 4711 there, 1 in its own.
+        (
+            b"NSpid:\t4711\t1\n",
+            Some(NsPid {
+                outer: 4711,
+                inner: 1,
+                levels: 2,
+            }),
+            false,
+        ),
+        // Three levels whose ends happen to agree are still three levels.
+        (
+            b"NSpid:\t7\t9\t7\n",
+            Some(NsPid {
+                outer: 7,
+                inner: 7,
+                levels: 3,
+            }),
+            false,
+        ),
+        // Kernels before 4.1 have no NSpid line.
+        (b"Pid:\t5\n", None, false),
+    ];
+    for &(line, want, same) in cases {
+        let text = [b"Uid:\t0\t0\t0\t0\n".as_slice(), line].concat();
+        let got = parse_status(&text).unwrap().ns_pid;
+        assert_eq!(got, want, "{line:?}");
+        assert_eq!(got.is_some_and(|n| n.same_namespace()), same, "{line:?}");
+    }
+    for bad in [&b"NSpid:\n"[..], b"NSpid:\t1\tx\n", b"NSpid:\t-1\n"] {
+        let text = [b"Uid:\t0\t0\t0\t0\n".as_slice(), bad].concat();
+        assert!(parse_status(&text).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
 fn cmdline_is_bounded() {
     assert_eq!(bounded_cmdline(b"a\0b\0", 3), b"a\0b");
     assert_eq!(bounded_cmdline(b"a\0", 100), b"a\0");

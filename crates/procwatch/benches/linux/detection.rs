@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use procwatch::linux::{ProcConnector, ProcFs, DEFAULT_RCVBUF};
 use procwatch::parse::proc::parse_status;
 use procwatch::{
-    ChildRule, Enforcer, Engine, Error, EventSource, NoEvents, OnEventLoss, Policy, RootRule,
-    Scope, SealOn, SealedRules, Verdict,
+    ChildRule, Enforcer, Engine, Error, EventSource, NoEvents, OnEventLoss, Policy, ProcessSource,
+    RootRule, Scope, SealOn, SealedRules, Verdict,
 };
 
 const ROLE: &str = "PROCWATCH_BENCH_ROLE";
@@ -191,8 +191,9 @@ fn poll_latency(trials: u64) -> Latencies {
     lat
 }
 
-/// Child role: run the engine for `secs`, then print `cpu_us wall_us maxrss_kib vmhwm_kib scans events`.
-fn role_idle(with_connector: bool, judge_all_under: Option<u32>) {
+/// Child role: run the engine for `secs`, then print `cpu_us wall_us
+/// maxrss_kib vmhwm_kib scans events processes kernel_threads files_read`.
+fn role_idle(with_connector: bool, judge_all_under: Option<u32>, pidfds: bool) {
     let secs = env_num("PROCWATCH_BENCH_IDLE_SECS", 60);
     let pid = std::process::id();
     let (tx, _rx) = mpsc::channel();
@@ -203,7 +204,12 @@ fn role_idle(with_connector: bool, judge_all_under: Option<u32>) {
         p.scope = Scope::Machine;
         p.root.pid = root;
     }
-    let mut engine = Engine::new(p, ProcFs::default(), ChannelEnforcer(tx));
+    let source = if pidfds {
+        ProcFs::default()
+    } else {
+        ProcFs::default().without_pidfds()
+    };
+    let mut engine = Engine::new(p, source, ChannelEnforcer(tx));
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);
     if with_connector {
@@ -226,14 +232,18 @@ fn role_idle(with_connector: bool, judge_all_under: Option<u32>) {
     };
     let cpu = us(ru.ru_utime) + us(ru.ru_stime);
     let status = parse_status(&std::fs::read("/proc/self/status").unwrap()).unwrap();
-    let procs = ProcFs::default().pids().unwrap().len();
+    let table = ProcFs::default().without_pidfds().snapshot().unwrap();
+    let kernel = table.iter().filter(|p| p.kernel_thread).count();
+    assert_eq!(engine.source_mut().uses_pidfds(), pidfds);
     println!(
-        "IDLE {cpu} {} {} {} {} {} {procs}",
+        "IDLE {cpu} {} {} {} {} {} {} {kernel} {}",
         wall.as_micros(),
         ru.ru_maxrss,
         status.vm_hwm_kib.unwrap_or(0),
         engine.stats().scans,
-        engine.stats().events
+        engine.stats().events,
+        table.len(),
+        engine.source_mut().stats().files_read
     );
 }
 
@@ -256,10 +266,12 @@ fn idle(role: &str, name: &str) -> String {
         .skip(1)
         .map(|x| x.parse().unwrap())
         .collect();
-    let (cpu, wall, maxrss, hwm, scans, events, procs) = (f[0], f[1], f[2], f[3], f[4], f[5], f[6]);
+    let (cpu, wall, maxrss, hwm, scans, events, procs, kernel, files) =
+        (f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]);
     format!(
-        "| {name} | {:.0} | {procs:.0} | {scans:.0} | {events:.0} | {:.1} | {:.4} | {maxrss:.0} | {hwm:.0} |",
+        "| {name} | {:.0} | {procs:.0} | {kernel:.0} | {scans:.0} | {:.1} | {events:.0} | {:.1} | {:.4} | {maxrss:.0} | {hwm:.0} |",
         wall / 1e6,
+        files / scans,
         cpu / 1e3,
         100.0 * cpu / wall
     )
@@ -267,9 +279,10 @@ fn idle(role: &str, name: &str) -> String {
 
 pub(crate) fn main() {
     match std::env::var(ROLE).as_deref() {
-        Ok("idle-pidns") => return role_idle(false, None),
-        Ok("idle-host-scan") => return role_idle(false, Some(1)),
-        Ok("idle-host") => return role_idle(true, None),
+        Ok("idle-pidns") => return role_idle(false, None, true),
+        Ok("idle-host-scan-plain") => return role_idle(false, Some(1), false),
+        Ok("idle-host-scan") => return role_idle(false, Some(1), true),
+        Ok("idle-host") => return role_idle(true, None, true),
         _ => {}
     }
     // `cargo bench` passes `--bench`; ignore arguments.
@@ -287,13 +300,14 @@ pub(crate) fn main() {
             "fresh PID namespace, rescans only (tiny /proc)",
         ),
         idle(
-            "idle-host-scan",
-            "host /proc, rescans only, whole table judged",
+            "idle-host-scan-plain",
+            "host /proc, rescans only, whole table judged, no pidfds (every process read each scan)",
         ),
         idle(
-            "idle-host",
-            "host, connector + rescans, scoped (busy shared host)",
+            "idle-host-scan",
+            "host /proc, rescans only, whole table judged, pidfds (live kernel threads unread)",
         ),
+        idle("idle-host", "host, connector + rescans, scoped, pidfds"),
     ];
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!();
@@ -306,8 +320,8 @@ pub(crate) fn main() {
     println!();
     println!("Governor cost over an idle period (child process, getrusage RUSAGE_SELF, /proc/self/status VmHWM)");
     println!();
-    println!("| setting | wall s | processes in /proc | scans | events | CPU ms | CPU % of one core | ru_maxrss KiB | VmHWM KiB |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| setting | wall s | processes in /proc | of them kernel threads | scans | proc files read per scan | events | CPU ms | CPU % of one core | ru_maxrss KiB | VmHWM KiB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for row in idle_rows {
         println!("{row}");
     }

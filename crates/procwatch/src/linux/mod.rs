@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 pub use button::{find_power_buttons, ButtonRead, PowerButton, POWER_BUTTON_NAME};
 pub use connector::{ProcConnector, DEFAULT_RCVBUF};
 pub use machine::{LinuxHalt, LinuxMachine, StopMode};
-pub use procfs::{ProcFs, DEFAULT_CMDLINE_LIMIT};
+pub use procfs::{ProcFs, ReadStats, DEFAULT_CMDLINE_LIMIT};
 
 use crate::engine::Engine;
 use crate::error::Error;

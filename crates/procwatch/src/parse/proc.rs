@@ -142,6 +142,29 @@ pub struct Status {
     pub threads: Option<u64>,
     /// `VmHWM:` in KiB (peak RSS), if present (absent for kernel threads).
     pub vm_hwm_kib: Option<u64>,
+    /// `NSpid:`, if present (Linux 4.1 and later).
+    pub ns_pid: Option<NsPid>,
+}
+
+/// The `NSpid:` line: the process's pid in each PID namespace from the one
+/// the procfs mount belongs to (first) down to the process's own (last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NsPid {
+    /// The pid as the procfs mount numbers it.
+    pub outer: u32,
+    /// The pid in the process's own PID namespace.
+    pub inner: u32,
+    /// How many namespaces the line lists (at least 1).
+    pub levels: u32,
+}
+
+impl NsPid {
+    /// Whether the procfs mount numbers pids as the process itself does:
+    /// exactly one level, so the mount belongs to the process's own PID
+    /// namespace.
+    pub fn same_namespace(&self) -> bool {
+        self.levels == 1 && self.outer == self.inner
+    }
 }
 
 /// Parses `/proc/PID/status`. The kernel escapes newlines in `Name:`, so the
@@ -152,6 +175,7 @@ pub fn parse_status(bytes: &[u8]) -> Result<Status, Error> {
     let mut uids = None;
     let mut threads = None;
     let mut vm_hwm_kib = None;
+    let mut ns_pid = None;
     let complete = match bytes.iter().rposition(|&b| b == b'\n') {
         Some(last) => bytes.get(..last).unwrap_or_default(),
         None => &[],
@@ -188,6 +212,25 @@ pub fn parse_status(bytes: &[u8]) -> Result<Status, Error> {
                     .ok_or(Error::parse(STATUS, "empty VmHWM line"))?;
                 vm_hwm_kib = Some(parse_dec(w, STATUS, "bad VmHWM")?);
             }
+            b"NSpid" if ns_pid.is_none() => {
+                let mut levels = 0u32;
+                let (mut outer, mut inner) = (0, 0);
+                for w in words {
+                    inner = parse_dec(w, STATUS, "bad NSpid")?;
+                    if levels == 0 {
+                        outer = inner;
+                    }
+                    levels = levels.saturating_add(1);
+                }
+                if levels == 0 {
+                    return Err(Error::parse(STATUS, "empty NSpid line"));
+                }
+                ns_pid = Some(NsPid {
+                    outer,
+                    inner,
+                    levels,
+                });
+            }
             _ => {}
         }
     }
@@ -195,6 +238,7 @@ pub fn parse_status(bytes: &[u8]) -> Result<Status, Error> {
         uids: uids.ok_or(Error::parse(STATUS, "no Uid line"))?,
         threads,
         vm_hwm_kib,
+        ns_pid,
     })
 }
 

@@ -9,7 +9,7 @@ use procwatch::linux::{run_governor, GovernorConfig, PowerButtons, ProcConnector
 use procwatch::parse::input::{encode_input_event, InputEvent, InputLayout, EV_KEY, KEY_POWER};
 use procwatch::{
     ChildRule, Decision, DetectedBy, Enforcer, Engine, Error, Machine, NoEvents, OnEventLoss,
-    Policy, ProcessSource, Reason, RootRule, Scope, SealOn, SealedRules, Verdict,
+    Policy, ProcInfo, ProcessSource, Reason, RootRule, Scope, SealOn, SealedRules, Verdict,
 };
 
 const ROLE: &str = "PROCWATCH_TEST_ROLE";
@@ -116,6 +116,227 @@ fn procfs_reads_hostile_names_and_skips_vanished() {
     println!(
         "ok: /proc reader (hostile comm, vanished pid, kernel thread, {} processes)",
         all.len()
+    );
+}
+
+/// Kernel threads whose pidfd is quiet are taken from the last snapshot
+/// unread, and what the reader reports of them matches a fresh read.
+fn procfs_reuses_live_kernel_threads_unread() {
+    let mut fs = ProcFs::default();
+    assert!(
+        fs.uses_pidfds(),
+        "the host's /proc is this process's own PID namespace"
+    );
+    let first = fs.snapshot().unwrap();
+    let before = fs.stats();
+    let second = fs.snapshot().unwrap();
+    let after = fs.stats();
+    let kernel: Vec<&ProcInfo> = second.iter().filter(|p| p.kernel_thread).collect();
+    let users = second.len() - kernel.len();
+    assert!(
+        kernel.iter().any(|p| p.pid == 2),
+        "kthreadd must be listed: {kernel:?}"
+    );
+    // Every kernel thread present in both snapshots as the same task came
+    // from the cache.
+    let same_task = kernel
+        .iter()
+        .filter(|k| {
+            first
+                .iter()
+                .any(|p| p.pid == k.pid && p.start_time == k.start_time && p.kernel_thread)
+        })
+        .count();
+    let reused = after.kernel_threads_reused - before.kernel_threads_reused;
+    assert_eq!(reused, u64::try_from(same_task).unwrap());
+    // A user process costs stat, status and exe (cmdline when new, a second
+    // stat without a pidfd); a kernel thread new to this snapshot costs one
+    // stat; a reused one costs nothing.
+    let files = after.files_read - before.files_read;
+    let bound = 5 * users + (kernel.len() - same_task);
+    assert!(
+        files <= u64::try_from(bound).unwrap(),
+        "{files} files read for {users} user processes and {} kernel threads ({same_task} reused)",
+        kernel.len()
+    );
+    // What the cache reports agrees with an uncached read of each one.
+    let fresh = ProcFs::default().without_pidfds();
+    for k in &kernel {
+        let Some(now) = fresh.read_process(k.pid).unwrap() else {
+            continue; // exited since
+        };
+        assert_eq!(
+            (
+                now.pid,
+                now.ppid,
+                now.kernel_thread,
+                now.start_time,
+                now.uid
+            ),
+            (k.pid, k.ppid, k.kernel_thread, k.start_time, k.uid),
+            "{k:?}"
+        );
+    }
+    // The reader without pidfds re-reads every kernel thread each time.
+    let mut plain = ProcFs::default().without_pidfds();
+    assert!(!plain.uses_pidfds());
+    plain.snapshot().unwrap();
+    let start = plain.stats();
+    let snap = plain.snapshot().unwrap();
+    let plain_files = plain.stats().files_read - start.files_read;
+    assert_eq!(plain.stats().kernel_threads_reused, 0);
+    assert!(
+        plain_files >= u64::try_from(snap.iter().filter(|p| p.kernel_thread).count()).unwrap(),
+        "{plain_files}"
+    );
+    println!(
+        "ok: /proc reader: {} kernel threads ({reused} reused unread), {users} user processes: {files} files read with pidfds, {plain_files} without",
+        kernel.len()
+    );
+}
+
+fn pidns_pid_reuse_is_seen() {
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(me())
+        .env(ROLE, "pid-reuse")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pid-reuse role failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("PID-REUSE-OK"), "{stdout}");
+    println!("ok: pid reuse: {}", stdout.trim());
+}
+
+/// Spawns `sleep <arg>` as the given pid: `ns_last_pid` set to one less
+/// (PID 1 of a fresh namespace may write it).
+fn sleeper_at(pid: u32, arg: &str) -> Guard {
+    std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+    let child = Guard(Command::new("sleep").arg(arg).spawn().unwrap());
+    assert_eq!(child.0.id(), pid, "ns_last_pid did not place the child");
+    child
+}
+
+/// Runs as PID 1 of a fresh PID namespace: a process the reader knows exits
+/// and the same executable takes its pid at once (within one clock tick,
+/// so the start times may well be equal). The next snapshot must show the
+/// new process, not what was known of the old one.
+fn role_pid_reuse() {
+    assert_eq!(std::process::id(), 1);
+    let cmd = |p: &ProcInfo| String::from_utf8_lossy(&p.cmdline).replace('\0', " ");
+    let mut report = Vec::new();
+    for (name, mut fs, pause) in [
+        ("pidfd", ProcFs::default(), Duration::ZERO),
+        // Without pidfds the reader tells processes apart by start time
+        // alone, which has clock-tick resolution: give it a tick.
+        (
+            "start time",
+            ProcFs::default().without_pidfds(),
+            Duration::from_millis(30),
+        ),
+    ] {
+        assert_eq!(fs.uses_pidfds(), name == "pidfd");
+        let pid = 40;
+        let old = sleeper_at(pid, "1001");
+        // Until sleep has exec'd, the child shows this test binary.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let seen = loop {
+            let snap = fs.snapshot().unwrap();
+            let p = snap.into_iter().find(|p| p.pid == pid).unwrap();
+            if cmd(&p) == "sleep 1001 " || Instant::now() > deadline {
+                break p;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(cmd(&seen), "sleep 1001 ", "{seen:?}");
+        drop(old);
+        std::thread::sleep(pause);
+        let new = sleeper_at(pid, "1002");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let now = loop {
+            let snap = fs.snapshot().unwrap();
+            let p = snap.into_iter().find(|p| p.pid == pid).unwrap();
+            // Inside execve the new image's command line reads as empty
+            // for a moment; the reader re-reads an empty line.
+            if (p.exe == seen.exe && !p.cmdline.is_empty()) || Instant::now() > deadline {
+                break p;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert_eq!(now.exe, seen.exe, "{now:?}");
+        assert_eq!(
+            cmd(&now),
+            "sleep 1002 ",
+            "{name}: the old process's command line was kept: {now:?}"
+        );
+        report.push(format!(
+            "{name}: pid {pid} start {} -> {}",
+            seen.start_time, now.start_time
+        ));
+        drop(new);
+    }
+    println!("PID-REUSE-OK {}", report.join("; "));
+}
+
+/// A procfs of another PID namespace numbers pids differently from
+/// `pidfd_open`: the reader must not use pidfds for it, and still reads it.
+fn procfs_of_another_pid_namespace_uses_no_pidfds() {
+    let unshare = Guard(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "sleep", "30"])
+            .spawn()
+            .unwrap(),
+    );
+    let outer = unshare.0.id();
+    let mut host = ProcFs::default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let inner = loop {
+        let found = host
+            .snapshot()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.ppid == outer && p.exe.as_ref().is_some_and(|e| e.ends_with("sleep")));
+        if let Some(p) = found {
+            break p.pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the namespaced sleep never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // The namespace's own /proc, reached through its root.
+    let mut fs = ProcFs::new(
+        format!("/proc/{inner}/root/proc"),
+        procwatch::linux::DEFAULT_CMDLINE_LIMIT,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let snap = loop {
+        let snap = fs.snapshot().unwrap();
+        if !snap.is_empty() || Instant::now() > deadline {
+            break snap;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(!fs.uses_pidfds());
+    let one = snap
+        .iter()
+        .find(|p| p.pid == 1)
+        .unwrap_or_else(|| panic!("{snap:?}"));
+    assert!(
+        one.exe.as_ref().is_some_and(|e| e.ends_with("sleep")),
+        "{one:?}"
+    );
+    // Read twice: nothing is taken unread without pidfds.
+    fs.snapshot().unwrap();
+    assert_eq!(fs.stats().kernel_threads_reused, 0);
+    println!(
+        "ok: a procfs of another PID namespace: no pidfds, {} processes read",
+        snap.len()
     );
 }
 
@@ -356,12 +577,22 @@ pub(crate) fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("pidns") => return role_pidns(),
         Ok("governor") => return role_governor(),
+        Ok("pid-reuse") => return role_pid_reuse(),
         _ => {}
     }
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 7] = [
         (
             "procfs_reads_hostile_names_and_skips_vanished",
             procfs_reads_hostile_names_and_skips_vanished,
+        ),
+        (
+            "procfs_reuses_live_kernel_threads_unread",
+            procfs_reuses_live_kernel_threads_unread,
+        ),
+        ("pidns_pid_reuse_is_seen", pidns_pid_reuse_is_seen),
+        (
+            "procfs_of_another_pid_namespace_uses_no_pidfds",
+            procfs_of_another_pid_namespace_uses_no_pidfds,
         ),
         (
             "pidns_rescan_catches_a_forbidden_child_of_pid_1",
