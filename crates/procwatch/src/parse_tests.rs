@@ -10,7 +10,9 @@ use crate::parse::connector::{
 use crate::parse::input::{
     encode_input_event, parse_input_events, InputEvent, InputLayout, EV_KEY, KEY_POWER,
 };
-use crate::parse::proc::{bounded_cmdline, parse_stat, parse_status};
+use crate::parse::proc::{
+    bounded_cmdline, encode_dirents, parse_dirent_pids, parse_stat, parse_status,
+};
 
 /// `/proc/self/stat` of a `cat` on Linux 6.1, fields 1..52.
 const CAT_STAT: &[u8] = b"4242 (cat) R 4100 4242 4100 34816 4242 4194304 98 0 0 0 0 0 0 0 20 0 1 0 123456 5844992 250 18446744073709551615 94 95 96 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 97 98 99 100 101 102 103 0\n";
@@ -132,6 +134,31 @@ fn status_truncated_and_garbage_are_errors() {
 }
 
 #[test]
+fn status_name_state_ppid() {
+    let s = parse_status(STATUS).unwrap();
+    assert_eq!(s.name.as_deref(), Some(&b"valkey-server"[..]));
+    assert_eq!((s.state, s.ppid), (Some(b'S'), Some(0)));
+    // What Linux 6.18 printed for a shell that wrote "a\\b\nc\td e" to its
+    // own comm: the backslash doubled, the newline as "\n", the tab and
+    // the space as they are.
+    let real = b"Name:\ta\\\\b\\nc\td e\nState:\tZ (zombie)\nPPid:\t5618\nUid:\t0\t0\t0\t0\n";
+    let s = parse_status(real).unwrap();
+    assert_eq!(s.name.as_deref(), Some(&b"a\\b\nc\td e"[..]));
+    assert_eq!((s.state, s.ppid), (Some(b'Z'), Some(5618)));
+    // An empty name is a name.
+    let empty = b"Name:\t\nUid:\t0\t0\t0\t0\n";
+    assert_eq!(parse_status(empty).unwrap().name.as_deref(), Some(&b""[..]));
+    for bad in [
+        &b"Name:x\nUid:\t0\t0\t0\t0\n"[..],
+        b"State:\tSS (x)\nUid:\t0\t0\t0\t0\n",
+        b"PPid:\t-3\nUid:\t0\t0\t0\t0\n",
+        b"PPid:\t\nUid:\t0\t0\t0\t0\n",
+    ] {
+        assert!(parse_status(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
 fn status_nspid_levels() {
     use crate::parse::proc::NsPid;
     // (line, parsed, mount in the process's own PID namespace)
@@ -180,6 +207,41 @@ fn status_nspid_levels() {
         let text = [b"Uid:\t0\t0\t0\t0\n".as_slice(), bad].concat();
         assert!(parse_status(&text).is_err(), "{bad:?}");
     }
+}
+
+#[test]
+fn dirents_yield_numeric_names() {
+    let names: [&[u8]; 8] = [
+        b".",
+        b"..",
+        b"1",
+        b"self",
+        b"4194304",
+        b"12a",
+        b"99999999999",
+        b"2",
+    ];
+    let buf = encode_dirents(names);
+    let mut pids = Vec::new();
+    parse_dirent_pids(&buf, &mut pids).unwrap();
+    // "12a" is no pid; 99999999999 does not fit a pid.
+    assert_eq!(pids, [1, 4_194_304, 2]);
+    // Every cut inside a record is an error, never a panic or a guess.
+    let first = encode_dirents([&b"1"[..]]).len();
+    for cut in 1..first {
+        let mut pids = Vec::new();
+        assert!(
+            parse_dirent_pids(&buf[..cut], &mut pids).is_err(),
+            "cut at {cut}"
+        );
+    }
+    // A record length shorter than the header, or a name with no NUL.
+    let mut bad = encode_dirents([&b"1"[..]]);
+    bad[16..18].copy_from_slice(&18u16.to_ne_bytes());
+    assert!(parse_dirent_pids(&bad, &mut Vec::new()).is_err());
+    let mut no_nul = encode_dirents([&b"1234567"[..]]);
+    no_nul.iter_mut().skip(19).for_each(|b| *b = b'7');
+    assert!(parse_dirent_pids(&no_nul, &mut Vec::new()).is_err());
 }
 
 #[test]
@@ -364,6 +426,21 @@ proptest! {
         let mut v = CAT_STAT.to_vec();
         if pos < v.len() { v[pos] = byte; }
         let _ = parse_stat(&v);
+    }
+
+    #[test]
+    fn status_name_round_trip(comm in proptest::collection::vec(1u8..=255, 0..16)) {
+        // The kernel's escaping of Name: (fs/proc/array.c, proc_task_name).
+        let mut escaped = Vec::new();
+        for &b in &comm {
+            match b {
+                b'\n' => escaped.extend(b"\\n"),
+                b'\\' => escaped.extend(b"\\\\"),
+                _ => escaped.push(b),
+            }
+        }
+        let text = [b"Name:\t".as_slice(), &escaped, b"\nUid:\t0\t0\t0\t0\n"].concat();
+        prop_assert_eq!(parse_status(&text).unwrap().name, Some(comm));
     }
 
     #[test]

@@ -56,6 +56,17 @@ fn policy(root: u32, rescan: Duration) -> Policy {
     }
 }
 
+/// How the idle rows' reader is set up.
+#[derive(Clone, Copy)]
+enum Reader {
+    /// No pidfds, no descriptors kept: every process opened and read.
+    Fresh,
+    /// No pidfds: every process re-read through its held files.
+    Held,
+    /// The default: held files, and live kernel threads taken unread.
+    Pidfds,
+}
+
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -193,7 +204,7 @@ fn poll_latency(trials: u64) -> Latencies {
 
 /// Child role: run the engine for `secs`, then print `cpu_us wall_us
 /// maxrss_kib vmhwm_kib scans events processes kernel_threads files_read`.
-fn role_idle(with_connector: bool, judge_all_under: Option<u32>, pidfds: bool) {
+fn role_idle(with_connector: bool, judge_all_under: Option<u32>, reader: Reader) {
     let secs = env_num("PROCWATCH_BENCH_IDLE_SECS", 60);
     let pid = std::process::id();
     let (tx, _rx) = mpsc::channel();
@@ -204,10 +215,10 @@ fn role_idle(with_connector: bool, judge_all_under: Option<u32>, pidfds: bool) {
         p.scope = Scope::Machine;
         p.root.pid = root;
     }
-    let source = if pidfds {
-        ProcFs::default()
-    } else {
-        ProcFs::default().without_pidfds()
+    let source = match reader {
+        Reader::Fresh => ProcFs::default().without_pidfds().with_fd_budget(0),
+        Reader::Held => ProcFs::default().without_pidfds(),
+        Reader::Pidfds => ProcFs::default(),
     };
     let mut engine = Engine::new(p, source, ChannelEnforcer(tx));
     let start = Instant::now();
@@ -234,7 +245,10 @@ fn role_idle(with_connector: bool, judge_all_under: Option<u32>, pidfds: bool) {
     let status = parse_status(&std::fs::read("/proc/self/status").unwrap()).unwrap();
     let table = ProcFs::default().without_pidfds().snapshot().unwrap();
     let kernel = table.iter().filter(|p| p.kernel_thread).count();
-    assert_eq!(engine.source_mut().uses_pidfds(), pidfds);
+    assert_eq!(
+        engine.source_mut().uses_pidfds(),
+        matches!(reader, Reader::Pidfds)
+    );
     println!(
         "IDLE {cpu} {} {} {} {} {} {} {kernel} {}",
         wall.as_micros(),
@@ -279,10 +293,11 @@ fn idle(role: &str, name: &str) -> String {
 
 pub(crate) fn main() {
     match std::env::var(ROLE).as_deref() {
-        Ok("idle-pidns") => return role_idle(false, None, true),
-        Ok("idle-host-scan-plain") => return role_idle(false, Some(1), false),
-        Ok("idle-host-scan") => return role_idle(false, Some(1), true),
-        Ok("idle-host") => return role_idle(true, None, true),
+        Ok("idle-pidns") => return role_idle(false, None, Reader::Pidfds),
+        Ok("idle-host-scan-fresh") => return role_idle(false, Some(1), Reader::Fresh),
+        Ok("idle-host-scan-held") => return role_idle(false, Some(1), Reader::Held),
+        Ok("idle-host-scan") => return role_idle(false, Some(1), Reader::Pidfds),
+        Ok("idle-host") => return role_idle(true, None, Reader::Pidfds),
         _ => {}
     }
     // `cargo bench` passes `--bench`; ignore arguments.
@@ -300,12 +315,16 @@ pub(crate) fn main() {
             "fresh PID namespace, rescans only (tiny /proc)",
         ),
         idle(
-            "idle-host-scan-plain",
-            "host /proc, rescans only, whole table judged, no pidfds (every process read each scan)",
+            "idle-host-scan-fresh",
+            "host /proc, rescans only, whole table judged; every process opened and read each scan",
+        ),
+        idle(
+            "idle-host-scan-held",
+            "host /proc, rescans only, whole table judged; files held open, no pidfds",
         ),
         idle(
             "idle-host-scan",
-            "host /proc, rescans only, whole table judged, pidfds (live kernel threads unread)",
+            "host /proc, rescans only, whole table judged; files held open, pidfds (default)",
         ),
         idle("idle-host", "host, connector + rescans, scoped, pidfds"),
     ];

@@ -1,16 +1,17 @@
 //! The `/proc` reader: a [`ProcessSource`] over procfs.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::collections::{HashMap, HashSet};
-use std::fs;
+use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::sys;
 use crate::error::Error;
 use crate::model::ProcInfo;
-use crate::parse::proc::{bounded_cmdline, parse_stat, parse_status};
+use crate::parse::proc::{bounded_cmdline, parse_dirent_pids, parse_stat, parse_status, Status};
 use crate::traits::ProcessSource;
 
 /// Default bound on the command line kept per process.
@@ -18,32 +19,43 @@ pub const DEFAULT_CMDLINE_LIMIT: usize = 512;
 
 /// Reads processes from a procfs mount.
 ///
-/// A snapshot reads every user process in full (`stat`, `status`, the `exe`
-/// link; the command line only when the process is new or exec'd). It
-/// also holds a pidfd for every process it has read. A pidfd names exactly
-/// one process and becomes readable once that process exits, so:
+/// Every read of a process goes through its `/proc/PID` directory, opened
+/// once: the kernel binds that descriptor, and every file opened through
+/// it, to the process that had the pid when it was opened. Once that
+/// process is gone, reads fail, whatever process gets the pid next. So
+/// one read never mixes two processes, and no start time needs comparing.
 ///
-/// - a kernel thread whose pidfd is still quiet is the same task as last
-///   time, and its identity cannot have changed (a `PF_KTHREAD` task never
-///   execs, and the reader reports uid 0 for kernel threads anyway). It is
-///   taken from the last snapshot without a read: one `poll` over all
-///   pidfds replaces a `stat` read per kernel thread.
-/// - a user process is re-read; its pidfd, quiet after the reads, proves
-///   the pid was not reused while they ran. Without a pidfd, `stat` is
-///   read again and the start times compared.
+/// Between snapshots the reader keeps, within a descriptor budget (half of
+/// `RLIMIT_NOFILE`):
+///
+/// - for a user process, its directory, `stat` and `status` open: each
+///   snapshot re-reads them with `pread` (no path walk, no open), resolves
+///   `exe` again, and re-reads the command line only when the exe changed
+///   or the line was empty (a process inside `execve` reads as empty).
+/// - for a kernel thread, a pidfd. A pidfd becomes readable once its
+///   process exits; while it is quiet the task is the same one, and its
+///   identity cannot have changed (a `PF_KTHREAD` task never execs, and
+///   the reader reports uid 0 for kernel threads). It is taken from the
+///   last snapshot without a read: one `poll` over all pidfds replaces a
+///   `stat` read per kernel thread.
 ///
 /// Pidfds are used only when `pidfd_open(2)` works and the mount belongs
 /// to the caller's own PID namespace (checked once through `self/status`'s
 /// `NSpid:` line), because `pidfd_open` numbers pids in that namespace.
-/// Otherwise, or for a process whose pidfd cannot be opened (`EMFILE`),
-/// every process is read in full every time.
+/// Otherwise a kernel thread keeps its `stat` open instead and is re-read
+/// each time. Past the budget, a process is opened, read and closed each
+/// time.
 #[derive(Debug)]
 pub struct ProcFs {
     root: PathBuf,
     cmdline_limit: usize,
+    /// The mount's root, open for listing.
+    listing: OnceCell<OwnedFd>,
     /// What the last snapshot read, by pid.
     known: HashMap<u32, Known>,
     pidfds: Pidfds,
+    /// Descriptors the reader may keep open between snapshots.
+    fd_budget: usize,
     files_read: Cell<u64>,
     kernel_threads_reused: u64,
 }
@@ -52,8 +64,16 @@ pub struct ProcFs {
 #[derive(Debug)]
 struct Known {
     info: ProcInfo,
-    /// Names the process `info` describes; `None` if none could be had.
+    /// A kernel thread's pidfd.
     pidfd: Option<OwnedFd>,
+    /// The process's open procfs files.
+    files: Option<ProcDir>,
+}
+
+impl Known {
+    fn descriptors(&self) -> usize {
+        usize::from(self.pidfd.is_some()) + self.files.as_ref().map_or(0, ProcDir::descriptors)
+    }
 }
 
 /// Whether pidfds can name the processes this mount lists.
@@ -70,25 +90,57 @@ enum Pidfds {
 /// Counters of the reader's work, for tests and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadStats {
-    /// procfs files read (`stat`, `status`, `cmdline`) and `exe` links
-    /// resolved.
+    /// procfs reads: `stat`, `status` and `cmdline` contents, `exe` links.
     pub files_read: u64,
     /// Kernel threads a snapshot took from the previous one, unread,
     /// because their pidfd showed them alive.
     pub kernel_threads_reused: u64,
 }
 
-/// One process as read, and whether its pidfd vouches for the read.
-struct ReadProcess {
-    info: ProcInfo,
-    /// The pidfd opened before the reads was still quiet after them: every
-    /// read was of the process it names.
-    vouched: bool,
+/// What a user process's `stat` says, or its `status` for a process read
+/// before.
+struct StatFields {
+    ppid: u32,
+    state: u8,
+    comm: Vec<u8>,
+    start_time: u64,
 }
 
-impl Default for ProcFs {
-    fn default() -> Self {
-        Self::new("/proc", DEFAULT_CMDLINE_LIMIT)
+/// One process's `/proc/PID` directory and the files opened through it,
+/// all bound to the process that had the pid when `dir` was opened.
+#[derive(Debug)]
+struct ProcDir {
+    dir: OwnedFd,
+    stat: File,
+    /// Opened on first use: kernel threads never need it.
+    status: Option<File>,
+}
+
+impl ProcDir {
+    fn open(root: &Path, pid: u32) -> io::Result<Self> {
+        let dir = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(root.join(pid.to_string()))?;
+        let dir = OwnedFd::from(dir);
+        let stat = sys::openat(dir.as_fd(), c"stat")?;
+        Ok(Self {
+            dir,
+            stat,
+            status: None,
+        })
+    }
+
+    fn descriptors(&self) -> usize {
+        2 + usize::from(self.status.is_some())
+    }
+
+    fn status(&mut self) -> io::Result<&File> {
+        let file = match self.status.take() {
+            Some(f) => f,
+            None => sys::openat(self.dir.as_fd(), c"status")?,
+        };
+        Ok(self.status.insert(file))
     }
 }
 
@@ -113,26 +165,45 @@ fn unreadable(pid: u32) -> ProcInfo {
     }
 }
 
+impl Default for ProcFs {
+    fn default() -> Self {
+        Self::new("/proc", DEFAULT_CMDLINE_LIMIT)
+    }
+}
+
 impl ProcFs {
     /// A reader of the procfs mounted at `root`, keeping at most
     /// `cmdline_limit` bytes of each command line.
     pub fn new(root: impl Into<PathBuf>, cmdline_limit: usize) -> Self {
+        let fd_budget = usize::try_from(sys::nofile_limit() / 2).unwrap_or(usize::MAX);
         Self {
             root: root.into(),
             cmdline_limit,
+            listing: OnceCell::new(),
             known: HashMap::new(),
             pidfds: Pidfds::Unchecked,
+            fd_budget,
             files_read: Cell::new(0),
             kernel_threads_reused: 0,
         }
     }
 
-    /// The same reader without pidfds: every snapshot reads every process
-    /// in full, and pid reuse during a read is caught by reading `stat`
-    /// twice. For comparison and for tests of that path.
+    /// The same reader without pidfds: kernel threads are re-read on every
+    /// snapshot, like user processes. For comparison and for tests of that
+    /// path.
     #[must_use]
     pub fn without_pidfds(mut self) -> Self {
         self.pidfds = Pidfds::Off;
+        self.known.clear();
+        self
+    }
+
+    /// The same reader keeping at most `n` descriptors open between
+    /// snapshots (default: half of `RLIMIT_NOFILE`); 0 keeps none, so every
+    /// snapshot opens and reads every process afresh.
+    #[must_use]
+    pub fn with_fd_budget(mut self, n: usize) -> Self {
+        self.fd_budget = n;
         self.known.clear();
         self
     }
@@ -148,6 +219,11 @@ impl ProcFs {
             files_read: self.files_read.get(),
             kernel_threads_reused: self.kernel_threads_reused,
         }
+    }
+
+    /// Descriptors the reader holds open now.
+    pub fn open_descriptors(&self) -> usize {
+        self.known.values().map(Known::descriptors).sum()
     }
 
     /// Whether snapshots use pidfds (decided at the first snapshot).
@@ -183,20 +259,26 @@ impl ProcFs {
         self.files_read.set(self.files_read.get().saturating_add(1));
     }
 
-    fn read_file(&self, pid: u32, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.count_read();
-        let path = self.root.join(pid.to_string()).join(name);
-        match read_small(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if vanished(&e) => Ok(None),
-            Err(source) => Err(Error::Read { path, source }),
+    fn read_error(&self, pid: u32, name: &str, source: io::Error) -> Error {
+        Error::Read {
+            path: self.root.join(pid.to_string()).join(name),
+            source,
         }
     }
 
-    fn read_cmdline(&self, pid: u32) -> Vec<u8> {
+    /// `Ok(None)` if the process is gone.
+    fn read_held(&self, pid: u32, name: &str, file: &File) -> Result<Option<Vec<u8>>, Error> {
         self.count_read();
-        let path = self.root.join(pid.to_string()).join("cmdline");
-        let Ok(file) = fs::File::open(path) else {
+        match pread_whole(file) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if vanished(&e) => Ok(None),
+            Err(e) => Err(self.read_error(pid, name, e)),
+        }
+    }
+
+    fn read_cmdline(&self, files: &ProcDir) -> Vec<u8> {
+        self.count_read();
+        let Ok(file) = sys::openat(files.dir.as_fd(), c"cmdline") else {
             return Vec::new();
         };
         let mut buf = Vec::new();
@@ -208,28 +290,58 @@ impl ProcFs {
         bounded_cmdline(&buf, self.cmdline_limit)
     }
 
-    /// Reads one process; `Ok(None)` if it is gone (or was replaced by a new
-    /// process with the same pid while being read).
+    /// Reads one process; `Ok(None)` if it is gone.
     pub fn read_process(&self, pid: u32) -> Result<Option<ProcInfo>, Error> {
-        Ok(self.read_process_with(pid, None, None)?.map(|r| r.info))
+        match ProcDir::open(&self.root, pid) {
+            Ok(mut files) => self.read_through(pid, &mut files, None),
+            Err(e) if vanished(&e) => Ok(None),
+            Err(e) => Err(self.read_error(pid, "stat", e)),
+        }
     }
 
-    /// Like [`ProcFs::read_process`], taking the command line from `known`
-    /// when it is the same process running the same exe. `pidfd`, opened
-    /// before the reads, replaces the second `stat` read when it is still
-    /// quiet after them.
-    fn read_process_with(
+    /// Reads the process `files` belong to; `Ok(None)` once it is gone.
+    /// `same` is what an earlier read of this very process found (the held
+    /// files guarantee it is the same process): then `status` alone is read,
+    /// since the start time and the kernel-thread flag cannot have changed,
+    /// and the command line is kept while the exe is unchanged.
+    fn read_through(
         &self,
         pid: u32,
-        known: Option<&ProcInfo>,
-        pidfd: Option<BorrowedFd<'_>>,
-    ) -> Result<Option<ReadProcess>, Error> {
-        let Some(stat_bytes) = self.read_file(pid, "stat")? else {
+        files: &mut ProcDir,
+        same: Option<&ProcInfo>,
+    ) -> Result<Option<ProcInfo>, Error> {
+        if let Some(known) = same.filter(|k| !k.kernel_thread && files.status.is_some()) {
+            let Some(status) = self.read_status(pid, files)? else {
+                return Ok(None);
+            };
+            if let Status {
+                name: Some(name),
+                state: Some(state),
+                ppid: Some(ppid),
+                ..
+            } = status
+            {
+                let fields = StatFields {
+                    ppid,
+                    state,
+                    comm: name,
+                    start_time: known.start_time,
+                };
+                return Ok(Some(self.user_process(
+                    pid,
+                    files,
+                    fields,
+                    status.uids,
+                    same,
+                )));
+            }
+        }
+        let Some(stat_bytes) = self.read_held(pid, "stat", &files.stat)? else {
             return Ok(None);
         };
         let stat = parse_stat(&stat_bytes)?;
         if stat.is_kernel_thread() {
-            let info = ProcInfo {
+            return Ok(Some(ProcInfo {
                 pid,
                 ppid: stat.ppid,
                 uid: 0,
@@ -240,80 +352,128 @@ impl ProcFs {
                 kernel_thread: true,
                 zombie: false,
                 start_time: stat.start_time,
-            };
-            let vouched = pidfd.is_some_and(sys::pidfd_alive);
-            return Ok(Some(ReadProcess { info, vouched }));
+            }));
         }
-        let Some(status_bytes) = self.read_file(pid, "status")? else {
+        let Some(status) = self.read_status(pid, files)? else {
             return Ok(None);
         };
-        let status = parse_status(&status_bytes)?;
-        // Zombies, kernel threads and processes gone mid-read show no exe;
-        // an unprivileged reader may not see others' exe.
+        let fields = StatFields {
+            ppid: stat.ppid,
+            state: stat.state,
+            comm: stat.comm,
+            start_time: stat.start_time,
+        };
+        Ok(Some(self.user_process(
+            pid,
+            files,
+            fields,
+            status.uids,
+            same,
+        )))
+    }
+
+    fn read_status(&self, pid: u32, files: &mut ProcDir) -> Result<Option<Status>, Error> {
+        let file = match files.status() {
+            Ok(f) => f,
+            Err(e) if vanished(&e) => return Ok(None),
+            Err(e) => return Err(self.read_error(pid, "status", e)),
+        };
+        match self.read_held(pid, "status", file)? {
+            Some(bytes) => Ok(Some(parse_status(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A user process from its `stat` (or `status`) fields and uids, with
+    /// its exe and command line.
+    fn user_process(
+        &self,
+        pid: u32,
+        files: &ProcDir,
+        fields: StatFields,
+        uids: [u32; 4],
+        same: Option<&ProcInfo>,
+    ) -> ProcInfo {
+        // Zombies and processes gone mid-read show no exe; an unprivileged
+        // reader may not see others' exe.
         self.count_read();
-        let exe = fs::read_link(self.root.join(pid.to_string()).join("exe")).ok();
-        // An empty line is not reused: a process caught inside `execve`
-        // (new exe, argument pages not yet set up) reads as empty.
-        let cmdline = match (known, &exe) {
-            (Some(k), Some(exe))
-                if !k.cmdline.is_empty()
-                    && k.start_time == stat.start_time
-                    && k.exe.as_ref() == Some(exe) =>
-            {
+        let exe = sys::readlinkat(files.dir.as_fd(), c"exe").ok();
+        let cmdline = match (same, &exe) {
+            (Some(k), Some(exe)) if !k.cmdline.is_empty() && k.exe.as_ref() == Some(exe) => {
                 k.cmdline.clone()
             }
-            _ => self.read_cmdline(pid),
+            _ => self.read_cmdline(files),
         };
-        // The pid may have been reused between the reads: if so, what we
-        // read mixes two processes. A quiet pidfd rules that out; without
-        // one, compare the start time with a second read.
-        let vouched = pidfd.is_some_and(sys::pidfd_alive);
-        if !vouched {
-            let Some(again) = self.read_file(pid, "stat")? else {
-                return Ok(None);
-            };
-            match parse_stat(&again) {
-                Ok(s) if s.start_time == stat.start_time => {}
-                _ => return Ok(None),
-            }
-        }
-        let [uid, euid, _, _] = status.uids;
-        let info = ProcInfo {
+        let [uid, euid, _, _] = uids;
+        ProcInfo {
             pid,
-            ppid: stat.ppid,
+            ppid: fields.ppid,
             uid,
             euid,
             exe,
-            comm: stat.comm,
+            comm: fields.comm,
             cmdline,
             kernel_thread: false,
-            zombie: stat.state == b'Z',
-            start_time: stat.start_time,
-        };
-        Ok(Some(ReadProcess { info, vouched }))
+            zombie: fields.state == b'Z',
+            start_time: fields.start_time,
+        }
     }
 
-    /// The pids listed in the mount.
-    pub fn pids(&self) -> Result<Vec<u32>, Error> {
-        let dir = fs::read_dir(&self.root).map_err(|source| Error::Read {
-            path: self.root.clone(),
-            source,
-        })?;
-        let mut pids = Vec::new();
-        for entry in dir {
-            let entry = entry.map_err(|source| Error::Read {
-                path: self.root.clone(),
-                source,
-            })?;
-            let name = entry.file_name();
-            let bytes = name.as_encoded_bytes();
-            if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
-                continue;
-            }
-            if let Some(pid) = std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok()) {
-                pids.push(pid);
+    /// Reads a process this snapshot meets for the first time (or again
+    /// after it, or its pid's last holder, went away), and what to keep of
+    /// it.
+    fn read_new(&self, pid: u32, use_pidfds: bool) -> Result<Option<Known>, Error> {
+        let mut files = match ProcDir::open(&self.root, pid) {
+            Ok(f) => f,
+            Err(e) if vanished(&e) => return Ok(None),
+            Err(e) => return Err(self.read_error(pid, "stat", e)),
+        };
+        let Some(info) = self.read_through(pid, &mut files, None)? else {
+            return Ok(None);
+        };
+        if info.kernel_thread && use_pidfds {
+            if let Ok(pidfd) = sys::pidfd_open(pid) {
+                // The pidfd names whoever had the pid when it was opened: if
+                // the task `files` belong to is still there after that, it
+                // was that task.
+                if self.read_held(pid, "stat", &files.stat)?.is_some() {
+                    return Ok(Some(Known {
+                        info,
+                        pidfd: Some(pidfd),
+                        files: None,
+                    }));
+                }
             }
         }
+        Ok(Some(Known {
+            info,
+            pidfd: None,
+            files: Some(files),
+        }))
+    }
+
+    /// The pids listed in the mount, read with `getdents64` through a
+    /// descriptor of the mount's root kept open for the next listing.
+    pub fn pids(&self) -> Result<Vec<u32>, Error> {
+        let list_error = |source| Error::Read {
+            path: self.root.clone(),
+            source,
+        };
+        let dir = match self.listing.get() {
+            Some(fd) => fd,
+            None => {
+                let dir = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY)
+                    .open(&self.root)
+                    .map_err(list_error)?;
+                self.listing.get_or_init(|| OwnedFd::from(dir))
+            }
+        };
+        let mut buf = Vec::new();
+        sys::read_dirents(dir.as_fd(), &mut buf).map_err(list_error)?;
+        let mut pids = Vec::new();
+        parse_dirent_pids(&buf, &mut pids)?;
         pids.sort_unstable();
         Ok(pids)
     }
@@ -340,65 +500,87 @@ impl ProcessSource for ProcFs {
         let use_pidfds = self.uses_pidfds();
         let mut known = std::mem::take(&mut self.known);
         let exited = exited_pids(&known);
+        let mut held = 0usize;
         let mut out = Vec::with_capacity(pids.len());
         for pid in pids {
-            let (prev, pidfd) = match known.remove(&pid) {
+            let mut entry = match known.remove(&pid) {
+                Some(k) if k.pidfd.is_some() && !exited.contains(&pid) => {
+                    // A live kernel thread: the same task as last time.
+                    self.kernel_threads_reused = self.kernel_threads_reused.saturating_add(1);
+                    Some(k)
+                }
                 Some(Known {
                     info,
-                    pidfd: Some(fd),
-                }) if !exited.contains(&pid) => {
-                    if info.kernel_thread {
-                        self.kernel_threads_reused = self.kernel_threads_reused.saturating_add(1);
-                        out.push(info.clone());
-                        self.known.insert(
-                            pid,
-                            Known {
-                                info,
-                                pidfd: Some(fd),
-                            },
-                        );
+                    files: Some(mut files),
+                    ..
+                }) => match self.read_through(pid, &mut files, Some(&info)) {
+                    Ok(Some(info)) => Some(Known {
+                        info,
+                        pidfd: None,
+                        files: Some(files),
+                    }),
+                    // The process we held is gone; the pid is listed, so
+                    // another process may have it now.
+                    Ok(None) => None,
+                    Err(_) => {
+                        out.push(unreadable(pid));
                         continue;
                     }
-                    (Some(info), Some(fd))
-                }
-                // Its pidfd says it exited: the pid may be another
-                // process's now, so nothing known of it carries over.
-                Some(Known { pidfd: Some(_), .. }) => (None, None),
-                Some(Known { info, pidfd: None }) => (Some(info), None),
-                None => (None, None),
-            };
-            let pidfd = match pidfd {
-                Some(fd) => Some(fd),
-                None if use_pidfds => match sys::pidfd_open(pid) {
-                    Ok(fd) => Some(fd),
-                    Err(e) if vanished(&e) => continue,
-                    // Out of descriptors, say: read this one in full.
-                    Err(_) => None,
                 },
-                None => None,
+                // Exited, or nothing held: read afresh.
+                Some(_) | None => None,
             };
-            match self.read_process_with(pid, prev.as_ref(), pidfd.as_ref().map(AsFd::as_fd)) {
-                Ok(Some(read)) => {
-                    out.push(read.info.clone());
-                    let pidfd = if read.vouched { pidfd } else { None };
-                    self.known.insert(
-                        pid,
-                        Known {
-                            info: read.info,
-                            pidfd,
-                        },
-                    );
-                }
-                Ok(None) => {}
-                Err(_) => out.push(unreadable(pid)),
+            if entry.is_none() {
+                entry = match self.read_new(pid, use_pidfds) {
+                    Ok(e) => e,
+                    Err(_) => {
+                        out.push(unreadable(pid));
+                        continue;
+                    }
+                };
             }
+            let Some(mut entry) = entry else {
+                continue;
+            };
+            out.push(entry.info.clone());
+            if held.saturating_add(entry.descriptors()) > self.fd_budget {
+                // Over budget: remember the process, hold nothing open.
+                entry.pidfd = None;
+                entry.files = None;
+            }
+            held = held.saturating_add(entry.descriptors());
+            self.known.insert(pid, entry);
         }
-        // What is left in `known` is gone; dropping it closes its pidfds.
+        // What is left in `known` is gone; dropping it closes its files.
         Ok(out)
     }
 
     fn process(&mut self, pid: u32) -> Result<Option<ProcInfo>, Error> {
         self.read_process(pid)
+    }
+}
+
+/// Reads a held procfs file from its start with `pread`, growing the buffer
+/// until the text fits. A procfs `stat` or `status` file is generated whole
+/// on each read from offset 0, so a read that does not fill the buffer has
+/// returned all of it.
+fn pread_whole(file: &File) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        match file.read_at(&mut buf, 0) {
+            Ok(n) if n < buf.len() => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Ok(_) => {
+                if buf.len() >= 1 << 20 {
+                    return Err(io::Error::from(io::ErrorKind::InvalidData));
+                }
+                buf.resize(buf.len().saturating_mul(2), 0);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -1,7 +1,11 @@
 //! The syscall edge: raw return codes to `Result`.
 
+use std::ffi::{CStr, OsString};
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
 
 use crate::error::Error;
 
@@ -70,9 +74,81 @@ pub(crate) fn pidfds_exited(fds: &[BorrowedFd<'_>], exited: &mut Vec<bool>) {
     exited.extend(polls.iter().map(|p| p.revents != 0));
 }
 
-/// Whether a pidfd's process is still alive (its pidfd is quiet).
-pub(crate) fn pidfd_alive(fd: BorrowedFd<'_>) -> bool {
-    let mut exited = Vec::with_capacity(1);
-    pidfds_exited(&[fd], &mut exited);
-    exited.first() == Some(&false)
+/// `openat(2)` for reading, close-on-exec, relative to `dir`.
+pub(crate) fn openat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<File> {
+    // SAFETY: `name` is NUL-terminated and outlives the call; `dir` is a
+    // live descriptor.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned `fd` as a new descriptor that nothing
+    // else owns.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// `readlinkat(2)` relative to `dir` (a procfs link target fits in
+/// `PATH_MAX`; a longer one is cut there, as the kernel cuts it).
+pub(crate) fn readlinkat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<PathBuf> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: `name` is NUL-terminated; `buf` is a live, writable buffer of
+    // `buf.len()` bytes.
+    let ret = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let len = cvt_size(ret)?;
+    buf.truncate(len);
+    Ok(PathBuf::from(OsString::from_vec(buf)))
+}
+
+/// The soft limit on open descriptors (`RLIMIT_NOFILE`), or 1024 if it
+/// cannot be read.
+pub(crate) fn nofile_limit() -> u64 {
+    // SAFETY: an all-zero rlimit is valid; getrlimit fills it.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `lim` is a live, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    lim.rlim_cur
+}
+
+/// Reads a whole directory with `getdents64(2)` from its start into `buf`
+/// (grown as needed), for [`crate::parse::proc::parse_dirent_pids`].
+pub(crate) fn read_dirents(dir: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<()> {
+    // SAFETY: lseek on a live descriptor; no memory is passed.
+    if unsafe { libc::lseek(dir.as_raw_fd(), 0, libc::SEEK_SET) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.clear();
+    let mut chunk = vec![0u8; 32 * 1024];
+    loop {
+        // SAFETY: `chunk` is a live, writable buffer of `chunk.len()` bytes,
+        // which the kernel fills with whole records.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                chunk.as_mut_ptr(),
+                chunk.len(),
+            )
+        };
+        let n = match ret {
+            0 => return Ok(()),
+            r if r < 0 => return Err(io::Error::last_os_error()),
+            r => usize::try_from(r).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?,
+        };
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
 }

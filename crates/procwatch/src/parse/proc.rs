@@ -134,8 +134,14 @@ pub fn parse_stat(bytes: &[u8]) -> Result<Stat, Error> {
 }
 
 /// The fields of `/proc/PID/status` the governor uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
+    /// `Name:`, unescaped: the same bytes as `comm` in `stat`.
+    pub name: Option<Vec<u8>>,
+    /// `State:`, its letter (`R`, `S`, `Z`, ...).
+    pub state: Option<u8>,
+    /// `PPid:`.
+    pub ppid: Option<u32>,
     /// `Uid:` real, effective, saved, filesystem.
     pub uids: [u32; 4],
     /// `Threads:`, if present.
@@ -173,6 +179,9 @@ impl NsPid {
 /// read as a smaller number.
 pub fn parse_status(bytes: &[u8]) -> Result<Status, Error> {
     let mut uids = None;
+    let mut name = None;
+    let mut state = None;
+    let mut ppid = None;
     let mut threads = None;
     let mut vm_hwm_kib = None;
     let mut ns_pid = None;
@@ -192,6 +201,26 @@ pub fn parse_status(bytes: &[u8]) -> Result<Status, Error> {
             .split(|&b| b == b'\t' || b == b' ')
             .filter(|w| !w.is_empty());
         match key {
+            b"Name" if name.is_none() => {
+                // "Name:" is followed by one tab, then the escaped name,
+                // which may itself hold spaces and tabs.
+                let raw = value
+                    .strip_prefix(b"\t")
+                    .ok_or(Error::parse(STATUS, "no tab after Name:"))?;
+                name = Some(unescape_status_name(raw));
+            }
+            b"State" if state.is_none() => {
+                state = match words.next() {
+                    Some([s]) if s.is_ascii_alphabetic() => Some(*s),
+                    _ => return Err(Error::parse(STATUS, "bad State")),
+                };
+            }
+            b"PPid" if ppid.is_none() => {
+                let w = words
+                    .next()
+                    .ok_or(Error::parse(STATUS, "empty PPid line"))?;
+                ppid = Some(parse_dec(w, STATUS, "bad PPid")?);
+            }
             b"Uid" if uids.is_none() => {
                 let mut u = [0u32; 4];
                 for slot in &mut u {
@@ -235,6 +264,9 @@ pub fn parse_status(bytes: &[u8]) -> Result<Status, Error> {
         }
     }
     Ok(Status {
+        name,
+        state,
+        ppid,
         uids: uids.ok_or(Error::parse(STATUS, "no Uid line"))?,
         threads,
         vm_hwm_kib,
@@ -242,7 +274,87 @@ pub fn parse_status(bytes: &[u8]) -> Result<Status, Error> {
     })
 }
 
+/// Undoes the kernel's escaping of `Name:` in `/proc/PID/status`: a
+/// newline is shown as `\n` and a backslash as `\\`; every other byte
+/// stands for itself (an unknown escape is kept as it is).
+pub fn unescape_status_name(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter().copied();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'n') => out.push(b'\n'),
+            Some(b'\\') => out.push(b'\\'),
+            Some(other) => out.extend([b'\\', other]),
+            None => out.push(b'\\'),
+        }
+    }
+    out
+}
+
 /// The first `limit` bytes of a command line (NUL-separated arguments).
 pub fn bounded_cmdline(bytes: &[u8], limit: usize) -> Vec<u8> {
     bytes.get(..limit).unwrap_or(bytes).to_vec()
+}
+
+/// The header of a `linux_dirent64` record: `d_ino` (8 bytes), `d_off` (8),
+/// `d_reclen` (2), `d_type` (1); the NUL-terminated name follows.
+const DIRENT64_HEADER: usize = 19;
+
+const DIRENTS: &str = "getdents64 records";
+
+/// Appends to `pids` the numeric names in a buffer of `linux_dirent64`
+/// records as `getdents64(2)` fills it (a procfs root lists one directory
+/// per process, named by its pid, among other entries).
+pub fn parse_dirent_pids(buf: &[u8], pids: &mut Vec<u32>) -> Result<(), Error> {
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let reclen = rest
+            .get(16..18)
+            .and_then(|b| <[u8; 2]>::try_from(b).ok())
+            .map(|b| usize::from(u16::from_ne_bytes(b)))
+            .ok_or(Error::parse(DIRENTS, "record header cut"))?;
+        if reclen <= DIRENT64_HEADER {
+            return Err(Error::parse(DIRENTS, "record shorter than its header"));
+        }
+        let record = rest
+            .get(..reclen)
+            .ok_or(Error::parse(DIRENTS, "record cut"))?;
+        let name_field = record.get(DIRENT64_HEADER..).unwrap_or_default();
+        let name_len = name_field
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(Error::parse(DIRENTS, "name without NUL"))?;
+        let name = name_field.get(..name_len).unwrap_or_default();
+        if !name.is_empty() && name.iter().all(u8::is_ascii_digit) {
+            if let Ok(pid) = parse_dec::<u32>(name, DIRENTS, "pid out of range") {
+                pids.push(pid);
+            }
+        }
+        rest = rest.get(reclen..).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// Encodes `linux_dirent64` records as the kernel lays them out (8-byte
+/// aligned), for tests and fuzz seeds.
+pub fn encode_dirents<'a>(names: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, name) in names.into_iter().enumerate() {
+        let len = (DIRENT64_HEADER + name.len() + 1).next_multiple_of(8);
+        let Ok(reclen) = u16::try_from(len) else {
+            continue;
+        };
+        let ino = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
+        out.extend(ino.to_ne_bytes());
+        out.extend(ino.to_ne_bytes());
+        out.extend(reclen.to_ne_bytes());
+        out.push(4); // DT_DIR
+        out.extend(name);
+        out.resize(out.len() + (len - DIRENT64_HEADER - name.len()), 0);
+    }
+    out
 }

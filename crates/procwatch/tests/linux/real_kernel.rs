@@ -107,10 +107,46 @@ fn procfs_reads_hostile_names_and_skips_vanished() {
     );
     assert!(p.cmdline.starts_with(b"sh\x00-c\x00printf"), "{p:?}");
     assert!(!p.kernel_thread);
+    // A snapshot reader re-reads a process it holds from `status` alone,
+    // whose Name: is escaped: the name must come back the same.
+    let mut held = ProcFs::default();
+    held.snapshot().unwrap();
+    let before = held.stats().files_read;
+    let again = held.snapshot().unwrap();
+    let q = again.iter().find(|q| q.pid == pid).unwrap();
+    assert_eq!(
+        (&q.comm, q.ppid, q.start_time, &q.exe, &q.cmdline),
+        (&p.comm, p.ppid, p.start_time, &p.exe, &p.cmdline)
+    );
+    let users = again.iter().filter(|q| !q.kernel_thread).count();
+    let files = held.stats().files_read - before;
+    assert!(
+        files <= u64::try_from(3 * users).unwrap(),
+        "{files} reads for {users} user processes"
+    );
     drop(child);
     assert_eq!(fs.read_process(pid).unwrap(), None);
     let kthreadd = fs.read_process(2).unwrap().unwrap();
     assert!(kthreadd.kernel_thread, "{kthreadd:?}");
+    // The getdents64 listing agrees with std's readdir: what both readdir
+    // listings around it show is in it, and nothing outside either.
+    let readdir = || -> std::collections::BTreeSet<u32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
+            .collect()
+    };
+    let (a, listed, c) = (readdir(), fs.pids().unwrap(), readdir());
+    let listed: std::collections::BTreeSet<u32> = listed.into_iter().collect();
+    assert!(
+        a.intersection(&c).all(|p| listed.contains(p)),
+        "{a:?} {listed:?} {c:?}"
+    );
+    assert!(
+        listed.iter().all(|p| a.contains(p) || c.contains(p)),
+        "{a:?} {listed:?} {c:?}"
+    );
+    assert!(listed.contains(&1) && listed.contains(&std::process::id()));
     let all = ProcFs::default().snapshot().unwrap();
     assert!(all.iter().any(|p| p.pid == std::process::id()));
     println!(
