@@ -144,6 +144,12 @@ fn gce(args: Vec<String>) -> Result<()> {
 fn ci() -> Result<()> {
     let root = root();
     let total = Instant::now();
+    // The README's quick start runs this on a fresh machine: bring what the
+    // checks need (`.ci/run` installs the same list first).
+    timed_ci("host packages", || {
+        xtask::qemu::ensure_packages(&xtask::qemu::ci_packages(), "for the build and the tests")
+    })?;
+    timed_ci("cargo-deny", ensure_cargo_deny)?;
     step("fmt", "cargo", &["fmt", "--all", "--check"])?;
     step(
         "clippy",
@@ -226,6 +232,29 @@ fn ci() -> Result<()> {
         "ci: all stages passed in {:.0}s",
         total.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// `cargo deny` for the licence, ban and source checks: installed with
+/// `cargo install --locked` when missing.
+fn ensure_cargo_deny() -> Result<()> {
+    let present = Command::new("cargo")
+        .args(["deny", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    println!(
+        "xtask: installing cargo-deny (cargo install --locked cargo-deny), for `cargo deny check`"
+    );
+    let status = Command::new("cargo")
+        .args(["install", "--locked", "cargo-deny"])
+        .status()
+        .context("run cargo install")?;
+    if !status.success() {
+        bail!("`cargo install --locked cargo-deny` failed ({status})");
+    }
     Ok(())
 }
 

@@ -309,30 +309,74 @@ pub fn ensure_tools(tools: &[Tool], why: &str) -> Result<()> {
         .map(|t| t.package)
         .collect();
     missing.dedup();
-    if missing.is_empty() {
+    install_packages(&missing, why)
+}
+
+/// The Debian packages the build and the tests need (`.ci/packages`, which
+/// `.ci/run` installs too): names, in order.
+pub fn ci_packages() -> Vec<&'static str> {
+    parse_package_list(include_str!("../../.ci/packages"))
+}
+
+/// The first word of every line that is neither blank nor a `#` comment.
+pub fn parse_package_list(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect()
+}
+
+/// Makes sure the Debian packages are installed (asked of `dpkg-query`);
+/// installs the missing ones like [`ensure_tools`].
+pub fn ensure_packages(packages: &[&str], why: &str) -> Result<()> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f", "${db:Status-Abbrev} ${Package}\\n"])
+        .args(packages)
+        .output()
+        .context("run dpkg-query (is this Debian?)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let installed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("ii"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|name| name.split(':').next().unwrap_or(name))
+        .collect();
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !installed.contains(p))
+        .collect();
+    install_packages(&missing, why)
+}
+
+/// As root on Debian: `apt-get update`, then `apt-get install` of
+/// `packages`, saying what and why; elsewhere stops with the exact lines.
+fn install_packages(packages: &[&str], why: &str) -> Result<()> {
+    if packages.is_empty() {
         return Ok(());
     }
     let line = format!(
         "apt-get install -y --no-install-recommends {}",
-        missing.join(" ")
+        packages.join(" ")
     );
     // SAFETY: geteuid(2) has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     if !root || !Path::new("/etc/debian_version").exists() {
         bail!(
-            "missing host tools ({}) {why}; install them with:\n  sudo {line}",
-            missing.join(", ")
+            "missing host packages ({}) {why}; install them with:\n  sudo apt-get update && sudo {line}",
+            packages.join(", ")
         );
     }
-    println!("xtask: installing {} ({why})", missing.join(" "));
+    println!("xtask: installing {} ({why})", packages.join(" "));
+    // A fresh machine may have no package lists yet.
     let status = Command::new("sh")
         .arg("-c")
-        .arg(&line)
+        .arg(format!("apt-get update -q && {line}"))
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .context("run apt-get")?;
     if !status.success() {
-        bail!("`{line}` failed: {status}");
+        bail!("`apt-get update -q && {line}` failed: {status}");
     }
     Ok(())
 }
@@ -1005,5 +1049,56 @@ mod tests {
         let p = free_port().unwrap();
         assert!(p > 0);
         TcpListener::bind(("127.0.0.1", p)).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod package_list_tests {
+    use super::{ci_packages, parse_package_list};
+
+    #[test]
+    fn package_list_takes_first_words_and_skips_comments() {
+        let text = "# header\n\nredis-server   why it is needed\n  # indented comment\nqemu-system-x86 boots\n";
+        assert_eq!(
+            parse_package_list(text),
+            ["redis-server", "qemu-system-x86"]
+        );
+    }
+
+    #[test]
+    fn ci_package_list_is_well_formed() {
+        let pkgs = ci_packages();
+        for needed in [
+            "qemu-system-x86",
+            "ovmf",
+            "systemd-boot-efi",
+            "redis-server",
+            "nftables",
+        ] {
+            assert!(pkgs.contains(&needed), "{needed} missing from .ci/packages");
+        }
+        let mut sorted = pkgs.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), pkgs.len(), "a package is listed twice");
+        // Debian package names: lowercase letters, digits, + - . (no shell
+        // syntax reaches apt-get from this file).
+        for p in &pkgs {
+            assert!(
+                p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b)),
+                "{p}"
+            );
+        }
+        // Every line names a reason.
+        for line in include_str!("../../.ci/packages").lines() {
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            assert!(
+                line.split_whitespace().count() > 1,
+                "no reason given: {line}"
+            );
+        }
     }
 }
