@@ -378,18 +378,7 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
         }
         match self.table.get(&pid) {
             Some(e) => e.info.clone(),
-            None => ProcInfo {
-                pid,
-                ppid: fallback_ppid,
-                uid: u32::MAX,
-                euid: u32::MAX,
-                exe: None,
-                comm: Vec::new(),
-                cmdline: Vec::new(),
-                kernel_thread: false,
-                zombie: false,
-                start_time: 0,
-            },
+            None => ProcInfo::unknown(pid, fallback_ppid),
         }
     }
 

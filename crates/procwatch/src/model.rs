@@ -54,6 +54,23 @@ impl ProcInfo {
         }
     }
 
+    /// A process that exists but could not be read: no exe and uid
+    /// `u32::MAX`, so no rule matches it and the policy fails closed.
+    pub fn unknown(pid: u32, ppid: u32) -> Self {
+        Self {
+            pid,
+            ppid,
+            uid: u32::MAX,
+            euid: u32::MAX,
+            exe: None,
+            comm: Vec::new(),
+            cmdline: Vec::new(),
+            kernel_thread: false,
+            zombie: false,
+            start_time: 0,
+        }
+    }
+
     /// A kernel thread as the kernel shows one: no exe, uid 0.
     pub fn kernel_thread(pid: u32, ppid: u32, comm: &str) -> Self {
         Self {

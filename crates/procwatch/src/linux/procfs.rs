@@ -148,23 +148,6 @@ fn vanished(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
 }
 
-/// A process that exists but cannot be read or parsed: a bare record, so
-/// the policy judges it (no exe matches no rule).
-fn unreadable(pid: u32) -> ProcInfo {
-    ProcInfo {
-        pid,
-        ppid: 0,
-        uid: u32::MAX,
-        euid: u32::MAX,
-        exe: None,
-        comm: Vec::new(),
-        cmdline: Vec::new(),
-        kernel_thread: false,
-        zombie: false,
-        start_time: 0,
-    }
-}
-
 impl Default for ProcFs {
     fn default() -> Self {
         Self::new("/proc", DEFAULT_CMDLINE_LIMIT)
@@ -523,7 +506,7 @@ impl ProcessSource for ProcFs {
                     // another process may have it now.
                     Ok(None) => None,
                     Err(_) => {
-                        out.push(unreadable(pid));
+                        out.push(ProcInfo::unknown(pid, 0));
                         continue;
                     }
                 },
@@ -534,7 +517,7 @@ impl ProcessSource for ProcFs {
                 entry = match self.read_new(pid, use_pidfds) {
                     Ok(e) => e,
                     Err(_) => {
-                        out.push(unreadable(pid));
+                        out.push(ProcInfo::unknown(pid, 0));
                         continue;
                     }
                 };

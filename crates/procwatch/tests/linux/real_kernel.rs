@@ -231,20 +231,27 @@ fn procfs_reuses_live_kernel_threads_unread() {
     );
 }
 
-fn pidns_pid_reuse_is_seen() {
+/// Runs this binary as `role` in a fresh PID namespace (its PID 1, with its
+/// own /proc) and returns what it printed, which must hold `marker`.
+fn in_fresh_pid_namespace(role: &str, marker: &str) -> String {
     let out = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc"])
         .arg(me())
-        .env(ROLE, "pid-reuse")
+        .env(ROLE, role)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "pid-reuse role failed: {stdout}\n{}",
+        "{role} role failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("PID-REUSE-OK"), "{stdout}");
+    assert!(stdout.contains(marker), "{stdout}");
+    stdout
+}
+
+fn pidns_pid_reuse_is_seen() {
+    let stdout = in_fresh_pid_namespace("pid-reuse", "PID-REUSE-OK");
     println!("ok: pid reuse: {}", stdout.trim());
 }
 
@@ -377,19 +384,7 @@ fn procfs_of_another_pid_namespace_uses_no_pidfds() {
 }
 
 fn pidns_rescan_catches_a_forbidden_child_of_pid_1() {
-    let out = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc"])
-        .arg(me())
-        .env(ROLE, "pidns")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pidns role failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("PIDNS-OK"), "{stdout}");
+    let stdout = in_fresh_pid_namespace("pidns", "PIDNS-OK");
     println!("ok: PID namespace, rescan path: {}", stdout.trim());
 }
 
