@@ -302,7 +302,7 @@ pub(crate) fn main() {
     }
     // `cargo bench` passes `--bench`; ignore arguments.
     let event_trials = env_num("PROCWATCH_BENCH_EVENT_TRIALS", 1000);
-    let poll_trials = env_num("PROCWATCH_BENCH_POLL_TRIALS", 100);
+    let poll_trials = env_num("PROCWATCH_BENCH_POLL_TRIALS", 1000);
     let processes = ProcFs::default().pids().unwrap().len();
     eprintln!("measuring event latency ({event_trials} trials) ...");
     let ev = event_latency(event_trials);
