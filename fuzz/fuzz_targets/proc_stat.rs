@@ -4,7 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use procwatch::parse::proc::{bounded_cmdline, parse_dirent_pids, parse_stat, parse_status};
+use procwatch::parse::proc::{
+    bounded_cmdline, first_dirent_name, parse_dirent_pids, parse_stat, parse_status,
+};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(stat) = parse_stat(data) {
@@ -28,6 +30,9 @@ fuzz_target!(|data: &[u8]| {
     if parse_dirent_pids(data, &mut pids).is_ok() {
         // Each record is at least 20 bytes and yields at most one pid.
         assert!(pids.len() * 20 <= data.len());
+    }
+    if let Some(name) = first_dirent_name(data) {
+        assert!(name.len() + 20 <= data.len());
     }
     let limit = data.first().map_or(0, |&b| usize::from(b));
     assert!(bounded_cmdline(data, limit).len() <= limit);

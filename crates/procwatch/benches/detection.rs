@@ -2,7 +2,8 @@
 //!
 //! `cargo bench -p procwatch` (root needed: proc connector, `unshare`).
 //! Knobs: PROCWATCH_BENCH_EVENT_TRIALS (1000), PROCWATCH_BENCH_POLL_TRIALS
-//! (1000; each polling trial takes 500 ms), PROCWATCH_BENCH_IDLE_SECS (60).
+//! (1000; each polling trial takes 500 ms), PROCWATCH_BENCH_IDLE_SECS (60),
+//! PROCWATCH_BENCH_IDLE_RUNS (3 rounds of every idle setting; rows are medians).
 //!
 //! Latency is measured from `Command::spawn` returning in the parent (the
 //! forbidden fork+exec is done) to the enforcer being called, in-process,

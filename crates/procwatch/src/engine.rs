@@ -2,7 +2,7 @@
 //! snapshot, events and periodic rescans, asks the policy, and hands halts and
 //! notes to the enforcer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Instant;
 
@@ -92,7 +92,8 @@ pub struct Engine<P, E> {
     policy: Policy,
     source: P,
     enforcer: E,
-    table: HashMap<u32, Entry>,
+    /// By pid: ordered, so scans judge in pid order without sorting.
+    table: BTreeMap<u32, Entry>,
     sealed: bool,
     started: bool,
     /// Exec events seen for the root pid. The seal is the root's exec into
@@ -110,7 +111,7 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
             policy,
             source,
             enforcer,
-            table: HashMap::new(),
+            table: BTreeMap::new(),
             sealed: false,
             started: false,
             root_exec_events: 0,
@@ -286,8 +287,7 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
         for (pid, decision) in missed {
             self.deliver(pid, decision, path)?;
         }
-        let mut pids: Vec<u32> = self.table.keys().copied().collect();
-        pids.sort_unstable();
+        let pids: Vec<u32> = self.table.keys().copied().collect();
         for pid in pids {
             let Some(entry) = self.table.get(&pid) else {
                 continue;

@@ -11,7 +11,7 @@ use crate::parse::input::{
     encode_input_event, parse_input_events, InputEvent, InputLayout, EV_KEY, KEY_POWER,
 };
 use crate::parse::proc::{
-    bounded_cmdline, encode_dirents, parse_dirent_pids, parse_stat, parse_status,
+    bounded_cmdline, encode_dirents, first_dirent_name, parse_dirent_pids, parse_stat, parse_status,
 };
 
 /// `/proc/self/stat` of a `cat` on Linux 6.1, fields 1..52.
@@ -242,6 +242,15 @@ fn dirents_yield_numeric_names() {
     let mut no_nul = encode_dirents([&b"1234567"[..]]);
     no_nul.iter_mut().skip(19).for_each(|b| *b = b'7');
     assert!(parse_dirent_pids(&no_nul, &mut Vec::new()).is_err());
+    // The first record's name, as the listing's layout check reads it.
+    assert_eq!(
+        first_dirent_name(&encode_dirents([&b"self"[..], b"1"])),
+        Some(&b"self"[..])
+    );
+    assert_eq!(first_dirent_name(&buf), Some(&b"."[..]));
+    assert_eq!(first_dirent_name(&[]), None);
+    assert_eq!(first_dirent_name(&no_nul), None);
+    assert_eq!(first_dirent_name(&buf[..first - 1]), None);
 }
 
 #[test]

@@ -261,7 +261,8 @@ fn role_idle(with_connector: bool, judge_all_under: Option<u32>, reader: Reader)
     );
 }
 
-fn idle(role: &str, name: &str) -> String {
+/// One idle run of `role` in a child process: its `IDLE` numbers.
+fn idle_run(role: &str) -> Vec<f64> {
     let mut cmd = if role == "idle-pidns" {
         let mut c = Command::new("unshare");
         c.args(["--pid", "--fork", "--mount-proc"]).arg(me());
@@ -275,19 +276,30 @@ fn idle(role: &str, name: &str) -> String {
         .lines()
         .find(|l| l.starts_with("IDLE "))
         .unwrap_or_else(|| panic!("{text}"));
-    let f: Vec<f64> = line
-        .split(' ')
+    line.split(' ')
         .skip(1)
         .map(|x| x.parse().unwrap())
-        .collect();
+        .collect()
+}
+
+/// CPU % of one core of an idle run.
+fn cpu_percent(f: &[f64]) -> f64 {
+    100.0 * f[0] / f[1]
+}
+
+/// The table row of a setting: its median run, and the range over all runs.
+fn idle_row(name: &str, mut runs: Vec<Vec<f64>>) -> String {
+    runs.sort_by(|a, b| cpu_percent(a).total_cmp(&cpu_percent(b)));
+    let (low, high) = (cpu_percent(&runs[0]), cpu_percent(&runs[runs.len() - 1]));
+    let f = &runs[runs.len() / 2];
     let (cpu, wall, maxrss, hwm, scans, events, procs, kernel, files) =
         (f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]);
     format!(
-        "| {name} | {:.0} | {procs:.0} | {kernel:.0} | {scans:.0} | {:.1} | {events:.0} | {:.1} | {:.4} | {maxrss:.0} | {hwm:.0} |",
+        "| {name} | {:.0} | {procs:.0} | {kernel:.0} | {scans:.0} | {:.1} | {events:.0} | {:.1} | {:.4} | {low:.4}–{high:.4} | {maxrss:.0} | {hwm:.0} |",
         wall / 1e6,
         files / scans,
         cpu / 1e3,
-        100.0 * cpu / wall
+        cpu_percent(f)
     )
 }
 
@@ -309,25 +321,40 @@ pub(crate) fn main() {
     eprintln!("measuring poll latency ({poll_trials} trials) ...");
     let poll = poll_latency(poll_trials);
     eprintln!("measuring idle cost ...");
-    let idle_rows = [
-        idle(
+    let settings = [
+        (
             "idle-pidns",
             "fresh PID namespace, rescans only (tiny /proc)",
         ),
-        idle(
+        (
             "idle-host-scan-fresh",
             "host /proc, rescans only, whole table judged; every process opened and read each scan",
         ),
-        idle(
+        (
             "idle-host-scan-held",
             "host /proc, rescans only, whole table judged; files held open, no pidfds",
         ),
-        idle(
+        (
             "idle-host-scan",
             "host /proc, rescans only, whole table judged; files held open, pidfds (default)",
         ),
-        idle("idle-host", "host, connector + rescans, scoped, pidfds"),
+        ("idle-host", "host, connector + rescans, scoped, pidfds"),
     ];
+    // Rounds of every setting in turn, so that a slow spell of a shared
+    // machine falls on all of them alike; each row is its median run.
+    let rounds = env_num("PROCWATCH_BENCH_IDLE_RUNS", 3).max(1);
+    let mut results: Vec<Vec<Vec<f64>>> = vec![Vec::new(); settings.len()];
+    for round in 1..=rounds {
+        eprintln!("idle round {round} of {rounds} ...");
+        for (slot, (role, _)) in results.iter_mut().zip(settings) {
+            slot.push(idle_run(role));
+        }
+    }
+    let idle_rows: Vec<String> = settings
+        .iter()
+        .zip(results)
+        .map(|((_, name), runs)| idle_row(name, runs))
+        .collect();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!();
     println!("Detection latency: forbidden fork+exec (`spawn` returned) -> enforcer called; host /proc holds {processes} processes; loadavg at end: {}", load.trim());
@@ -337,10 +364,10 @@ pub(crate) fn main() {
     println!("{}", ev.row("proc connector events (a)"));
     println!("{}", poll.row("500 ms /proc polling, as the seed (b)"));
     println!();
-    println!("Governor cost over an idle period (child process, getrusage RUSAGE_SELF, /proc/self/status VmHWM)");
+    println!("Governor cost over an idle period (child process, getrusage RUSAGE_SELF, /proc/self/status VmHWM); median of {rounds} runs per setting");
     println!();
-    println!("| setting | wall s | processes in /proc | of them kernel threads | scans | proc files read per scan | events | CPU ms | CPU % of one core | ru_maxrss KiB | VmHWM KiB |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| setting | wall s | processes in /proc | of them kernel threads | scans | proc files read per scan | events | CPU ms | CPU % of one core | CPU % range over the runs | ru_maxrss KiB | VmHWM KiB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in idle_rows {
         println!("{row}");
     }

@@ -1,7 +1,7 @@
 //! The `/proc` reader: a [`ProcessSource`] over procfs.
 
 use std::cell::{Cell, OnceCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use super::sys;
 use crate::error::Error;
 use crate::model::ProcInfo;
-use crate::parse::proc::{bounded_cmdline, parse_dirent_pids, parse_stat, parse_status, Status};
+use crate::parse::proc::{
+    bounded_cmdline, first_dirent_name, parse_dirent_pids, parse_stat, parse_status, Status,
+};
 use crate::traits::ProcessSource;
 
 /// Default bound on the command line kept per process.
@@ -49,15 +51,37 @@ pub const DEFAULT_CMDLINE_LIMIT: usize = 512;
 pub struct ProcFs {
     root: PathBuf,
     cmdline_limit: usize,
-    /// The mount's root, open for listing.
-    listing: OnceCell<OwnedFd>,
+    /// The mount's root, open for listing, and whether it is a procfs.
+    listing: OnceCell<(OwnedFd, bool)>,
+    /// The listing's `getdents64` buffer, reused.
+    dirents: Scratch,
     /// What the last snapshot read, by pid.
-    known: HashMap<u32, Known>,
+    known: BTreeMap<u32, Known>,
     pidfds: Pidfds,
     /// Descriptors the reader may keep open between snapshots.
     fd_budget: usize,
     files_read: Cell<u64>,
     kernel_threads_reused: u64,
+}
+
+/// A buffer kept between calls of a `&self` method (taken, used, put back).
+#[derive(Default)]
+struct Scratch(Cell<Vec<u8>>);
+
+impl Scratch {
+    fn take(&self) -> Vec<u8> {
+        self.0.take()
+    }
+
+    fn set(&self, buf: Vec<u8>) {
+        self.0.set(buf);
+    }
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scratch")
+    }
 }
 
 /// What the reader remembers of one process between snapshots.
@@ -114,6 +138,9 @@ struct ProcDir {
     stat: File,
     /// Opened on first use: kernel threads never need it.
     status: Option<File>,
+    /// The `exe` link itself (`O_PATH | O_NOFOLLOW`), opened on first use:
+    /// the kernel resolves it when it is read, so it follows an exec.
+    exe: Option<OwnedFd>,
 }
 
 impl ProcDir {
@@ -123,24 +150,36 @@ impl ProcDir {
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
             .open(root.join(pid.to_string()))?;
         let dir = OwnedFd::from(dir);
-        let stat = sys::openat(dir.as_fd(), c"stat")?;
+        let stat = File::from(sys::openat(dir.as_fd(), c"stat", libc::O_RDONLY)?);
         Ok(Self {
             dir,
             stat,
             status: None,
+            exe: None,
         })
     }
 
     fn descriptors(&self) -> usize {
-        2 + usize::from(self.status.is_some())
+        2 + usize::from(self.status.is_some()) + usize::from(self.exe.is_some())
     }
 
     fn status(&mut self) -> io::Result<&File> {
         let file = match self.status.take() {
             Some(f) => f,
-            None => sys::openat(self.dir.as_fd(), c"status")?,
+            None => File::from(sys::openat(self.dir.as_fd(), c"status", libc::O_RDONLY)?),
         };
         Ok(self.status.insert(file))
+    }
+
+    /// The exe link's target; `None` when the kernel shows none (zombies,
+    /// kernel threads, a process gone) or it cannot be read.
+    fn exe(&mut self) -> Option<PathBuf> {
+        if self.exe.is_none() {
+            let link = sys::openat(self.dir.as_fd(), c"exe", libc::O_PATH | libc::O_NOFOLLOW);
+            self.exe = link.ok();
+        }
+        let link = self.exe.as_ref()?;
+        sys::readlinkat(link.as_fd(), c"").ok()
     }
 }
 
@@ -163,7 +202,8 @@ impl ProcFs {
             root: root.into(),
             cmdline_limit,
             listing: OnceCell::new(),
-            known: HashMap::new(),
+            dirents: Scratch::default(),
+            known: BTreeMap::new(),
             pidfds: Pidfds::Unchecked,
             fd_budget,
             files_read: Cell::new(0),
@@ -261,7 +301,8 @@ impl ProcFs {
 
     fn read_cmdline(&self, files: &ProcDir) -> Vec<u8> {
         self.count_read();
-        let Ok(file) = sys::openat(files.dir.as_fd(), c"cmdline") else {
+        let Ok(file) = sys::openat(files.dir.as_fd(), c"cmdline", libc::O_RDONLY).map(File::from)
+        else {
             return Vec::new();
         };
         let mut buf = Vec::new();
@@ -372,7 +413,7 @@ impl ProcFs {
     fn user_process(
         &self,
         pid: u32,
-        files: &ProcDir,
+        files: &mut ProcDir,
         fields: StatFields,
         uids: [u32; 4],
         same: Option<&ProcInfo>,
@@ -380,11 +421,12 @@ impl ProcFs {
         // Zombies and processes gone mid-read show no exe; an unprivileged
         // reader may not see others' exe.
         self.count_read();
-        let exe = sys::readlinkat(files.dir.as_fd(), c"exe").ok();
-        let cmdline = match (same, &exe) {
-            (Some(k), Some(exe)) if !k.cmdline.is_empty() && k.exe.as_ref() == Some(exe) => {
-                k.cmdline.clone()
-            }
+        let exe = files.exe();
+        // The same process (held files) with the same exe (or none readable
+        // either time) has the same command line: it changes at exec. The
+        // policy never reads it; it names the process on the console.
+        let cmdline = match same {
+            Some(k) if !k.cmdline.is_empty() && k.exe == exe => k.cmdline.clone(),
             _ => self.read_cmdline(files),
         };
         let [uid, euid, _, _] = uids;
@@ -442,39 +484,70 @@ impl ProcFs {
             path: self.root.clone(),
             source,
         };
-        let dir = match self.listing.get() {
-            Some(fd) => fd,
+        let (dir, procfs) = match self.listing.get() {
+            Some(listing) => listing,
             None => {
                 let dir = fs::OpenOptions::new()
                     .read(true)
                     .custom_flags(libc::O_DIRECTORY)
                     .open(&self.root)
                     .map_err(list_error)?;
-                self.listing.get_or_init(|| OwnedFd::from(dir))
+                let dir = OwnedFd::from(dir);
+                let procfs = sys::is_procfs(dir.as_fd());
+                self.listing.get_or_init(|| (dir, procfs))
             }
         };
-        let mut buf = Vec::new();
-        sys::read_dirents(dir.as_fd(), &mut buf).map_err(list_error)?;
+        // The buffer is kept for the next listing.
+        let mut buf = self.dirents.take();
+        let listed = list_processes(dir.as_fd(), *procfs, &mut buf).map_err(list_error);
         let mut pids = Vec::new();
-        parse_dirent_pids(&buf, &mut pids)?;
+        let parsed =
+            listed.and_then(|n| parse_dirent_pids(buf.get(..n).unwrap_or_default(), &mut pids));
+        self.dirents.set(buf);
+        parsed?;
         pids.sort_unstable();
         Ok(pids)
     }
 }
 
-/// The pids in `known` whose pidfd reports an exit (or an error), by one
-/// `poll` over all of them.
-fn exited_pids(known: &HashMap<u32, Known>) -> HashSet<u32> {
-    let (pids, fds): (Vec<u32>, Vec<BorrowedFd<'_>>) = known
-        .iter()
-        .filter_map(|(&pid, k)| k.pidfd.as_ref().map(|fd| (pid, fd.as_fd())))
-        .unzip();
+/// Where procfs's root lists `self`, `thread-self` and then the processes
+/// (`FIRST_PROCESS_ENTRY` in the kernel's `fs/proc/internal.h`); its fixed
+/// entries (`cpuinfo`, `sys`, ...) come before.
+const FIRST_PROCESS_ENTRY: libc::off_t = 256;
+
+/// Reads the directory records of a mount's root into `buf`. On a procfs
+/// root its fixed entries are skipped when the layout is the one expected:
+/// the listing from [`FIRST_PROCESS_ENTRY`] must begin with `self` (a layout
+/// with processes listed earlier would begin with a pid; one with them
+/// later still begins with `self`). Otherwise the whole directory is read
+/// from its start, so no process is ever skipped.
+fn list_processes(dir: BorrowedFd<'_>, procfs: bool, buf: &mut Vec<u8>) -> io::Result<usize> {
+    if procfs {
+        let n = sys::read_dirents(dir, FIRST_PROCESS_ENTRY, buf)?;
+        if first_dirent_name(buf.get(..n).unwrap_or_default()) == Some(b"self".as_slice()) {
+            return Ok(n);
+        }
+    }
+    sys::read_dirents(dir, 0, buf)
+}
+
+/// Drops the pidfd of every process in `known` that the kernel reports as
+/// exited (or in error), by one `poll` over all of them: what was known of
+/// those may be of another process now.
+fn forget_exited(known: &mut BTreeMap<u32, Known>) {
+    let fds: Vec<BorrowedFd<'_>> = known
+        .values()
+        .filter_map(|k| k.pidfd.as_ref().map(AsFd::as_fd))
+        .collect();
     let mut exited = Vec::new();
     sys::pidfds_exited(&fds, &mut exited);
-    pids.into_iter()
-        .zip(exited)
-        .filter_map(|(pid, gone)| gone.then_some(pid))
-        .collect()
+    drop(fds);
+    let with_pidfd = known.values_mut().filter(|k| k.pidfd.is_some());
+    for (k, gone) in with_pidfd.zip(exited) {
+        if gone {
+            k.pidfd = None;
+        }
+    }
 }
 
 impl ProcessSource for ProcFs {
@@ -482,12 +555,19 @@ impl ProcessSource for ProcFs {
         let pids = self.pids()?;
         let use_pidfds = self.uses_pidfds();
         let mut known = std::mem::take(&mut self.known);
-        let exited = exited_pids(&known);
+        forget_exited(&mut known);
         let mut held = 0usize;
         let mut out = Vec::with_capacity(pids.len());
+        // With pidfds the mount numbers pids as this process does, so this
+        // is the reader's own process.
+        let me = use_pidfds.then(std::process::id);
         for pid in pids {
             let mut entry = match known.remove(&pid) {
-                Some(k) if k.pidfd.is_some() && !exited.contains(&pid) => {
+                // The reader's own process, read once: a change to it that
+                // it did not make means another process controls it, which
+                // no re-read of its own files could expose.
+                Some(k) if Some(pid) == me && k.files.is_some() => Some(k),
+                Some(k) if k.pidfd.is_some() => {
                     // A live kernel thread: the same task as last time.
                     self.kernel_threads_reused = self.kernel_threads_reused.saturating_add(1);
                     Some(k)
@@ -510,7 +590,8 @@ impl ProcessSource for ProcFs {
                         continue;
                     }
                 },
-                // Exited, or nothing held: read afresh.
+                // An exited kernel thread (its pidfd dropped above), or
+                // nothing held: read afresh.
                 Some(_) | None => None,
             };
             if entry.is_none() {

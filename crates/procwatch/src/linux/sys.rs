@@ -1,7 +1,6 @@
 //! The syscall edge: raw return codes to `Result`.
 
 use std::ffi::{CStr, OsString};
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
@@ -74,15 +73,16 @@ pub(crate) fn pidfds_exited(fds: &[BorrowedFd<'_>], exited: &mut Vec<bool>) {
     exited.extend(polls.iter().map(|p| p.revents != 0));
 }
 
-/// `openat(2)` for reading, close-on-exec, relative to `dir`.
-pub(crate) fn openat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<File> {
+/// `openat(2)` relative to `dir`, close-on-exec, with `flags` besides
+/// (`O_RDONLY` for a file to read, `O_PATH | O_NOFOLLOW` for a link).
+pub(crate) fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: `name` is NUL-terminated and outlives the call; `dir` is a
     // live descriptor.
     let fd = unsafe {
         libc::openat(
             dir.as_raw_fd(),
             name.as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
+            flags | libc::O_CLOEXEC | libc::O_NOCTTY,
         )
     };
     if fd < 0 {
@@ -90,11 +90,12 @@ pub(crate) fn openat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<File> {
     }
     // SAFETY: the kernel just returned `fd` as a new descriptor that nothing
     // else owns.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `readlinkat(2)` relative to `dir` (a procfs link target fits in
-/// `PATH_MAX`; a longer one is cut there, as the kernel cuts it).
+/// `PATH_MAX`; a longer one is cut there, as the kernel cuts it). An empty
+/// `name` reads the link `dir` itself was opened on (`O_PATH | O_NOFOLLOW`).
 pub(crate) fn readlinkat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<PathBuf> {
     let mut buf = vec![0u8; 4096];
     // SAFETY: `name` is NUL-terminated; `buf` is a live, writable buffer of
@@ -124,31 +125,52 @@ pub(crate) fn nofile_limit() -> u64 {
     lim.rlim_cur
 }
 
-/// Reads a whole directory with `getdents64(2)` from its start into `buf`
-/// (grown as needed), for [`crate::parse::proc::parse_dirent_pids`].
-pub(crate) fn read_dirents(dir: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<()> {
+/// Reads a directory with `getdents64(2)`, from directory position `from`
+/// (0: its start) to its end, into `buf`, which is grown (never shrunk) as
+/// needed and reused across calls; returns how many bytes of it hold
+/// records, for [`crate::parse::proc::parse_dirent_pids`].
+pub(crate) fn read_dirents(
+    dir: BorrowedFd<'_>,
+    from: libc::off_t,
+    buf: &mut Vec<u8>,
+) -> io::Result<usize> {
     // SAFETY: lseek on a live descriptor; no memory is passed.
-    if unsafe { libc::lseek(dir.as_raw_fd(), 0, libc::SEEK_SET) } < 0 {
+    if unsafe { libc::lseek(dir.as_raw_fd(), from, libc::SEEK_SET) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    buf.clear();
-    let mut chunk = vec![0u8; 32 * 1024];
+    let mut filled = 0usize;
     loop {
-        // SAFETY: `chunk` is a live, writable buffer of `chunk.len()` bytes,
+        if buf.len().saturating_sub(filled) < 4096 {
+            let grown = buf.len().saturating_mul(2).max(32 * 1024);
+            buf.resize(grown, 0);
+        }
+        let spare = buf.get_mut(filled..).unwrap_or_default();
+        // SAFETY: `spare` is a live, writable buffer of `spare.len()` bytes,
         // which the kernel fills with whole records.
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_getdents64,
                 dir.as_raw_fd(),
-                chunk.as_mut_ptr(),
-                chunk.len(),
+                spare.as_mut_ptr(),
+                spare.len(),
             )
         };
         let n = match ret {
-            0 => return Ok(()),
+            0 => return Ok(filled),
             r if r < 0 => return Err(io::Error::last_os_error()),
             r => usize::try_from(r).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?,
         };
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        filled = filled.saturating_add(n).min(buf.len());
     }
+}
+
+/// Whether `fd` is on a procfs mount (`fstatfs` reports `PROC_SUPER_MAGIC`).
+pub(crate) fn is_procfs(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: an all-zero statfs is valid; fstatfs fills it.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a live, writable statfs; `fd` is a live descriptor.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+        return false;
+    }
+    st.f_type == libc::PROC_SUPER_MAGIC
 }

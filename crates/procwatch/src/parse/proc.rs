@@ -339,6 +339,18 @@ pub fn parse_dirent_pids(buf: &[u8], pids: &mut Vec<u32>) -> Result<(), Error> {
     Ok(())
 }
 
+/// The name in the first `linux_dirent64` record of `buf`, if it holds a
+/// whole one.
+pub fn first_dirent_name(buf: &[u8]) -> Option<&[u8]> {
+    let reclen = buf
+        .get(16..18)
+        .and_then(|b| <[u8; 2]>::try_from(b).ok())
+        .map(|b| usize::from(u16::from_ne_bytes(b)))?;
+    let name_field = buf.get(DIRENT64_HEADER..reclen)?;
+    let len = name_field.iter().position(|&b| b == 0)?;
+    name_field.get(..len)
+}
+
 /// Encodes `linux_dirent64` records as the kernel lays them out (8-byte
 /// aligned), for tests and fuzz seeds.
 pub fn encode_dirents<'a>(names: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {

@@ -147,6 +147,19 @@ fn procfs_reads_hostile_names_and_skips_vanished() {
         "{a:?} {listed:?} {c:?}"
     );
     assert!(listed.contains(&1) && listed.contains(&std::process::id()));
+    // Not a procfs root: the listing from procfs's first process entry does
+    // not begin with `self`, so the whole directory is read.
+    let dir = std::env::temp_dir().join(format!("procwatch-listing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for name in (1..=300)
+        .map(|n| n.to_string())
+        .chain(["self".into(), "abc".into()])
+    {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+    }
+    let plain_dir = ProcFs::new(&dir, 64).pids().unwrap();
+    assert_eq!(plain_dir, (1..=300).collect::<Vec<u32>>());
+    std::fs::remove_dir_all(&dir).unwrap();
     let all = ProcFs::default().snapshot().unwrap();
     assert!(all.iter().any(|p| p.pid == std::process::id()));
     println!(
@@ -248,6 +261,55 @@ fn in_fresh_pid_namespace(role: &str, marker: &str) -> String {
     );
     assert!(stdout.contains(marker), "{stdout}");
     stdout
+}
+
+/// A process the reader holds open execs: the next snapshots show the new
+/// exe and command line, read through the same held files.
+fn procfs_held_process_is_seen_after_exec() {
+    let mut child = Command::new("sh")
+        .args(["-c", "read x; exec sleep 31"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let child = Guard(child);
+    let mut fs = ProcFs::default();
+    let find = |fs: &mut ProcFs| fs.snapshot().unwrap().into_iter().find(|p| p.pid == pid);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let before = loop {
+        let p = find(&mut fs).unwrap();
+        if p.cmdline.starts_with(b"sh\0-c") || Instant::now() > deadline {
+            break p;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(before.cmdline.starts_with(b"sh\0-c"), "{before:?}");
+    let opened = fs.open_descriptors();
+    writeln!(stdin).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        let p = find(&mut fs).unwrap();
+        let execd = p.exe.as_ref().is_some_and(|e| e.ends_with("sleep")) && !p.cmdline.is_empty();
+        if execd || Instant::now() > deadline {
+            break p;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert!(
+        after.exe.as_ref().is_some_and(|e| e.ends_with("sleep")),
+        "{after:?}"
+    );
+    assert_eq!(after.cmdline, b"sleep\x0031\x00", "{after:?}");
+    assert_eq!(after.start_time, before.start_time);
+    assert_eq!(fs.open_descriptors(), opened, "the same files were read");
+    drop(child);
+    println!(
+        "ok: held process exec'd: {:?} -> {:?}, cmdline {:?}",
+        before.exe,
+        after.exe,
+        String::from_utf8_lossy(&after.cmdline)
+    );
 }
 
 fn pidns_pid_reuse_is_seen() {
@@ -611,7 +673,7 @@ pub(crate) fn main() {
         Ok("pid-reuse") => return role_pid_reuse(),
         _ => {}
     }
-    let tests: [(&str, fn()); 7] = [
+    let tests: [(&str, fn()); 8] = [
         (
             "procfs_reads_hostile_names_and_skips_vanished",
             procfs_reads_hostile_names_and_skips_vanished,
@@ -619,6 +681,10 @@ pub(crate) fn main() {
         (
             "procfs_reuses_live_kernel_threads_unread",
             procfs_reuses_live_kernel_threads_unread,
+        ),
+        (
+            "procfs_held_process_is_seen_after_exec",
+            procfs_held_process_is_seen_after_exec,
         ),
         ("pidns_pid_reuse_is_seen", pidns_pid_reuse_is_seen),
         (
