@@ -316,8 +316,16 @@ impl ProcFs {
 
     /// Reads one process; `Ok(None)` if it is gone.
     pub fn read_process(&self, pid: u32) -> Result<Option<ProcInfo>, Error> {
+        match self.open_dir(pid)? {
+            Some(mut files) => self.read_through(pid, &mut files, None),
+            None => Ok(None),
+        }
+    }
+
+    /// Opens `pid`'s directory and `stat`; `Ok(None)` if it is gone.
+    fn open_dir(&self, pid: u32) -> Result<Option<ProcDir>, Error> {
         match ProcDir::open(&self.root, pid) {
-            Ok(mut files) => self.read_through(pid, &mut files, None),
+            Ok(files) => Ok(Some(files)),
             Err(e) if vanished(&e) => Ok(None),
             Err(e) => Err(self.read_error(pid, "stat", e)),
         }
@@ -448,10 +456,8 @@ impl ProcFs {
     /// after it, or its pid's last holder, went away), and what to keep of
     /// it.
     fn read_new(&self, pid: u32, use_pidfds: bool) -> Result<Option<Known>, Error> {
-        let mut files = match ProcDir::open(&self.root, pid) {
-            Ok(f) => f,
-            Err(e) if vanished(&e) => return Ok(None),
-            Err(e) => return Err(self.read_error(pid, "stat", e)),
+        let Some(mut files) = self.open_dir(pid)? else {
+            return Ok(None);
         };
         let Some(info) = self.read_through(pid, &mut files, None)? else {
             return Ok(None);
