@@ -107,6 +107,17 @@ pub struct Firewall {
     pub conn_rate_per_source: u32,
     /// Burst allowed above that rate.
     pub conn_burst_per_source: u32,
+    /// Concurrent connections one source may hold to the server port; its
+    /// next SYN is dropped silently. Below `limits.maxclients`.
+    pub conn_max_per_source: u32,
+    /// Concurrent connections all sources together may hold to the server
+    /// port. At most `limits.maxclients`.
+    pub conn_max_total: u32,
+    /// Sources each per-source meter (rate and count) remembers at once. A
+    /// new source that finds a meter full is not admitted (fail closed), so
+    /// it is at least `limits.maxclients`; at most 262144 to bound kernel
+    /// memory.
+    pub meter_size: u32,
 }
 
 /// Resource bounds.

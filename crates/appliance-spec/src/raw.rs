@@ -62,6 +62,9 @@ pub(crate) struct RawFirewall {
     pub(crate) icmp_echo: bool,
     pub(crate) conn_rate_per_source: u32,
     pub(crate) conn_burst_per_source: u32,
+    pub(crate) conn_max_per_source: u32,
+    pub(crate) conn_max_total: u32,
+    pub(crate) meter_size: u32,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,6 @@
 //! Raw file shape -> [`Spec`]. Each check names the field and the value.
 
-use crate::raw::{RawOnEventLoss, RawRole, RawSpec, RawUser};
+use crate::raw::{RawFirewall, RawOnEventLoss, RawRole, RawSpec, RawUser};
 use crate::{
     Firewall, Governor, Limits, Metadata, OnEventLoss, Server, Spec, SpecError, User, Visitor,
 };
@@ -9,6 +9,10 @@ use crate::{
 const MAX_NAME_LEN: usize = 64;
 const MAX_STREAM_KEY_LEN: usize = 256;
 const MAX_PATH_LEN: usize = 256;
+/// Largest per-source meter: each full meter element costs the kernel about
+/// 100-200 bytes (see pf-rules' README), so 262144 sources stay under about
+/// 64 MiB for both meters together, even when a flood fills them.
+const MAX_METER_SIZE: u32 = 262_144;
 
 /// A server user name: 1 to 64 characters from `[A-Za-z0-9._-]`, starting with
 /// a letter or digit, and not `default` (the server's built-in user, which the
@@ -177,6 +181,9 @@ pub(crate) fn validate(raw: RawSpec) -> Result<Spec, SpecError> {
         "must be at least 2 and at most proto_max_bulk_len",
     )?;
 
+    // After limits: these bounds are relative to a valid maxclients.
+    check_firewall_caps(f, l.maxclients)?;
+
     let g = &raw.governor;
     check(
         (10..=60_000).contains(&g.rescan_interval_ms),
@@ -207,6 +214,9 @@ pub(crate) fn validate(raw: RawSpec) -> Result<Spec, SpecError> {
             icmp_echo: f.icmp_echo,
             conn_rate_per_source: f.conn_rate_per_source,
             conn_burst_per_source: f.conn_burst_per_source,
+            conn_max_per_source: f.conn_max_per_source,
+            conn_max_total: f.conn_max_total,
+            meter_size: f.meter_size,
         },
         limits: Limits {
             maxclients: l.maxclients,
@@ -224,6 +234,29 @@ pub(crate) fn validate(raw: RawSpec) -> Result<Spec, SpecError> {
             },
         },
     })
+}
+
+/// The connection caps and meter size, relative to `limits.maxclients`.
+fn check_firewall_caps(f: &RawFirewall, maxclients: u32) -> Result<(), SpecError> {
+    check(
+        f.conn_max_per_source >= 1 && f.conn_max_per_source < maxclients,
+        "firewall.conn_max_per_source",
+        f.conn_max_per_source,
+        "must be at least 1 and below limits.maxclients (one source must not be able to hold every client slot)",
+    )?;
+    check(
+        f.conn_max_total >= f.conn_max_per_source && f.conn_max_total <= maxclients,
+        "firewall.conn_max_total",
+        f.conn_max_total,
+        "must be at least conn_max_per_source and at most limits.maxclients",
+    )?;
+    check(
+        f.meter_size >= maxclients && f.meter_size <= MAX_METER_SIZE,
+        "firewall.meter_size",
+        f.meter_size,
+        "must be at least limits.maxclients (every client may come from its own address) and at most 262144 (kernel memory)",
+    )?;
+    Ok(())
 }
 
 fn is_valid_base_url(url: &str) -> bool {

@@ -20,6 +20,9 @@ fn reference_spec_is_seed_000() {
     assert_eq!(spec.visitors[0].user.secret, "redis-visitor-pass");
     assert_eq!(spec.visitors[0].stream, "ruach:stream:contact");
     assert_eq!(spec.governor.rescan_interval_ms, 500);
+    assert_eq!(spec.firewall.conn_max_per_source, 32);
+    assert_eq!(spec.firewall.conn_max_total, 1000);
+    assert_eq!(spec.firewall.meter_size, 65536);
     assert_eq!(spec.governor.on_event_loss, OnEventLoss::Halt);
     let names: Vec<&str> = spec.users().map(|u| u.name.as_str()).collect();
     assert_eq!(names, ["admin", "ruachtov-ai-visitors"]);
@@ -151,6 +154,42 @@ const INVALID: &[(&str, &str, &str, &str)] = &[
         "conn_burst_per_source = 10",
         "firewall.conn_burst_per_source",
         "10",
+    ),
+    (
+        "conn_max_per_source = 32",
+        "conn_max_per_source = 0",
+        "firewall.conn_max_per_source",
+        "0",
+    ),
+    (
+        "conn_max_per_source = 32",
+        "conn_max_per_source = 1000",
+        "firewall.conn_max_per_source",
+        "1000",
+    ),
+    (
+        "conn_max_total = 1000",
+        "conn_max_total = 1001",
+        "firewall.conn_max_total",
+        "1001",
+    ),
+    (
+        "conn_max_total = 1000",
+        "conn_max_total = 31",
+        "firewall.conn_max_total",
+        "31",
+    ),
+    (
+        "meter_size = 65536",
+        "meter_size = 999",
+        "firewall.meter_size",
+        "999",
+    ),
+    (
+        "meter_size = 65536",
+        "meter_size = 262145",
+        "firewall.meter_size",
+        "262145",
     ),
     (
         "maxclients = 1000",
@@ -316,6 +355,36 @@ proptest! {
             Err(err) => {
                 prop_assert!(!is_valid_user_name(&name) || name == "ruachtov-ai-visitors");
                 prop_assert!(err.field().is_some_and(|f| f.ends_with(".name")), "{}", err);
+            }
+        }
+    }
+
+    /// The connection caps are accepted exactly inside their bounds, which
+    /// are relative to `limits.maxclients`.
+    #[test]
+    fn connection_caps_are_bounded_by_maxclients(
+        maxclients in 2u32..5000,
+        per_source in 0u32..6000,
+        total in 0u32..6000,
+        meter in 0u32..300_000,
+    ) {
+        let text = mutated("maxclients = 1000", &format!("maxclients = {maxclients}"))
+            .replacen("conn_max_per_source = 32", &format!("conn_max_per_source = {per_source}"), 1)
+            .replacen("conn_max_total = 1000", &format!("conn_max_total = {total}"), 1)
+            .replacen("meter_size = 65536", &format!("meter_size = {meter}"), 1);
+        let ok = (1..maxclients).contains(&per_source)
+            && (per_source..=maxclients).contains(&total)
+            && (maxclients..=262_144).contains(&meter);
+        match Spec::from_toml_str(&text) {
+            Ok(spec) => {
+                prop_assert!(ok);
+                prop_assert_eq!(spec.firewall.conn_max_per_source, per_source);
+                prop_assert_eq!(spec.firewall.conn_max_total, total);
+                prop_assert_eq!(spec.firewall.meter_size, meter);
+            }
+            Err(err) => {
+                prop_assert!(!ok, "{}", err);
+                prop_assert!(err.field().is_some_and(|f| f.starts_with("firewall.")), "{}", err);
             }
         }
     }
