@@ -1,4 +1,4 @@
-//! The nftables ruleset as data: one table, one meter set, three base
+//! The nftables ruleset as data: one table, two meter sets, three base
 //! chains. Both the nft text renderer and the netlink encoder read this, so
 //! the two can only differ in syntax.
 #![forbid(unsafe_code)]
@@ -9,12 +9,34 @@ use crate::policy::{Egress, Phase, Policy, RateLimit};
 
 /// The table name (family `inet`).
 pub(crate) const TABLE: &str = "appliance";
-/// The per-source meter on new connections to the server port.
-pub(crate) const METER_SET: &str = "ratelimit4";
-/// Sources remembered at once. When full, new sources are not limited (the
-/// kernel cannot add them), so it is sized well above any honest load; a
-/// short element timeout keeps a spoofed-SYN flood from filling it quickly.
-pub(crate) const METER_SIZE: u32 = 65535;
+
+/// A per-source meter: a dynamic set of IPv4 source addresses, each element
+/// with a stateful expression of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Meter {
+    /// A token bucket per source (`limit`): new connections per second.
+    Rate,
+    /// A connection count per source (`ct count`): connections held now.
+    Count,
+}
+
+impl Meter {
+    pub(crate) fn set_name(self) -> &'static str {
+        match self {
+            Meter::Rate => "ratelimit4",
+            Meter::Count => "connlimit4",
+        }
+    }
+
+    /// The set's id within a netlink batch (rules refer to a set created in
+    /// the same transaction by id), 1-based as nft numbers them.
+    pub(crate) fn set_id(self) -> u32 {
+        match self {
+            Meter::Rate => 1,
+            Meter::Count => 2,
+        }
+    }
+}
 
 /// `ct state` bits (`enum ip_conntrack_status` in the kernel's nft_ct view).
 pub(crate) const CT_INVALID: u32 = 1;
@@ -59,6 +81,10 @@ pub(crate) enum Match {
     IcmpEchoRequest,
     /// IPv4 to this address.
     Ipv4Daddr(Ipv4Addr),
+    /// The IPv4 source has no element in the meter's set (`ip saddr !=
+    /// @set`). An inverted lookup never runs the element's expression; a
+    /// plain lookup would (and match only a source over its limit).
+    SourceNotInMeter(Meter),
 }
 
 /// What a matching rule does.
@@ -66,8 +92,15 @@ pub(crate) enum Match {
 pub(crate) enum Action {
     Accept,
     Drop,
-    /// Charge the IPv4 source's bucket in the meter set; drop if it is empty.
+    /// Charge the IPv4 source's bucket in the rate meter; drop if it is
+    /// empty.
     DropOverSourceLimit(RateLimit),
+    /// Count the connection in the IPv4 source's element of the count
+    /// meter; drop if the source then holds more than this many.
+    DropOverSourceConnections(u32),
+    /// Count the connection in the rule's own list; drop if more than this
+    /// many connections passed this rule and are still open.
+    DropOverConnections(u32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,16 +115,22 @@ pub(crate) struct Chain {
     pub(crate) rules: Vec<Rule>,
 }
 
-/// The meter set backing the per-source limit.
+/// One meter's set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MeterSet {
-    /// Element timeout, seconds; refreshed on every packet of the source.
-    pub(crate) timeout_secs: u32,
+    pub(crate) meter: Meter,
+    /// Elements at most; a source that finds the set full is not metered,
+    /// and the rule after the meter drops it.
+    pub(crate) size: u32,
+    /// Element timeout in seconds (refreshed on every update), or none: a
+    /// count element must live as long as its source holds connections, and
+    /// the kernel's set gc removes it once the count is zero.
+    pub(crate) timeout_secs: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Ruleset {
-    pub(crate) meter: MeterSet,
+    pub(crate) meters: Vec<MeterSet>,
     pub(crate) chains: Vec<Chain>,
 }
 
@@ -113,15 +152,39 @@ pub(crate) fn ruleset(policy: &Policy, phase: Phase) -> Ruleset {
             &[Match::CtState(CT_ESTABLISHED | CT_RELATED)],
             Action::Accept,
         ),
+    ];
+    // New connections to the server port: each meter, then the drop of a
+    // source the meter could not hold (its set full: the dynset expression
+    // breaks its rule, which would otherwise let the source through
+    // unmetered), then the global cap, then accept.
+    let new_to_port = [Match::TcpDport(port), Match::CtState(CT_NEW)];
+    let not_in = |meter| {
         rule(
-            &[Match::TcpDport(port), Match::CtState(CT_NEW)],
+            &[
+                Match::TcpDport(port),
+                Match::CtState(CT_NEW),
+                Match::SourceNotInMeter(meter),
+            ],
+            Action::Drop,
+        )
+    };
+    input.extend([
+        rule(
+            &new_to_port,
             Action::DropOverSourceLimit(policy.new_connections),
         ),
+        not_in(Meter::Rate),
         rule(
-            &[Match::TcpDport(port), Match::CtState(CT_NEW)],
-            Action::Accept,
+            &new_to_port,
+            Action::DropOverSourceConnections(policy.connections.per_source),
         ),
-    ];
+        not_in(Meter::Count),
+        rule(
+            &new_to_port,
+            Action::DropOverConnections(policy.connections.total),
+        ),
+        rule(&new_to_port, Action::Accept),
+    ]);
     if policy.icmp_echo {
         input.push(rule(&[Match::IcmpEchoRequest], Action::Accept));
     }
@@ -162,9 +225,18 @@ pub(crate) fn ruleset(policy: &Policy, phase: Phase) -> Ruleset {
         }
     }
     Ruleset {
-        meter: MeterSet {
-            timeout_secs: policy.new_connections.refill_seconds().saturating_add(1),
-        },
+        meters: vec![
+            MeterSet {
+                meter: Meter::Rate,
+                size: policy.meter_size,
+                timeout_secs: Some(policy.new_connections.refill_seconds().saturating_add(1)),
+            },
+            MeterSet {
+                meter: Meter::Count,
+                size: policy.meter_size,
+                timeout_secs: None,
+            },
+        ],
         chains: vec![
             Chain {
                 hook: Hook::Input,

@@ -44,7 +44,7 @@ pub use netlink::{
 };
 pub use nft::{render_nft, NFT_TABLE};
 pub use pf::render_pf;
-pub use policy::{Egress, Phase, Policy, RateLimit};
+pub use policy::{ConnLimit, Egress, Phase, Policy, RateLimit};
 
 #[cfg(target_os = "linux")]
 pub use os::linux::NetlinkFirewall;

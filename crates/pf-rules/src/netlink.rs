@@ -8,7 +8,7 @@
 //! `linux/netfilter/nf_tables.h` and `linux/netfilter/nfnetlink.h`.
 #![forbid(unsafe_code)]
 
-use crate::ir::{self, Action, Hook, Match, Rule, METER_SET, METER_SIZE, TABLE};
+use crate::ir::{self, Action, Hook, Match, Meter, Rule, TABLE};
 use crate::policy::{Phase, Policy, RateLimit};
 use crate::FirewallError;
 
@@ -106,6 +106,12 @@ const NFTA_LIMIT_UNIT: u16 = 2;
 const NFTA_LIMIT_BURST: u16 = 3;
 const NFTA_LIMIT_TYPE: u16 = 4;
 const NFTA_LIMIT_FLAGS: u16 = 5;
+const NFTA_LOOKUP_SET: u16 = 1;
+const NFTA_LOOKUP_SREG: u16 = 2;
+const NFTA_LOOKUP_SET_ID: u16 = 4;
+const NFTA_LOOKUP_FLAGS: u16 = 5;
+const NFTA_CONNLIMIT_COUNT: u16 = 1;
+const NFTA_CONNLIMIT_FLAGS: u16 = 2;
 
 // Values.
 const NFT_REG_VERDICT: u32 = 0;
@@ -126,7 +132,11 @@ const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 const NFT_SET_TIMEOUT: u32 = 0x10;
 const NFT_SET_EVAL: u32 = 0x20;
+const NFT_DYNSET_OP_ADD: u32 = 0;
 const NFT_DYNSET_OP_UPDATE: u32 = 1;
+const NFT_LOOKUP_F_INV: u32 = 1;
+/// `ct count over N`: match when the count exceeds N.
+const NFT_CONNLIMIT_F_INV: u32 = 1;
 const NFT_LIMIT_PKTS: u32 = 0;
 const NFT_LIMIT_F_INV: u32 = 1;
 /// nft's datatype id for `ipv4_addr` (`TYPE_IPADDR`, src/datatype.h).
@@ -139,9 +149,6 @@ const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const ICMP_ECHO: u8 = 8;
 const LOOPBACK_IFINDEX: u32 = 1;
-/// The meter set's id within the batch; the dynset refers to it by id
-/// because the set only exists once the transaction commits.
-const METER_SET_ID: u32 = 1;
 
 /// One message of an encoded batch, for matching the kernel's replies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,23 +213,35 @@ pub fn encode_batch(policy: &Policy, phase: Phase, first_seq: u32) -> Result<Bat
             })
         })?;
     }
-    enc.message(NFT_MSG_NEWSET, NLM_F_CREATE, "add set", |m| {
-        m.str(NFTA_SET_TABLE, TABLE);
-        m.str(NFTA_SET_NAME, METER_SET);
-        m.u32(NFTA_SET_FLAGS, NFT_SET_TIMEOUT | NFT_SET_EVAL);
-        m.u32(NFTA_SET_KEY_TYPE, NFT_TYPE_IPADDR);
-        m.u32(NFTA_SET_KEY_LEN, 4);
-        m.u32(NFTA_SET_ID, METER_SET_ID);
-        m.nest(NFTA_SET_DESC, |m| {
-            m.u32(NFTA_SET_DESC_SIZE, METER_SIZE);
+    for set in &rs.meters {
+        let name = set.meter.set_name();
+        let what = format!("add set {name}");
+        enc.message(NFT_MSG_NEWSET, NLM_F_CREATE, &what, |m| {
+            m.str(NFTA_SET_TABLE, TABLE);
+            m.str(NFTA_SET_NAME, name);
+            let flags = match set.timeout_secs {
+                Some(_) => NFT_SET_TIMEOUT | NFT_SET_EVAL,
+                None => NFT_SET_EVAL,
+            };
+            m.u32(NFTA_SET_FLAGS, flags);
+            m.u32(NFTA_SET_KEY_TYPE, NFT_TYPE_IPADDR);
+            m.u32(NFTA_SET_KEY_LEN, 4);
+            // The rules refer to the set by this id: it only exists by
+            // name once the transaction commits.
+            m.u32(NFTA_SET_ID, set.meter.set_id());
+            m.nest(NFTA_SET_DESC, |m| {
+                m.u32(NFTA_SET_DESC_SIZE, set.size);
+                Ok(())
+            })?;
+            if let Some(secs) = set.timeout_secs {
+                m.u64(NFTA_SET_TIMEOUT, u64::from(secs) * 1000);
+            }
+            let mut udata = vec![NFTNL_UDATA_SET_KEYBYTEORDER, 4];
+            udata.extend_from_slice(&BYTEORDER_BIG_ENDIAN.to_ne_bytes());
+            m.attr(NFTA_SET_USERDATA, &udata);
             Ok(())
         })?;
-        m.u64(NFTA_SET_TIMEOUT, u64::from(rs.meter.timeout_secs) * 1000);
-        let mut udata = vec![NFTNL_UDATA_SET_KEYBYTEORDER, 4];
-        udata.extend_from_slice(&BYTEORDER_BIG_ENDIAN.to_ne_bytes());
-        m.attr(NFTA_SET_USERDATA, &udata);
-        Ok(())
-    })?;
+    }
     for chain in &rs.chains {
         for (i, rule) in chain.rules.iter().enumerate() {
             let what = format!("add rule #{} to chain {}", i + 1, chain.hook.name());
@@ -258,11 +277,24 @@ fn hook_number(hook: Hook) -> u32 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Expr {
     Meta(u32),
-    Cmp { op: u32, data: Vec<u8> },
-    Payload { base: u32, offset: u32, len: u32 },
-    Bitwise { mask: u32 },
+    Cmp {
+        op: u32,
+        data: Vec<u8>,
+    },
+    Payload {
+        base: u32,
+        offset: u32,
+        len: u32,
+    },
+    Bitwise {
+        mask: u32,
+    },
     CtState,
     DynsetLimitOver(RateLimit),
+    DynsetCountOver(u32),
+    /// `ip saddr != @set` (always inverted: see `Match::SourceNotInMeter`).
+    LookupNot(Meter),
+    ConnlimitOver(u32),
     Verdict(u32),
 }
 
@@ -346,6 +378,11 @@ pub(crate) fn rule_exprs(rule: &Rule) -> Vec<Expr> {
                 });
                 out.push(eq(&ip.octets()));
             }
+            Match::SourceNotInMeter(meter) => {
+                ipv4(&mut out);
+                out.push(ipv4_saddr());
+                out.push(Expr::LookupNot(meter));
+            }
         }
     }
     match rule.action {
@@ -353,16 +390,31 @@ pub(crate) fn rule_exprs(rule: &Rule) -> Vec<Expr> {
         Action::Drop => out.push(Expr::Verdict(NF_DROP)),
         Action::DropOverSourceLimit(limit) => {
             ipv4(&mut out);
-            out.push(Expr::Payload {
-                base: NFT_PAYLOAD_NETWORK_HEADER,
-                offset: 12,
-                len: 4,
-            });
+            out.push(ipv4_saddr());
             out.push(Expr::DynsetLimitOver(limit));
+            out.push(Expr::Verdict(NF_DROP));
+        }
+        Action::DropOverSourceConnections(max) => {
+            ipv4(&mut out);
+            out.push(ipv4_saddr());
+            out.push(Expr::DynsetCountOver(max));
+            out.push(Expr::Verdict(NF_DROP));
+        }
+        Action::DropOverConnections(max) => {
+            out.push(Expr::ConnlimitOver(max));
             out.push(Expr::Verdict(NF_DROP));
         }
     }
     out
+}
+
+/// `ip saddr` into register 1.
+fn ipv4_saddr() -> Expr {
+    Expr::Payload {
+        base: NFT_PAYLOAD_NETWORK_HEADER,
+        offset: 12,
+        len: 4,
+    }
 }
 
 pub(crate) fn encode_expr(m: &mut MsgEncoder<'_>, expr: &Expr) -> Result<(), FirewallError> {
@@ -372,7 +424,9 @@ pub(crate) fn encode_expr(m: &mut MsgEncoder<'_>, expr: &Expr) -> Result<(), Fir
         Expr::Payload { .. } => "payload",
         Expr::Bitwise { .. } => "bitwise",
         Expr::CtState => "ct",
-        Expr::DynsetLimitOver(_) => "dynset",
+        Expr::DynsetLimitOver(_) | Expr::DynsetCountOver(_) => "dynset",
+        Expr::LookupNot(_) => "lookup",
+        Expr::ConnlimitOver(_) => "connlimit",
         Expr::Verdict(_) => "immediate",
     };
     m.str(NFTA_EXPR_NAME, name);
@@ -418,8 +472,8 @@ pub(crate) fn encode_expr(m: &mut MsgEncoder<'_>, expr: &Expr) -> Result<(), Fir
         Expr::DynsetLimitOver(limit) => {
             m.u32(NFTA_DYNSET_SREG_KEY, NFT_REG_1);
             m.u32(NFTA_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
-            m.str(NFTA_DYNSET_SET_NAME, METER_SET);
-            m.u32(NFTA_DYNSET_SET_ID, METER_SET_ID);
+            m.str(NFTA_DYNSET_SET_NAME, Meter::Rate.set_name());
+            m.u32(NFTA_DYNSET_SET_ID, Meter::Rate.set_id());
             m.nest(NFTA_DYNSET_EXPR, |m| {
                 m.str(NFTA_EXPR_NAME, "limit");
                 m.nest(NFTA_EXPR_DATA, |m| {
@@ -432,6 +486,30 @@ pub(crate) fn encode_expr(m: &mut MsgEncoder<'_>, expr: &Expr) -> Result<(), Fir
                 })
             })
         }
+        Expr::DynsetCountOver(max) => {
+            m.u32(NFTA_DYNSET_SREG_KEY, NFT_REG_1);
+            m.u32(NFTA_DYNSET_OP, NFT_DYNSET_OP_ADD);
+            m.str(NFTA_DYNSET_SET_NAME, Meter::Count.set_name());
+            m.u32(NFTA_DYNSET_SET_ID, Meter::Count.set_id());
+            m.nest(NFTA_DYNSET_EXPR, |m| {
+                m.str(NFTA_EXPR_NAME, "connlimit");
+                m.nest(NFTA_EXPR_DATA, |m| {
+                    encode_connlimit(m, *max);
+                    Ok(())
+                })
+            })
+        }
+        Expr::LookupNot(meter) => {
+            m.u32(NFTA_LOOKUP_SREG, NFT_REG_1);
+            m.str(NFTA_LOOKUP_SET, meter.set_name());
+            m.u32(NFTA_LOOKUP_SET_ID, meter.set_id());
+            m.u32(NFTA_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+            Ok(())
+        }
+        Expr::ConnlimitOver(max) => {
+            encode_connlimit(m, *max);
+            Ok(())
+        }
         Expr::Verdict(code) => {
             m.u32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
             m.nest(NFTA_IMMEDIATE_DATA, |m| {
@@ -442,6 +520,11 @@ pub(crate) fn encode_expr(m: &mut MsgEncoder<'_>, expr: &Expr) -> Result<(), Fir
             })
         }
     })
+}
+
+fn encode_connlimit(m: &mut MsgEncoder<'_>, max: u32) {
+    m.u32(NFTA_CONNLIMIT_COUNT, max);
+    m.u32(NFTA_CONNLIMIT_FLAGS, NFT_CONNLIMIT_F_INV);
 }
 
 struct BatchEncoder {
@@ -838,7 +921,7 @@ mod tests {
         }
         let types: Vec<u16> = inner.iter().map(|m| m.0 & 0xff).collect();
         assert_eq!(
-            &types[..7],
+            &types[..8],
             [
                 NFT_MSG_NEWTABLE,
                 NFT_MSG_DELTABLE,
@@ -846,21 +929,26 @@ mod tests {
                 NFT_MSG_NEWCHAIN,
                 NFT_MSG_NEWCHAIN,
                 NFT_MSG_NEWCHAIN,
+                NFT_MSG_NEWSET,
                 NFT_MSG_NEWSET
             ]
         );
-        assert!(types[7..].iter().all(|t| *t == NFT_MSG_NEWRULE));
-        // Sealed: input has 7 rules (with ICMP), forward none, output 3.
-        assert_eq!(types.len() - 7, 10);
+        assert!(types[8..].iter().all(|t| *t == NFT_MSG_NEWRULE));
+        // Sealed: input has 11 rules (with ICMP), forward none, output 3.
+        assert_eq!(types.len() - 8, 14);
     }
 
-    /// The set message, byte for byte as `nft --debug=mnl` showed it for
+    /// The set messages, byte for byte as `nft --debug=mnl` showed them for
     /// the seed-000 text (nft 1.0.6).
     #[test]
-    fn set_message_matches_nft() {
+    fn set_messages_match_nft() {
         let batch = encode_batch(&reference(), Phase::Sealed, 0).unwrap();
         let msgs = messages(&batch.bytes);
-        let set = msgs.iter().find(|m| m.0 & 0xff == NFT_MSG_NEWSET).unwrap();
+        let sets: Vec<_> = msgs
+            .iter()
+            .filter(|m| m.0 & 0xff == NFT_MSG_NEWSET)
+            .collect();
+        assert_eq!(sets.len(), 2);
         #[rustfmt::skip]
         let want: Vec<u8> = [
             &[1u8, 0, 0, 0][..],                                     // nfgenmsg: inet
@@ -870,12 +958,72 @@ mod tests {
             &[8, 0, 4, 0, 0, 0, 0, 7],                               // SET_KEY_TYPE ipv4_addr
             &[8, 0, 5, 0, 0, 0, 0, 4],                               // SET_KEY_LEN
             &[8, 0, 10, 0, 0, 0, 0, 1],                              // SET_ID
-            &[12, 0, 9, 0x80, 8, 0, 1, 0, 0, 0, 0xff, 0xff],         // SET_DESC { SIZE 65535 }
+            &[12, 0, 9, 0x80, 8, 0, 1, 0, 0, 1, 0, 0],               // SET_DESC { SIZE 65536 }
             &[12, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0x0b, 0xb8],           // SET_TIMEOUT 3000 ms
             &[10, 0, 13, 0, 0, 4, 2, 0, 0, 0, 0, 0],                 // SET_USERDATA byteorder BE
         ]
         .concat();
-        assert_eq!(set.3, want);
+        assert_eq!(sets[0].3, want);
+        #[rustfmt::skip]
+        let want: Vec<u8> = [
+            &[1u8, 0, 0, 0][..],                                     // nfgenmsg: inet
+            &[14, 0, 1, 0], b"appliance\0", &[0, 0],                 // SET_TABLE
+            &[15, 0, 2, 0], b"connlimit4\0", &[0],                   // SET_NAME
+            &[8, 0, 3, 0, 0, 0, 0, 0x20],                            // SET_FLAGS eval
+            &[8, 0, 4, 0, 0, 0, 0, 7],                               // SET_KEY_TYPE ipv4_addr
+            &[8, 0, 5, 0, 0, 0, 0, 4],                               // SET_KEY_LEN
+            &[8, 0, 10, 0, 0, 0, 0, 2],                              // SET_ID
+            &[12, 0, 9, 0x80, 8, 0, 1, 0, 0, 1, 0, 0],               // SET_DESC { SIZE 65536 }
+            &[10, 0, 13, 0, 0, 4, 2, 0, 0, 0, 0, 0],                 // SET_USERDATA byteorder BE
+        ]
+        .concat();
+        assert_eq!(sets[1].3, want);
+    }
+
+    /// The new expressions, byte for byte as `nft --debug=mnl` sent them
+    /// (nft 1.0.6): the count meter's dynset, the inverted lookup, and the
+    /// rule-level connlimit.
+    #[test]
+    fn count_meter_expressions_match_nft() {
+        let encoded = |expr: Expr| {
+            let mut bytes = Vec::new();
+            encode_expr(&mut MsgEncoder { bytes: &mut bytes }, &expr).unwrap();
+            bytes
+        };
+        #[rustfmt::skip]
+        let dynset: Vec<u8> = [
+            &[11u8, 0, 1, 0][..], b"dynset\0", &[0],                 // EXPR_NAME
+            &[84, 0, 2, 0x80],                                       // EXPR_DATA
+            &[8, 0, 4, 0, 0, 0, 0, 1],                               // SREG_KEY 1
+            &[8, 0, 3, 0, 0, 0, 0, 0],                               // OP add
+            &[15, 0, 1, 0], b"connlimit4\0", &[0],                   // SET_NAME
+            &[8, 0, 2, 0, 0, 0, 0, 2],                               // SET_ID
+            &[40, 0, 7, 0x80],                                       // EXPR
+            &[14, 0, 1, 0], b"connlimit\0", &[0, 0],
+            &[20, 0, 2, 0x80], &[8, 0, 1, 0, 0, 0, 0, 32], &[8, 0, 2, 0, 0, 0, 0, 1],
+        ]
+        .concat();
+        assert_eq!(encoded(Expr::DynsetCountOver(32)), dynset);
+        #[rustfmt::skip]
+        let lookup: Vec<u8> = [
+            &[11u8, 0, 1, 0][..], b"lookup\0", &[0],                 // EXPR_NAME
+            &[44, 0, 2, 0x80],                                       // EXPR_DATA
+            &[8, 0, 2, 0, 0, 0, 0, 1],                               // SREG 1
+            &[15, 0, 1, 0], b"ratelimit4\0", &[0],                   // SET
+            &[8, 0, 4, 0, 0, 0, 0, 1],                               // SET_ID
+            &[8, 0, 5, 0, 0, 0, 0, 1],                               // FLAGS inv
+        ]
+        .concat();
+        assert_eq!(encoded(Expr::LookupNot(Meter::Rate)), lookup);
+        #[rustfmt::skip]
+        let connlimit: Vec<u8> = [
+            &[14u8, 0, 1, 0][..], b"connlimit\0", &[0, 0],           // EXPR_NAME
+            &[20, 0, 2, 0x80],                                       // EXPR_DATA
+            &[8, 0, 1, 0, 0, 0, 0x03, 0xe8],                         // COUNT 1000
+            &[8, 0, 2, 0, 0, 0, 0, 1],                               // FLAGS inv (over)
+        ]
+        .concat();
+        assert_eq!(encoded(Expr::ConnlimitOver(1000)), connlimit);
     }
 
     /// The loopback rule, byte for byte as nft sends it.

@@ -4,8 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::ir::{
-    self, Action, Match, Ruleset, CT_ESTABLISHED, CT_INVALID, CT_NEW, CT_RELATED, METER_SET,
-    METER_SIZE, TABLE,
+    self, Action, Match, Meter, Ruleset, CT_ESTABLISHED, CT_INVALID, CT_NEW, CT_RELATED, TABLE,
 };
 use crate::policy::{Phase, Policy};
 
@@ -40,12 +39,24 @@ pub fn render_nft(policy: &Policy, phase: Phase) -> String {
 
 fn render_table(out: &mut String, rs: &Ruleset) {
     let _ = writeln!(out, "table inet {TABLE} {{");
-    let _ = writeln!(out, "\tset {METER_SET} {{");
-    let _ = writeln!(out, "\t\ttype ipv4_addr");
-    let _ = writeln!(out, "\t\tsize {METER_SIZE}");
-    let _ = writeln!(out, "\t\tflags dynamic,timeout");
-    let _ = writeln!(out, "\t\ttimeout {}s", rs.meter.timeout_secs);
-    let _ = writeln!(out, "\t}}");
+    for (i, set) in rs.meters.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "\tset {} {{", set.meter.set_name());
+        let _ = writeln!(out, "\t\ttype ipv4_addr");
+        let _ = writeln!(out, "\t\tsize {}", set.size);
+        match set.timeout_secs {
+            Some(secs) => {
+                let _ = writeln!(out, "\t\tflags dynamic,timeout");
+                let _ = writeln!(out, "\t\ttimeout {secs}s");
+            }
+            None => {
+                let _ = writeln!(out, "\t\tflags dynamic");
+            }
+        }
+        let _ = writeln!(out, "\t}}");
+    }
     for chain in &rs.chains {
         out.push('\n');
         let name = chain.hook.name();
@@ -74,6 +85,7 @@ fn match_text(m: Match) -> String {
         Match::UdpPorts { sport, dport } => format!("udp sport {sport} udp dport {dport}"),
         Match::IcmpEchoRequest => "icmp type echo-request".to_owned(),
         Match::Ipv4Daddr(ip) => format!("ip daddr {ip}"),
+        Match::SourceNotInMeter(meter) => format!("ip saddr != @{}", meter.set_name()),
     }
 }
 
@@ -98,8 +110,15 @@ fn action_text(action: Action) -> String {
         Action::Accept => "accept".to_owned(),
         Action::Drop => "drop".to_owned(),
         Action::DropOverSourceLimit(limit) => format!(
-            "update @{METER_SET} {{ ip saddr limit rate over {}/second burst {} packets }} drop",
-            limit.per_second, limit.burst
+            "update @{} {{ ip saddr limit rate over {}/second burst {} packets }} drop",
+            Meter::Rate.set_name(),
+            limit.per_second,
+            limit.burst
         ),
+        Action::DropOverSourceConnections(max) => format!(
+            "add @{} {{ ip saddr ct count over {max} }} drop",
+            Meter::Count.set_name()
+        ),
+        Action::DropOverConnections(max) => format!("ct count over {max} drop"),
     }
 }

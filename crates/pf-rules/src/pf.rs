@@ -19,6 +19,14 @@ use crate::policy::{Egress, Phase, Policy};
 /// over the rate; there is deliberately no `overload <table>`, which would
 /// ban a source (and everyone behind its NAT) until something expires the
 /// table, and nothing on the appliance would.
+///
+/// The concurrent caps are the rule's state options: `max-src-conn N` per
+/// source (pf counts a connection once its handshake completes), `max N`
+/// states for the rule as a whole (half-open ones included), and
+/// `max-src-nodes N` sources tracked at once, with `set limit src-nodes N`
+/// for the table they live in. A new source beyond `max-src-nodes` gets no
+/// state and so no connection: pf's source tracking fails closed, like the
+/// nftables meters.
 pub fn render_pf(policy: &Policy, phase: Phase) -> String {
     let mut out = String::new();
     let limit = policy.new_connections;
@@ -29,14 +37,19 @@ pub fn render_pf(policy: &Policy, phase: Phase) -> String {
         phase.name()
     );
     let _ = writeln!(out, "set block-policy drop");
+    let _ = writeln!(out, "set limit src-nodes {}", policy.meter_size);
     let _ = writeln!(out, "set skip on lo0");
     let _ = writeln!(out, "scrub in all");
     let _ = writeln!(out, "block drop all");
     let _ = writeln!(out, "block drop quick inet6 all");
     let _ = writeln!(
         out,
-        "pass in quick inet proto tcp from any to any port {} flags S/SA keep state (max-src-conn-rate {}/{})",
+        "pass in quick inet proto tcp from any to any port {} flags S/SA keep state \
+         (max {}, source-track rule, max-src-nodes {}, max-src-conn {}, max-src-conn-rate {}/{})",
         policy.server_port,
+        policy.connections.total,
+        policy.meter_size,
+        policy.connections.per_source,
         limit.burst,
         limit.refill_seconds()
     );

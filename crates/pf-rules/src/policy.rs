@@ -50,6 +50,16 @@ impl RateLimit {
     }
 }
 
+/// Caps on concurrent connections to the server port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimit {
+    /// Connections one source address may hold at once; its next SYN is
+    /// dropped silently.
+    pub per_source: u32,
+    /// Connections all sources together may hold at once.
+    pub total: u32,
+}
+
 /// One kind of outbound connection the appliance itself may start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Egress {
@@ -72,6 +82,11 @@ pub struct Policy {
     pub server_port: u16,
     /// Per-source limit on new connections to the server port.
     pub new_connections: RateLimit,
+    /// Caps on concurrent connections to the server port.
+    pub connections: ConnLimit,
+    /// Sources each per-source meter remembers at once. A new source that
+    /// finds a meter full is dropped: the meters fail closed.
+    pub meter_size: u32,
     /// Answer ICMP echo-request.
     pub icmp_echo: bool,
     /// The metadata server (address and port from `metadata.base_url`).
@@ -90,6 +105,11 @@ impl Policy {
                 per_second: spec.firewall.conn_rate_per_source,
                 burst: spec.firewall.conn_burst_per_source,
             },
+            connections: ConnLimit {
+                per_source: spec.firewall.conn_max_per_source,
+                total: spec.firewall.conn_max_total,
+            },
+            meter_size: spec.firewall.meter_size,
             icmp_echo: spec.firewall.icmp_echo,
             metadata: metadata_endpoint(&spec.metadata.base_url)?,
         })
@@ -213,6 +233,14 @@ mod tests {
                 burst: 40
             }
         );
+        assert_eq!(
+            p.connections,
+            ConnLimit {
+                per_source: 32,
+                total: 1000
+            }
+        );
+        assert_eq!(p.meter_size, 65536);
         assert!(p.icmp_echo);
         assert_eq!(p.metadata, "169.254.169.254:80".parse().unwrap());
         assert_eq!(p.egress(Phase::Sealed), Vec::new());

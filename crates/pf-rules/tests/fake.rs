@@ -50,7 +50,7 @@ fn verify_is_recorded_and_reports_the_rendered_hash() {
     fw.apply(&policy, Phase::Sealed).unwrap();
     let rb = fw.verify(&policy, Phase::Sealed).unwrap();
     assert_eq!(rb, pf_rules::ReadBack::expected(&policy, Phase::Sealed));
-    assert_eq!(rb.rules, 10);
+    assert_eq!(rb.rules, 14);
     assert!(fw.verify(&policy, Phase::Sealed).is_err());
     assert_eq!(
         fw.calls[1],

@@ -96,3 +96,42 @@ fn nft_text_replaces_only_our_table() {
         );
     }
 }
+
+/// New connections to the server port pass both per-source meters, the
+/// drop of a source a full meter could not hold, and the global cap, in
+/// that order, before the one accept; the caps are the spec's.
+#[test]
+fn server_port_is_metered_and_fails_closed() {
+    let text = appliance_spec::REFERENCE_TOML
+        .replace("conn_max_per_source = 32", "conn_max_per_source = 7")
+        .replace("conn_max_total = 1000", "conn_max_total = 900")
+        .replace("meter_size = 65536", "meter_size = 4096");
+    let p = Policy::from_spec(&Spec::from_toml_str(&text).unwrap()).unwrap();
+    for phase in Phase::ALL {
+        let nft = render_nft(&p, phase);
+        let port_rules: Vec<&str> = nft
+            .lines()
+            .map(str::trim)
+            .filter_map(|l| l.strip_prefix("tcp dport 6379 ct state new "))
+            .collect();
+        assert_eq!(
+            port_rules,
+            [
+                "update @ratelimit4 { ip saddr limit rate over 20/second burst 40 packets } drop",
+                "ip saddr != @ratelimit4 drop",
+                "add @connlimit4 { ip saddr ct count over 7 } drop",
+                "ip saddr != @connlimit4 drop",
+                "ct count over 900 drop",
+                "accept",
+            ],
+            "{phase:?}"
+        );
+        assert_eq!(nft.matches("size 4096").count(), 2, "{nft}");
+        let pf = render_pf(&p, phase);
+        assert!(pf.contains("set limit src-nodes 4096\n"), "{pf}");
+        assert!(
+            pf.contains("keep state (max 900, source-track rule, max-src-nodes 4096, max-src-conn 7, max-src-conn-rate 40/2)"),
+            "{pf}"
+        );
+    }
+}

@@ -7,8 +7,9 @@
 //! id) and to some expressions (defaults such as bitwise's operation or a
 //! dynset's timeout and flags). So every attribute we send must come back
 //! with the same value, recursively, and the kernel's extras are ignored;
-//! the only attribute we send that the kernel never reports is the dynset's
-//! batch-local set id (it reports the set by name, which is compared).
+//! the only attributes we send that the kernel never reports are the
+//! batch-local set ids of dynset and lookup (it reports the set by name,
+//! which is compared).
 #![forbid(unsafe_code)]
 
 use sha2::{Digest, Sha256};
@@ -16,9 +17,9 @@ use sha2::{Digest, Sha256};
 use super::{
     encode_expr, finish_message, messages, ne_u16, push_header, rule_exprs, MsgEncoder, NlMessage,
     NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFTA_DYNSET_SET_ID, NFTA_EXPR_DATA, NFTA_EXPR_NAME,
-    NFTA_LIST_ELEM, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE, NFT_MSG_GETRULE,
-    NFT_MSG_NEWRULE, NLA_F_NESTED, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_NOOP, NLM_F_DUMP,
-    NLM_F_REQUEST,
+    NFTA_LIST_ELEM, NFTA_LOOKUP_SET_ID, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE,
+    NFT_MSG_GETRULE, NFT_MSG_NEWRULE, NLA_F_NESTED, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN,
+    NLMSG_NOOP, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use crate::ir::{self, TABLE};
 use crate::nft::render_nft;
@@ -292,10 +293,10 @@ fn compare_expr(want: &[u8], got: &[u8]) -> Result<(), String> {
     }
     // The set id only names the set within our batch; the kernel reports
     // the set by name, which is compared.
-    let skip: &[u16] = if name == "dynset" {
-        &[NFTA_DYNSET_SET_ID]
-    } else {
-        &[]
+    let skip: &[u16] = match name.as_str() {
+        "dynset" => &[NFTA_DYNSET_SET_ID],
+        "lookup" => &[NFTA_LOOKUP_SET_ID],
+        _ => &[],
     };
     let want_data = field(&w, NFTA_EXPR_DATA).unwrap_or_default();
     let got_data = field(&g, NFTA_EXPR_DATA).unwrap_or_default();
@@ -405,7 +406,7 @@ mod tests {
         assert_eq!(dump.rules, rules);
         let rb = verify_rules(&policy, Phase::Sealed, &dump.rules).unwrap();
         assert_eq!(rb, ReadBack::expected(&policy, Phase::Sealed));
-        assert_eq!(rb.rules, 10);
+        assert_eq!(rb.rules, 14);
         assert_eq!(rb.sha256.len(), 64);
     }
 
@@ -427,7 +428,7 @@ mod tests {
             (
                 "boot loaded",
                 boot,
-                "chain input rule #8: the chain should hold 7 rules, the kernel has 8",
+                "chain input rule #12: the chain should hold 11 rules, the kernel has 12",
             ),
             ("reordered", swapped, "chain input rule #2"),
             ("missing last", short, "chain output rule #3"),
