@@ -62,8 +62,26 @@ pub struct NetnsPair {
     pub client: String,
 }
 
+/// The `i`th client address (0-based) of [`NetnsPair::with_clients`]:
+/// 10.203.0.2, 10.203.0.3, ...
+pub fn client_ip(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 203, 0, i.saturating_add(2))
+}
+
 impl NetnsPair {
     pub fn new() -> NetnsPair {
+        NetnsPair::with_client_addrs(29, &[CLIENT_IP, CLIENT_IP2])
+    }
+
+    /// A pair whose client end has `count` addresses ([`client_ip`]), in a
+    /// 10.203.0.0/24 that exists only inside the two namespaces.
+    pub fn with_clients(count: u8) -> NetnsPair {
+        assert!(count <= 250);
+        let addrs: Vec<Ipv4Addr> = (0..count).map(client_ip).collect();
+        NetnsPair::with_client_addrs(24, &addrs)
+    }
+
+    fn with_client_addrs(prefix: u8, clients: &[Ipv4Addr]) -> NetnsPair {
         let tag = unique_tag();
         let pair = NetnsPair {
             server: format!("pfr-s-{tag}"),
@@ -90,11 +108,19 @@ impl NetnsPair {
         ]);
         for (ns, link, addrs) in [
             (&guard.server, &vs, vec![SERVER_IP]),
-            (&guard.client, &vc, vec![CLIENT_IP, CLIENT_IP2]),
+            (&guard.client, &vc, clients.to_vec()),
         ] {
             ip(&["-n", ns, "link", "set", "lo", "up"]);
             for a in addrs {
-                ip(&["-n", ns, "addr", "add", &format!("{a}/29"), "dev", link]);
+                ip(&[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{a}/{prefix}"),
+                    "dev",
+                    link,
+                ]);
             }
             ip(&["-n", ns, "link", "set", link, "up"]);
         }
@@ -242,4 +268,97 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// A TCP server inside a namespace that accepts every connection and holds
+/// it until the client closes (then closes its end too), as the real
+/// server does: so a closed client connection really ends, in conntrack as
+/// well. Stops when dropped.
+pub struct HoldingServer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HoldingServer {
+    pub fn start(ns: &str, ip: Ipv4Addr, port: u16) -> HoldingServer {
+        let listener = in_netns(ns, move || {
+            let l = TcpListener::bind(SocketAddrV4::new(ip, port)).unwrap();
+            l.set_nonblocking(true).unwrap();
+            l
+        });
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        let flag = flag.clone();
+                        std::thread::spawn(move || {
+                            use std::io::Read;
+                            stream
+                                .set_read_timeout(Some(Duration::from_millis(100)))
+                                .unwrap();
+                            let mut buf = [0u8; 64];
+                            while !flag.load(Ordering::Relaxed) {
+                                match stream.read(&mut buf) {
+                                    Ok(0) => return,
+                                    Ok(_) => {}
+                                    Err(e)
+                                        if matches!(
+                                            e.kind(),
+                                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                                        ) => {}
+                                    Err(_) => return,
+                                }
+                            }
+                        });
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+        });
+        HoldingServer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for HoldingServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The elements of set `set` of our table in namespace `ns`, as `nft`
+/// prints them (addresses only).
+pub fn set_elements(ns: &str, set: &str) -> Vec<Ipv4Addr> {
+    let out = run(Command::new("ip").args([
+        "netns",
+        "exec",
+        ns,
+        "nft",
+        "list",
+        "set",
+        "inet",
+        "appliance",
+        set,
+    ]));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let Some(start) = text.find("elements = {") else {
+        return Vec::new();
+    };
+    let body = &text[start + "elements = {".len()..];
+    let body = &body[..body.find('}').unwrap()];
+    body.split(',')
+        .filter_map(|e| e.split_whitespace().next())
+        .map(|a| a.parse().unwrap())
+        .collect()
 }
