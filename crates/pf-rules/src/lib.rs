@@ -5,8 +5,10 @@
 //! checked rule by rule against what was loaded ([`Firewall::verify`]).
 //!
 //! The policy is default drop, silently (no RST, no ICMP unreachable): inbound
-//! only the server port (with a per-source new-connection rate limit), ICMP
-//! echo if the spec asks, loopback, and replies to established connections.
+//! only the server port (with a per-source new-connection rate limit, a
+//! per-source and a total cap on concurrent connections, and a source that
+//! a full meter cannot hold dropped: the meters fail closed), ICMP echo if
+//! the spec asks, loopback, and replies to established connections.
 //! Outbound depends on the boot [`Phase`]: DHCP and the metadata server while
 //! booting, nothing of our own once sealed. IPv6 is dropped everywhere but on
 //! loopback.

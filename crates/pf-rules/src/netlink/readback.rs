@@ -487,6 +487,54 @@ mod tests {
         assert!(err.to_string().contains("chain input rule #1"), "{err}");
     }
 
+    /// The meters' expressions are compared value by value too: a count
+    /// cap, a lookup's inversion or a set name that differs is caught.
+    #[test]
+    fn meter_expression_values_are_compared() {
+        let policy = reference();
+        let rules = expected_rules(&policy, Phase::Sealed).unwrap();
+        let find = |needle: &[u8]| {
+            rules
+                .iter()
+                .position(|r| r.exprs.windows(needle.len()).any(|w| w == needle))
+                .unwrap()
+        };
+        // (rule holding the bytes, bytes, replacement, rule # in input)
+        let cases: [(&[u8], &[u8], usize); 3] = [
+            // add @connlimit4 { ... ct count over 32 }: 32 -> 33.
+            (&[8, 0, 1, 0, 0, 0, 0, 32], &[8, 0, 1, 0, 0, 0, 0, 33], 7),
+            // ip saddr != @connlimit4: the inversion flag cleared.
+            (
+                b"connlimit4\0\0\x08\0\x04\0\0\0\0\x02\x08\0\x05\0\0\0\0\x01",
+                b"connlimit4\0\0\x08\0\x04\0\0\0\0\x02\x08\0\x05\0\0\0\0\x00",
+                8,
+            ),
+            // ct count over 1000 -> 1001.
+            (
+                &[8, 0, 1, 0, 0, 0, 0x03, 0xe8],
+                &[8, 0, 1, 0, 0, 0, 0x03, 0xe9],
+                9,
+            ),
+        ];
+        for (from, to, rule) in cases {
+            let idx = find(from);
+            assert_eq!(idx + 1, rule, "{from:02x?}");
+            let mut changed = rules.clone();
+            let at = changed[idx]
+                .exprs
+                .windows(from.len())
+                .position(|w| w == from)
+                .unwrap();
+            changed[idx].exprs[at..at + from.len()].copy_from_slice(to);
+            let err = verify_rules(&policy, Phase::Sealed, &changed).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("chain input rule #{rule}")),
+                "{err}"
+            );
+        }
+    }
+
     #[test]
     fn dump_errors_and_truncation() {
         let err = parse_rule_dump(&done(3, -2)).unwrap_err();
