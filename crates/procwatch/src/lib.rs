@@ -39,9 +39,11 @@ pub mod fake;
 #[cfg(target_os = "linux")]
 pub mod linux;
 
-pub use engine::{DetectedBy, Engine, Stats, Verdict};
+pub use engine::{DetectedBy, Engine, Stats, Verdict, MAX_READ_ATTEMPTS};
 pub use error::Error;
-pub use model::{ProcEvent, ProcInfo, SourceEvent};
+pub use model::{
+    Incomplete, Liveness, Partial, ProcEvent, ProcInfo, Read, SourceEvent, Unreadable,
+};
 pub use policy::{
     ChildRule, Decision, History, OnEventLoss, Policy, Reason, RootRule, Scope, SealOn,
     SealedRules, DEFAULT_RESCAN_INTERVAL,

@@ -9,7 +9,7 @@ use procwatch::linux::{run_governor, GovernorConfig, PowerButtons, ProcConnector
 use procwatch::parse::input::{encode_input_event, InputEvent, InputLayout, EV_KEY, KEY_POWER};
 use procwatch::{
     ChildRule, Decision, DetectedBy, Enforcer, Engine, Error, Machine, NoEvents, OnEventLoss,
-    Policy, ProcInfo, ProcessSource, Reason, RootRule, Scope, SealOn, SealedRules, Verdict,
+    Policy, ProcInfo, ProcessSource, Read, Reason, RootRule, Scope, SealOn, SealedRules, Verdict,
 };
 
 const ROLE: &str = "PROCWATCH_TEST_ROLE";
@@ -33,6 +33,11 @@ impl Enforcer for ChannelEnforcer {
         Ok(())
     }
     fn note(&mut self, _verdict: &Verdict) {}
+}
+
+/// The complete records of a snapshot.
+fn complete(snapshot: Vec<Read>) -> Vec<ProcInfo> {
+    snapshot.into_iter().filter_map(Read::complete).collect()
 }
 
 fn me() -> PathBuf {
@@ -93,7 +98,7 @@ fn procfs_reads_hostile_names_and_skips_vanished() {
     let fs = ProcFs::default();
     let deadline = Instant::now() + Duration::from_secs(5);
     let p = loop {
-        let p = fs.read_process(pid).unwrap().unwrap();
+        let p = fs.read_process(pid).unwrap().complete().unwrap();
         if p.comm != b"sh" || Instant::now() > deadline {
             break p;
         }
@@ -110,9 +115,9 @@ fn procfs_reads_hostile_names_and_skips_vanished() {
     // A snapshot reader re-reads a process it holds from `status` alone,
     // whose Name: is escaped: the name must come back the same.
     let mut held = ProcFs::default();
-    held.snapshot().unwrap();
+    complete(held.snapshot().unwrap());
     let before = held.stats().files_read;
-    let again = held.snapshot().unwrap();
+    let again = complete(held.snapshot().unwrap());
     let q = again.iter().find(|q| q.pid == pid).unwrap();
     assert_eq!(
         (&q.comm, q.ppid, q.start_time, &q.exe, &q.cmdline),
@@ -125,8 +130,8 @@ fn procfs_reads_hostile_names_and_skips_vanished() {
         "{files} reads for {users} user processes"
     );
     drop(child);
-    assert_eq!(fs.read_process(pid).unwrap(), None);
-    let kthreadd = fs.read_process(2).unwrap().unwrap();
+    assert_eq!(fs.read_process(pid).unwrap(), Read::Gone);
+    let kthreadd = fs.read_process(2).unwrap().complete().unwrap();
     assert!(kthreadd.kernel_thread, "{kthreadd:?}");
     // The getdents64 listing agrees with std's readdir: what both readdir
     // listings around it show is in it, and nothing outside either.
@@ -160,7 +165,7 @@ fn procfs_reads_hostile_names_and_skips_vanished() {
     let plain_dir = ProcFs::new(&dir, 64).pids().unwrap();
     assert_eq!(plain_dir, (1..=300).collect::<Vec<u32>>());
     std::fs::remove_dir_all(&dir).unwrap();
-    let all = ProcFs::default().snapshot().unwrap();
+    let all = complete(ProcFs::default().snapshot().unwrap());
     assert!(all.iter().any(|p| p.pid == std::process::id()));
     println!(
         "ok: /proc reader (hostile comm, vanished pid, kernel thread, {} processes)",
@@ -176,9 +181,9 @@ fn procfs_reuses_live_kernel_threads_unread() {
         fs.uses_pidfds(),
         "the host's /proc is this process's own PID namespace"
     );
-    let first = fs.snapshot().unwrap();
+    let first = complete(fs.snapshot().unwrap());
     let before = fs.stats();
-    let second = fs.snapshot().unwrap();
+    let second = complete(fs.snapshot().unwrap());
     let after = fs.stats();
     let kernel: Vec<&ProcInfo> = second.iter().filter(|p| p.kernel_thread).collect();
     let users = second.len() - kernel.len();
@@ -211,7 +216,7 @@ fn procfs_reuses_live_kernel_threads_unread() {
     // What the cache reports agrees with an uncached read of each one.
     let fresh = ProcFs::default().without_pidfds();
     for k in &kernel {
-        let Some(now) = fresh.read_process(k.pid).unwrap() else {
+        let Some(now) = fresh.read_process(k.pid).unwrap().complete() else {
             continue; // exited since
         };
         assert_eq!(
@@ -229,9 +234,9 @@ fn procfs_reuses_live_kernel_threads_unread() {
     // The reader without pidfds re-reads every kernel thread each time.
     let mut plain = ProcFs::default().without_pidfds();
     assert!(!plain.uses_pidfds());
-    plain.snapshot().unwrap();
+    complete(plain.snapshot().unwrap());
     let start = plain.stats();
-    let snap = plain.snapshot().unwrap();
+    let snap = complete(plain.snapshot().unwrap());
     let plain_files = plain.stats().files_read - start.files_read;
     assert_eq!(plain.stats().kernel_threads_reused, 0);
     assert!(
@@ -275,7 +280,11 @@ fn procfs_held_process_is_seen_after_exec() {
     let mut stdin = child.stdin.take().unwrap();
     let child = Guard(child);
     let mut fs = ProcFs::default();
-    let find = |fs: &mut ProcFs| fs.snapshot().unwrap().into_iter().find(|p| p.pid == pid);
+    let find = |fs: &mut ProcFs| {
+        complete(fs.snapshot().unwrap())
+            .into_iter()
+            .find(|p| p.pid == pid)
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
     let before = loop {
         let p = find(&mut fs).unwrap();
@@ -350,7 +359,7 @@ fn role_pid_reuse() {
         // Until sleep has exec'd, the child shows this test binary.
         let deadline = Instant::now() + Duration::from_secs(5);
         let seen = loop {
-            let snap = fs.snapshot().unwrap();
+            let snap = complete(fs.snapshot().unwrap());
             let p = snap.into_iter().find(|p| p.pid == pid).unwrap();
             if cmd(&p) == "sleep 1001 " || Instant::now() > deadline {
                 break p;
@@ -363,7 +372,7 @@ fn role_pid_reuse() {
         let new = sleeper_at(pid, "1002");
         let deadline = Instant::now() + Duration::from_secs(5);
         let now = loop {
-            let snap = fs.snapshot().unwrap();
+            let snap = complete(fs.snapshot().unwrap());
             let p = snap.into_iter().find(|p| p.pid == pid).unwrap();
             // Inside execve the new image's command line reads as empty
             // for a moment; the reader re-reads an empty line.
@@ -404,6 +413,7 @@ fn procfs_of_another_pid_namespace_uses_no_pidfds() {
             .snapshot()
             .unwrap()
             .into_iter()
+            .filter_map(Read::complete)
             .find(|p| p.ppid == outer && p.exe.as_ref().is_some_and(|e| e.ends_with("sleep")));
         if let Some(p) = found {
             break p.pid;
@@ -421,7 +431,7 @@ fn procfs_of_another_pid_namespace_uses_no_pidfds() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let snap = loop {
-        let snap = fs.snapshot().unwrap();
+        let snap = complete(fs.snapshot().unwrap());
         if !snap.is_empty() || Instant::now() > deadline {
             break snap;
         }
@@ -437,7 +447,7 @@ fn procfs_of_another_pid_namespace_uses_no_pidfds() {
         "{one:?}"
     );
     // Read twice: nothing is taken unread without pidfds.
-    fs.snapshot().unwrap();
+    complete(fs.snapshot().unwrap());
     assert_eq!(fs.stats().kernel_threads_reused, 0);
     println!(
         "ok: a procfs of another PID namespace: no pidfds, {} processes read",
