@@ -606,6 +606,13 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
                         ..parent.info.clone()
                     });
                 let read = self.source.process(child_tgid).map(normalize);
+                // The copy is of this child: it has the child's start time.
+                let parent_copy = parent_copy.map(|mut copy| {
+                    if let Ok(Read::Incomplete(inc)) = &read {
+                        copy.start_time = inc.partial.start_time.unwrap_or(copy.start_time);
+                    }
+                    copy
+                });
                 let (info, unread) = self.resolve(child_tgid, read, parent_copy, parent_tgid);
                 // The child already runs another image than its parent: the
                 // exec raced ahead of this read. Judge it as the exec it is.

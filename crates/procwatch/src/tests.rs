@@ -346,6 +346,16 @@ fn unreadable_records_table() {
             vec![Listed(155, unreadable(155)), Then(155, zombie(155)), Rescan], vec![], vec![(155, ByRescan)], 1),
         ("fork, the child exiting before it is read: its parent's copy",
             vec![Then(103, exiting(103)), fork(1, 103)], vec![], vec![(103, Event)], 0),
+        // The parent's copy must not carry the parent's start time: the
+        // child's own (readable) one says it is the same process.
+        ("fork, the child exiting, its start time not its parent's: its parent's copy",
+            vec![Then(103, incomplete(Unreadable::Exe, Liveness::Exiting, Partial { start_time: Some(9), ..part(103, 1) })),
+                 fork(1, 103)],
+            vec![], vec![(103, Event)], 0),
+        ("fork, the child a zombie before it is read: its parent's copy",
+            vec![Then(103, incomplete(Unreadable::Exe, Liveness::Zombie, Partial { start_time: Some(9), ..part(103, 1) })),
+                 fork(1, 103)],
+            vec![], vec![(103, Event)], 0),
         ("fork, the child read in part shows another exe: the exec raced ahead",
             vec![Then(104, incomplete(Unreadable::Status, Liveness::Running, Partial { exe: Some("/bin/sh".into()), ..part(104, 1) })),
                  fork(1, 104)],

@@ -2,14 +2,15 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use procwatch::linux::{run_governor, GovernorConfig, PowerButtons, ProcConnector, ProcFs};
 use procwatch::parse::input::{encode_input_event, InputEvent, InputLayout, EV_KEY, KEY_POWER};
 use procwatch::{
-    ChildRule, Decision, DetectedBy, Enforcer, Engine, Error, Machine, NoEvents, OnEventLoss,
-    Policy, ProcInfo, ProcessSource, Read, Reason, RootRule, Scope, SealOn, SealedRules, Verdict,
+    ChildRule, Decision, DetectedBy, Enforcer, Engine, Error, Liveness, Machine, NoEvents,
+    OnEventLoss, Policy, ProcInfo, ProcessSource, Read, Reason, RootRule, Scope, SealOn,
+    SealedRules, Stats, Verdict,
 };
 
 const ROLE: &str = "PROCWATCH_TEST_ROLE";
@@ -565,6 +566,199 @@ impl Machine for PrintingMachine {
     }
 }
 
+/// What a source read, by kind.
+#[derive(Debug, Default, Clone, Copy)]
+struct ReadCounts {
+    complete: u64,
+    gone: u64,
+    exiting: u64,
+    zombie: u64,
+    running: u64,
+    unknown: u64,
+}
+
+impl ReadCounts {
+    fn count(&mut self, read: &Read) {
+        let slot = match read {
+            Read::Complete(_) => &mut self.complete,
+            Read::Gone => &mut self.gone,
+            Read::Incomplete(i) => match i.liveness {
+                Liveness::Exiting => &mut self.exiting,
+                Liveness::Zombie => &mut self.zombie,
+                Liveness::Running => &mut self.running,
+                Liveness::Unknown => &mut self.unknown,
+            },
+        };
+        *slot += 1;
+    }
+}
+
+/// A `/proc` reader that counts what it reads.
+struct Counting {
+    fs: ProcFs,
+    counts: Arc<Mutex<ReadCounts>>,
+}
+
+impl ProcessSource for Counting {
+    fn snapshot(&mut self) -> Result<Vec<Read>, Error> {
+        let snap = self.fs.snapshot()?;
+        let mut c = self.counts.lock().unwrap();
+        snap.iter().for_each(|r| c.count(r));
+        Ok(snap)
+    }
+    fn process(&mut self, pid: u32) -> Result<Read, Error> {
+        let r = self.fs.process(pid)?;
+        self.counts.lock().unwrap().count(&r);
+        Ok(r)
+    }
+    fn reread(&mut self, pid: u32) -> Result<Read, Error> {
+        let r = self.fs.reread(pid)?;
+        self.counts.lock().unwrap().count(&r);
+        Ok(r)
+    }
+}
+
+/// Forks plain children of this process (no exec: the same exe and uid),
+/// `n` of them or as many as fit in `budget`. Most `_exit` at once, every
+/// tenth after 1 ms; the parent reaps them lazily, every fiftieth fork
+/// pausing 2 ms first, so some stay zombies for a while. Each child
+/// inherits a 32 MiB written buffer: its exit tears that down after its
+/// exe link is gone, which widens the window in which a reader finds it
+/// exiting. Returns how many were forked.
+fn fork_storm(n: u32, budget: Duration) -> u32 {
+    let ballast = vec![1u8; 32 << 20];
+    let end = Instant::now() + budget;
+    let mut pending: Vec<libc::pid_t> = Vec::new();
+    let reap = |pending: &mut Vec<libc::pid_t>, flags| {
+        pending.retain(|&pid| {
+            let mut status = 0;
+            // SAFETY: waits for our own child `pid`; `status` is a live int.
+            let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+            r == 0
+        });
+    };
+    let mut forked = 0;
+    while forked < n && Instant::now() < end {
+        // SAFETY: the child only calls async-signal-safe functions
+        // (nanosleep, _exit), as a fork of a multithreaded process must.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            if forked % 10 == 0 {
+                let ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 1_000_000,
+                };
+                // SAFETY: `ts` is a live timespec; no remainder is asked for.
+                unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+            }
+            // SAFETY: ends the child at once, running nothing of the parent's.
+            unsafe { libc::_exit(0) };
+        }
+        assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+        pending.push(pid);
+        forked += 1;
+        if forked % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        reap(&mut pending, libc::WNOHANG);
+    }
+    reap(&mut pending, 0);
+    assert!(pending.is_empty());
+    std::hint::black_box(&ballast);
+    forked
+}
+
+const STORM_FORKS: u32 = 5000;
+/// The storm stops by itself after this, however far it got.
+const STORM_BUDGET: Duration = Duration::from_secs(20);
+
+/// An allowed child (a plain fork of the root) forking and exiting
+/// thousands of times while the engine rescans every 5 ms (and, in the
+/// initial PID namespace, serves connector events): no halt. Then the
+/// control: a real forbidden process (an exec of another binary) is still
+/// halted. Returns the storm's report line.
+fn fork_storm_under_the_engine(
+    policy: Policy,
+    mut events: Option<procwatch::linux::ProcConnector>,
+) -> String {
+    let (tx, rx) = mpsc::channel();
+    let counts = Arc::new(Mutex::new(ReadCounts::default()));
+    let source = Counting {
+        fs: ProcFs::default(),
+        counts: counts.clone(),
+    };
+    let mut engine = Engine::new(policy, source, ChannelEnforcer(tx));
+    engine.start().unwrap();
+    assert!(rx.try_recv().is_err(), "a clean start must pass");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let runner = std::thread::spawn(move || -> Stats {
+        let keep_going = |_: &Engine<_, _>| !stop2.load(Ordering::Relaxed);
+        match events.as_mut() {
+            Some(conn) => engine.run(conn, keep_going).unwrap(),
+            None => engine.run(&mut NoEvents, keep_going).unwrap(),
+        }
+        engine.stats()
+    });
+    let started = Instant::now();
+    let forked = fork_storm(STORM_FORKS, STORM_BUDGET);
+    let storm = started.elapsed();
+    // A few more rescans over what the storm left.
+    std::thread::sleep(Duration::from_millis(100));
+    let halts: Vec<Verdict> = rx.try_iter().map(|(v, _)| v).collect();
+    assert!(halts.is_empty(), "{} false halts: {halts:?}", halts.len());
+    assert_eq!(forked, STORM_FORKS, "the storm ran out of time");
+    let child = sleeper();
+    let got = rx.recv_timeout(Duration::from_secs(10));
+    stop.store(true, Ordering::Relaxed);
+    let stats = runner.join().unwrap();
+    let (verdict, _) = got.expect("the forbidden process was not halted");
+    assert_eq!(halt_pid(&verdict), child.0.id(), "{verdict:?}");
+    let c = *counts.lock().unwrap();
+    // The storm must have shown the reader processes it could not read
+    // completely, or it tested nothing.
+    assert!(c.exiting + c.zombie > 0, "{c:?}");
+    format!(
+        "forks={forked} in {} ms, scans={} events={} incomplete={} rereads={}, reads {c:?}; control: {:?} by {}",
+        storm.as_millis(),
+        stats.scans,
+        stats.events,
+        stats.incomplete,
+        stats.rereads,
+        verdict.decision,
+        verdict.path
+    )
+}
+
+fn pidns_fork_storm_of_an_allowed_child_never_halts() {
+    let stdout = in_fresh_pid_namespace("fork-storm", "FORK-STORM-OK");
+    println!("ok: PID namespace, fork storm, rescans: {}", stdout.trim());
+}
+
+/// Runs as PID 1 of a fresh PID namespace: the whole machine watched by
+/// rescans alone (the connector does not speak to other namespaces).
+fn role_fork_storm() {
+    assert_eq!(std::process::id(), 1);
+    let policy = test_policy(1, Some(1), Scope::Machine, Duration::from_millis(5));
+    let report = fork_storm_under_the_engine(policy, None);
+    println!("FORK-STORM-OK {report}");
+}
+
+/// The same in the initial PID namespace, scoped to this process's
+/// descendants, with connector events beside the 5 ms rescans.
+fn connector_fork_storm_of_an_allowed_child_never_halts() {
+    let me_pid = std::process::id();
+    let policy = test_policy(
+        me_pid,
+        None,
+        Scope::Descendants(me_pid),
+        Duration::from_millis(5),
+    );
+    let conn = ProcConnector::open(procwatch::linux::DEFAULT_RCVBUF).unwrap();
+    let report = fork_storm_under_the_engine(policy, Some(conn));
+    println!("ok: fork storm, connector and rescans: {report}");
+}
+
 fn role_governor() {
     let root: u32 = std::env::var("PROCWATCH_TEST_ROOT")
         .unwrap()
@@ -681,9 +875,10 @@ pub(crate) fn main() {
         Ok("pidns") => return role_pidns(),
         Ok("governor") => return role_governor(),
         Ok("pid-reuse") => return role_pid_reuse(),
+        Ok("fork-storm") => return role_fork_storm(),
         _ => {}
     }
-    let tests: [(&str, fn()); 8] = [
+    let tests: [(&str, fn()); 10] = [
         (
             "procfs_reads_hostile_names_and_skips_vanished",
             procfs_reads_hostile_names_and_skips_vanished,
@@ -708,6 +903,14 @@ pub(crate) fn main() {
         (
             "connector_event_path_catches_a_forbidden_exec",
             connector_event_path_catches_a_forbidden_exec,
+        ),
+        (
+            "pidns_fork_storm_of_an_allowed_child_never_halts",
+            pidns_fork_storm_of_an_allowed_child_never_halts,
+        ),
+        (
+            "connector_fork_storm_of_an_allowed_child_never_halts",
+            connector_fork_storm_of_an_allowed_child_never_halts,
         ),
         (
             "run_governor_pets_powers_off_and_halts",
