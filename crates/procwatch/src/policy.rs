@@ -34,7 +34,8 @@ pub enum Reason {
         /// The rule's label.
         rule: String,
     },
-    /// A zombie never seen alive: it runs no code, so it is only noted.
+    /// A process never seen alive that has exited (a zombie, or a task
+    /// exiting whose memory is gone): it runs no code, so it is only noted.
     Zombie,
     /// No rule allows this process.
     Unlisted,
@@ -73,10 +74,10 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::AllowedChild { rule } => write!(f, "allowed child ({rule})"),
-            Reason::Zombie => f.write_str("zombie never seen alive"),
+            Reason::Zombie => f.write_str("exited (zombie or exiting) before seen alive"),
             Reason::Unlisted => f.write_str("process not allowed by policy"),
             Reason::Unreadable(what) => {
-                write!(f, "process not readable ({what} unreadable), unknown")
+                write!(f, "unknown process ({what} unreadable)")
             }
             Reason::RootMismatch => f.write_str("root process is not the declared server"),
             Reason::ExecAfterSeal => f.write_str("exec after seal"),

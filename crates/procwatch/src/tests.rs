@@ -708,6 +708,11 @@ fn console_lines_snapshot() {
             process: Some(ProcInfo::kernel_thread(9, 2, "odd")),
             path: DetectedBy::Rescan,
         },
+        Verdict {
+            decision: Decision::Halt(Reason::Unreadable(Unreadable::Exe)),
+            process: Some(part(150, 1).as_unknown()),
+            path: DetectedBy::Rescan,
+        },
     ]
     .iter()
     .map(render_verdict)
