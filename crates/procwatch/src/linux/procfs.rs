@@ -705,8 +705,27 @@ impl ProcessSource for ProcFs {
         Ok(out)
     }
 
+    /// The process that has `pid` now, through a directory opened for
+    /// this read. One read only in part keeps that directory for
+    /// [`ProcessSource::reread`] (and the next snapshot), so a re-read is
+    /// of the same process.
     fn process(&mut self, pid: u32) -> Result<Read, Error> {
-        self.read_process(pid)
+        let mut files = match self.open_dir(pid) {
+            Fetch::Got(files) => files,
+            Fetch::Gone => return Ok(Read::Gone),
+            Fetch::Failed => return Ok(unopened(pid)),
+        };
+        let read = self.read_through(pid, &mut files, None);
+        let room = self.open_descriptors().saturating_add(files.descriptors()) <= self.fd_budget;
+        if matches!(read, Read::Incomplete(_)) && room {
+            let known = Known {
+                info: None,
+                pidfd: None,
+                files: Some(files),
+            };
+            self.known.insert(pid, known);
+        }
+        Ok(read)
     }
 
     /// Through the files held for `pid` since the last snapshot, so it is

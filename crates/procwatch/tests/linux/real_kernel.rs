@@ -174,6 +174,47 @@ fn procfs_reads_hostile_names_and_skips_vanished() {
     );
 }
 
+/// A zombie reads as incomplete (its exe link is gone) with what could be
+/// read; re-read through the held files it stays that zombie, and once
+/// reaped it is gone, through the held files as afresh.
+fn procfs_reads_a_zombie_as_incomplete_and_the_reaped_as_gone() {
+    // SAFETY: the child only calls `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    assert!(pid > 0);
+    let upid = u32::try_from(pid).unwrap();
+    let mut fs = ProcFs::default();
+    let is_zombie = |r: &Read| matches!(r, Read::Incomplete(i) if i.liveness == Liveness::Zombie);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let read = loop {
+        let r = fs.read_process(upid).unwrap();
+        if is_zombie(&r) || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let Read::Incomplete(inc) = &read else {
+        panic!("{read:?}");
+    };
+    assert_eq!(inc.what, procwatch::Unreadable::Exe, "{inc:?}");
+    assert_eq!(inc.liveness, Liveness::Zombie, "{inc:?}");
+    assert_eq!(inc.partial.ppid, Some(std::process::id()), "{inc:?}");
+    assert_eq!(inc.partial.uids, Some((0, 0)), "{inc:?}");
+    assert!(inc.partial.start_time.is_some(), "{inc:?}");
+    let snap = fs.snapshot().unwrap();
+    assert!(snap.iter().any(|r| r.pid() == Some(upid) && is_zombie(r)));
+    assert!(is_zombie(&fs.reread(upid).unwrap()));
+    let mut status = 0;
+    // SAFETY: reaps our own child; `status` is a live int.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert_eq!(fs.reread(upid).unwrap(), Read::Gone);
+    assert_eq!(fs.read_process(upid).unwrap(), Read::Gone);
+    println!("ok: /proc reader: zombie {upid} read as {inc:?}, then gone");
+}
+
 /// Kernel threads whose pidfd is quiet are taken from the last snapshot
 /// unread, and what the reader reports of them matches a fresh read.
 fn procfs_reuses_live_kernel_threads_unread() {
@@ -878,10 +919,14 @@ pub(crate) fn main() {
         Ok("fork-storm") => return role_fork_storm(),
         _ => {}
     }
-    let tests: [(&str, fn()); 10] = [
+    let tests: [(&str, fn()); 11] = [
         (
             "procfs_reads_hostile_names_and_skips_vanished",
             procfs_reads_hostile_names_and_skips_vanished,
+        ),
+        (
+            "procfs_reads_a_zombie_as_incomplete_and_the_reaped_as_gone",
+            procfs_reads_a_zombie_as_incomplete_and_the_reaped_as_gone,
         ),
         (
             "procfs_reuses_live_kernel_threads_unread",
