@@ -129,7 +129,8 @@ fn watch(master: u32) {
     let info = ProcFs::default()
         .read_process(master)
         .unwrap()
-        .expect("no such process");
+        .complete()
+        .expect("no such process, or not readable completely (run as root)");
     let exe = info.exe.clone().expect("cannot read its exe (run as root)");
     // Workers drop to the uid of any existing child, else nobody (65534).
     let policy = nginx_policy(

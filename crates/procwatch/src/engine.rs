@@ -7,7 +7,9 @@ use std::fmt;
 use std::time::Instant;
 
 use crate::error::Error;
-use crate::model::{ProcEvent, ProcInfo, SourceEvent};
+use crate::model::{
+    Incomplete, Liveness, Partial, ProcEvent, ProcInfo, Read, SourceEvent, Unreadable,
+};
 use crate::policy::{Decision, History, OnEventLoss, Policy, Reason, Scope, SealOn};
 use crate::traits::{Enforcer, EventSource, ProcessSource};
 
@@ -49,6 +51,26 @@ pub struct Verdict {
     pub path: DetectedBy,
 }
 
+/// How many times, in all, a live process that was never read completely
+/// is read before it is judged unknown (the first read and the re-reads
+/// through [`ProcessSource::reread`]).
+///
+/// Three, because of what can make a live task's record unreadable for a
+/// moment. Gone, zombie and exiting are settled by the re-check the source
+/// makes through the process's own files (they are final states and are
+/// not re-read). What is left is a task whose state the re-check read as
+/// running: in the kernel that is a thread-group leader that is gone while
+/// another thread of its process is inside `execve` (the exec'ing thread
+/// takes over the pid, `de_thread`), or a process with no memory of its own
+/// outside exit (a usermode helper before its exec: nothing to wait for).
+/// One re-read after a yield lets an `execve` in flight finish; a second
+/// covers one that had to wait for its other threads to die. A record
+/// still unreadable after that stays unreadable, so more re-reads only
+/// lengthen the scan: the bound keeps one unreadable process's cost to
+/// three reads of `stat`, `status` and `exe` per verdict, so no process
+/// can stall the governor by staying unreadable.
+pub const MAX_READ_ATTEMPTS: u32 = 3;
+
 /// Counters, for tests and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -62,6 +84,10 @@ pub struct Stats {
     pub halts: u64,
     /// Notes handed to the enforcer.
     pub notes: u64,
+    /// Incomplete reads of processes in scope (see [`Read::Incomplete`]).
+    pub incomplete: u64,
+    /// Re-reads of processes never read completely, before a verdict.
+    pub rereads: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +99,9 @@ struct Entry {
     reported: bool,
     /// A note was already handed on for this process.
     noted: bool,
+    /// This process was never read completely and is alive: `info` is
+    /// what could be read, and the policy judges it as unknown.
+    unread: Option<Unreadable>,
 }
 
 impl Entry {
@@ -82,8 +111,56 @@ impl Entry {
             history: History::default(),
             reported: false,
             noted: false,
+            unread: None,
         }
     }
+
+    /// A process met for the first time in an incomplete read: one that
+    /// has exited runs no code (judged as a zombie); a live one is unknown.
+    fn from_incomplete(inc: &Incomplete) -> Self {
+        if inc.liveness.has_exited() {
+            return Self::new(inc.partial.as_exited());
+        }
+        Self {
+            unread: Some(inc.what),
+            ..Self::new(inc.partial.as_unknown())
+        }
+    }
+
+    /// Whether `read` is of the process this entry describes (a different
+    /// start time is another process with the same pid).
+    fn same_process(&self, read: &Read) -> bool {
+        match read {
+            Read::Complete(p) => p.start_time == self.info.start_time,
+            Read::Incomplete(i) => i
+                .partial
+                .start_time
+                .is_none_or(|t| t == self.info.start_time),
+            Read::Gone => false,
+        }
+    }
+}
+
+/// A complete record of a zombie (a fake source may give one): what the
+/// kernel shows of a zombie is an incomplete read, so it is treated as one.
+fn normalize(read: Read) -> Read {
+    match read {
+        Read::Complete(p) if p.zombie && p.exe.is_none() => Read::Incomplete(Incomplete {
+            what: Unreadable::Exe,
+            liveness: Liveness::Zombie,
+            partial: Partial::of(&p),
+        }),
+        other => other,
+    }
+}
+
+/// A known process (last read completely as `known`) read incompletely now:
+/// it keeps its identity, corrected by what could be read, and is marked
+/// exited if it has.
+fn settled(known: &ProcInfo, inc: &Incomplete) -> ProcInfo {
+    let mut p = inc.partial.over(known);
+    p.zombie = known.zombie || inc.liveness.has_exited();
+    p
 }
 
 /// The governor engine over a process source and an enforcer.
@@ -235,30 +312,47 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
 
     fn scan(&mut self, path: DetectedBy) -> Result<(), Error> {
         self.stats.scans += 1;
-        let snapshot = self.source.snapshot()?;
+        let snapshot: Vec<Read> = self.source.snapshot()?.into_iter().map(normalize).collect();
         let in_scope = self.scope_filter(&snapshot);
         let mut old = std::mem::take(&mut self.table);
         let mut missed: Vec<(u32, Decision)> = Vec::new();
-        for p in snapshot.into_iter().filter(|p| in_scope(p.pid)) {
-            let entry = match old.remove(&p.pid) {
-                Some(mut known) if known.info.start_time == p.start_time => {
-                    if let Some(d) = self.missed_change(&known, &p) {
-                        missed.push((p.pid, d));
-                    }
-                    if p.zombie && p.exe.is_none() {
-                        // Keep what we knew alive; a zombie shows no exe.
-                        known.info.zombie = true;
-                    } else {
-                        if p.exe.is_some() && p.exe != known.info.exe {
-                            known.history.execs = known.history.execs.saturating_add(1);
-                        }
-                        known.info = p;
-                    }
+        for read in snapshot {
+            let Some(pid) = read.pid().filter(|&pid| in_scope(pid)) else {
+                continue;
+            };
+            if matches!(read, Read::Incomplete(_)) {
+                self.stats.incomplete += 1;
+            }
+            let known = old.remove(&pid).filter(|k| k.same_process(&read));
+            let entry = match (known, read) {
+                (Some(mut known), Read::Complete(now)) if known.unread.is_none() => {
+                    self.update_known(&mut known, now, &mut missed);
                     known
                 }
-                _ => Entry::new(p),
+                // Known, read in part now (exiting, a zombie, a file that
+                // failed): it keeps the identity it had when last read
+                // completely, unless what could be read contradicts it.
+                (Some(mut known), Read::Incomplete(inc)) if known.unread.is_none() => {
+                    let now = settled(&known.info, &inc);
+                    self.update_known(&mut known, now, &mut missed);
+                    known
+                }
+                (_, Read::Gone) => continue,
+                // New, or known only as unreadable so far.
+                (known, read) => {
+                    let mut entry = match &read {
+                        Read::Complete(p) => Entry::new(p.clone()),
+                        Read::Incomplete(inc) => Entry::from_incomplete(inc),
+                        Read::Gone => continue,
+                    };
+                    if let Some(k) = known {
+                        entry.reported = k.reported;
+                        entry.noted = k.noted;
+                    }
+                    entry
+                }
             };
-            self.table.insert(entry.info.pid, entry);
+            self.table.insert(pid, entry);
         }
         let mut path = path;
         if !self.sealed && self.policy.seal_on == SealOn::RootExec {
@@ -289,25 +383,82 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
         }
         let pids: Vec<u32> = self.table.keys().copied().collect();
         for pid in pids {
+            if !self.settle(pid) {
+                continue;
+            }
             let Some(entry) = self.table.get(&pid) else {
                 continue;
             };
             if entry.reported {
                 continue;
             }
-            let parent_child = self.is_allowed_child(entry.info.ppid);
-            let decision = self
-                .policy
-                .judge_process(&entry.info, entry.history, parent_child);
+            let decision = self.decide(entry);
             self.deliver(pid, decision, path)?;
         }
         Ok(())
     }
 
+    /// A known process read again (`now`): a changed exe is a missed exec,
+    /// and missed changes are judged.
+    fn update_known(&self, known: &mut Entry, now: ProcInfo, missed: &mut Vec<(u32, Decision)>) {
+        if let Some(d) = self.missed_change(known, &now) {
+            missed.push((now.pid, d));
+        }
+        if now.exe.is_some() && now.exe != known.info.exe {
+            known.history.execs = known.history.execs.saturating_add(1);
+        }
+        known.info = now;
+    }
+
+    /// Before a verdict on a process never read completely, reads it again
+    /// through the source (the same process, see
+    /// [`ProcessSource::reread`]), up to [`MAX_READ_ATTEMPTS`] reads in all.
+    /// Returns whether the process is still in the table (a process gone
+    /// is dropped: its exit is no offence).
+    fn settle(&mut self, pid: u32) -> bool {
+        match self.table.get(&pid) {
+            None => return false,
+            Some(e) if e.unread.is_none() || e.reported => return true,
+            Some(_) => {}
+        }
+        for _ in 1..MAX_READ_ATTEMPTS {
+            // Let a task in the middle of `execve` or exit run.
+            std::thread::yield_now();
+            self.stats.rereads += 1;
+            let Ok(read) = self.source.reread(pid).map(normalize) else {
+                continue;
+            };
+            let settled = match &read {
+                Read::Gone => {
+                    self.table.remove(&pid);
+                    return false;
+                }
+                Read::Complete(p) => Entry::new(p.clone()),
+                Read::Incomplete(inc) if inc.liveness.has_exited() => Entry::from_incomplete(inc),
+                Read::Incomplete(_) => continue,
+            };
+            self.table.insert(pid, settled);
+            return true;
+        }
+        true
+    }
+
+    /// The policy's verdict on an entry's current state.
+    fn decide(&self, entry: &Entry) -> Decision {
+        if let Some(what) = entry.unread {
+            return self.policy.judge_unreadable(&entry.info, what);
+        }
+        let parent_child = self.is_allowed_child(entry.info.ppid);
+        self.policy
+            .judge_process(&entry.info, entry.history, parent_child)
+    }
+
     /// A rescan sees a known process with another exe or uid: an event was
     /// missed. Judged as the event would have been.
     fn missed_change(&self, known: &Entry, now: &ProcInfo) -> Option<Decision> {
-        if !self.sealed || known.reported || now.zombie {
+        // A zombie or exiting process shows what it had: its uid is its
+        // last one, and an exe it no longer shows is kept (see `settled`).
+        if !self.sealed || known.reported {
             return None;
         }
         let parent_child = self.is_allowed_child(now.ppid);
@@ -331,19 +482,31 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
     /// A membership test for the policy's scope over a snapshot. Processes
     /// already tracked stay in scope even if reparented (a daemonizing
     /// descendant does not escape).
-    fn scope_filter(&self, snapshot: &[ProcInfo]) -> impl Fn(u32) -> bool {
+    fn scope_filter(&self, snapshot: &[Read]) -> impl Fn(u32) -> bool {
         let members: Option<std::collections::HashSet<u32>> = match self.policy.scope {
             Scope::Machine => None,
             Scope::Descendants(root) => {
-                let parent: HashMap<u32, u32> = snapshot.iter().map(|p| (p.pid, p.ppid)).collect();
+                // A parent that could not be read is the one last known.
+                let parent_of = |r: &Read| match r {
+                    Read::Complete(p) => Some(p.ppid),
+                    Read::Incomplete(i) => i
+                        .partial
+                        .ppid
+                        .or_else(|| self.table.get(&i.partial.pid).map(|e| e.info.ppid)),
+                    Read::Gone => None,
+                };
+                let parent: HashMap<u32, u32> = snapshot
+                    .iter()
+                    .filter_map(|r| Some((r.pid()?, parent_of(r)?)))
+                    .collect();
                 let mut set = std::collections::HashSet::new();
-                for p in snapshot {
-                    let tracked = self
-                        .table
-                        .get(&p.pid)
-                        .is_some_and(|e| e.info.start_time == p.start_time);
-                    if tracked || descends_from(p.pid, root, &parent) {
-                        set.insert(p.pid);
+                for r in snapshot {
+                    let Some(pid) = r.pid() else {
+                        continue;
+                    };
+                    let tracked = self.table.get(&pid).is_some_and(|e| e.same_process(r));
+                    if tracked || descends_from(pid, root, &parent) {
+                        set.insert(pid);
                     }
                 }
                 Some(set)
@@ -357,7 +520,9 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
             return false;
         }
         self.table.get(&pid).is_some_and(|e| {
-            e.history.execs == 0 && self.policy.matching_child(&e.info, true).is_some()
+            e.unread.is_none()
+                && e.history.execs == 0
+                && self.policy.matching_child(&e.info, true).is_some()
         })
     }
 
@@ -368,17 +533,49 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
         }
     }
 
-    /// Fresh details of `pid` from the source, or what the table knows, or a
-    /// bare record (fails closed: no exe matches no rule).
-    fn fresh_info(&mut self, pid: u32, fallback_ppid: u32) -> ProcInfo {
-        if let Ok(Some(p)) = self.source.process(pid) {
-            if !(p.zombie && p.exe.is_none()) {
-                return p;
-            }
+    /// Fresh details of `pid` from the source, for an event: a complete
+    /// read; or what the table knew of it, corrected by what could be read;
+    /// or, for a process never read completely, what could be read, with
+    /// the part that could not (`Some`: the policy judges it as unknown).
+    fn fresh_info(&mut self, pid: u32, fallback_ppid: u32) -> (ProcInfo, Option<Unreadable>) {
+        let read = self.source.process(pid).map(normalize);
+        let known = self
+            .table
+            .get(&pid)
+            .filter(|e| e.unread.is_none())
+            .map(|e| e.info.clone());
+        self.resolve(pid, read, known, fallback_ppid)
+    }
+
+    /// What an event's read of `pid` means, given `known`, the last
+    /// complete record of that process (or its parent's copy, for a fork).
+    fn resolve(
+        &mut self,
+        pid: u32,
+        read: Result<Read, Error>,
+        known: Option<ProcInfo>,
+        fallback_ppid: u32,
+    ) -> (ProcInfo, Option<Unreadable>) {
+        if matches!(read, Ok(Read::Incomplete(_))) {
+            self.stats.incomplete += 1;
         }
-        match self.table.get(&pid) {
-            Some(e) => e.info.clone(),
-            None => ProcInfo::unknown(pid, fallback_ppid),
+        match (read, known) {
+            (Ok(Read::Complete(p)), _) => (p, None),
+            (Ok(Read::Incomplete(inc)), Some(k))
+                if inc.partial.start_time.is_none_or(|t| t == k.start_time) =>
+            {
+                (settled(&k, &inc), None)
+            }
+            (Ok(Read::Incomplete(inc)), _) => {
+                let entry = Entry::from_incomplete(&inc);
+                (entry.info, entry.unread)
+            }
+            // Gone (or the source failed): what was known, if anything.
+            (Ok(Read::Gone) | Err(_), Some(k)) => (k, None),
+            (Ok(Read::Gone) | Err(_), None) => (
+                ProcInfo::unknown(pid, fallback_ppid),
+                Some(Unreadable::Stat),
+            ),
         }
     }
 
@@ -394,23 +591,34 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
                     return Ok(());
                 }
                 let parent_exe = self.table.get(&parent_tgid).map(|e| e.info.exe.clone());
-                let info = match self.source.process(child_tgid) {
-                    Ok(Some(p)) if p.exe.is_some() => p,
-                    _ => match self.table.get(&parent_tgid) {
-                        // The child is gone or unreadable: it was a fork of
-                        // its parent, so it had the parent's identity.
-                        Some(parent) => ProcInfo {
-                            pid: child_tgid,
-                            ppid: parent_tgid,
-                            ..parent.info.clone()
-                        },
-                        None => self.fresh_info(child_tgid, parent_tgid),
-                    },
-                };
+                // A child gone, exiting or otherwise read in part was a fork
+                // of its parent, so it had the parent's identity; what could
+                // be read of it corrects that (an exec that raced ahead of
+                // this read shows its exe).
+                let parent_copy = self
+                    .table
+                    .get(&parent_tgid)
+                    .filter(|e| e.unread.is_none())
+                    .map(|parent| ProcInfo {
+                        pid: child_tgid,
+                        ppid: parent_tgid,
+                        zombie: false,
+                        ..parent.info.clone()
+                    });
+                let read = self.source.process(child_tgid).map(normalize);
+                // The copy is of this child: it has the child's start time.
+                let parent_copy = parent_copy.map(|mut copy| {
+                    if let Ok(Read::Incomplete(inc)) = &read {
+                        copy.start_time = inc.partial.start_time.unwrap_or(copy.start_time);
+                    }
+                    copy
+                });
+                let (info, unread) = self.resolve(child_tgid, read, parent_copy, parent_tgid);
                 // The child already runs another image than its parent: the
                 // exec raced ahead of this read. Judge it as the exec it is.
-                let execd = parent_exe.is_some_and(|pe| pe != info.exe);
+                let execd = unread.is_none() && parent_exe.is_some_and(|pe| pe != info.exe);
                 let mut entry = Entry::new(info);
+                entry.unread = unread;
                 if execd {
                     entry.history.execs = 1;
                 }
@@ -431,7 +639,7 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
                 if !self.in_scope(tgid) {
                     return Ok(());
                 }
-                let info = self.fresh_info(tgid, 0);
+                let (info, unread) = self.fresh_info(tgid, 0);
                 let is_root = tgid == self.policy.root.pid;
                 if is_root {
                     self.root_exec_events = self.root_exec_events.saturating_add(1);
@@ -443,6 +651,7 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
                     .or_insert_with(|| Entry::new(info.clone()));
                 entry.history.execs = entry.history.execs.saturating_add(1);
                 entry.info = info;
+                entry.unread = unread;
                 if !self.sealed {
                     let root_execs_server = self.policy.seal_on == SealOn::RootExec
                         && tgid == self.policy.root.pid
@@ -465,11 +674,23 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
                     return Ok(());
                 }
                 let (history, ppid) = (entry.history, entry.info.ppid);
-                let parent_child = self.is_allowed_child(ppid);
-                let Some(entry) = self.table.get(&tgid) else {
-                    return Ok(());
+                let decision = if self.policy.sealed.halt_on_exec {
+                    let parent_child = self.is_allowed_child(ppid);
+                    let Some(entry) = self.table.get(&tgid) else {
+                        return Ok(());
+                    };
+                    self.policy.judge_exec(&entry.info, history, parent_child)
+                } else {
+                    // Without the exec rule an exec is judged by what it
+                    // became (`judge_exec` then is `judge_process`).
+                    if !self.settle(tgid) {
+                        return Ok(());
+                    }
+                    let Some(entry) = self.table.get(&tgid) else {
+                        return Ok(());
+                    };
+                    self.decide(entry)
                 };
-                let decision = self.policy.judge_exec(&entry.info, history, parent_child);
                 self.deliver(tgid, decision, DetectedBy::Event)
             }
             ProcEvent::Uid {
@@ -481,8 +702,10 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
                 if !self.table.contains_key(&tgid) {
                     // A process no event or scan introduced: judge it as
                     // found, then its uid change.
-                    let info = self.fresh_info(tgid, 0);
-                    self.table.insert(tgid, Entry::new(info));
+                    let (info, unread) = self.fresh_info(tgid, 0);
+                    let mut entry = Entry::new(info);
+                    entry.unread = unread;
+                    self.table.insert(tgid, entry);
                     self.judge_entry(tgid)?;
                 }
                 let parent_child = self
@@ -519,8 +742,10 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
                 } else if self.table.contains_key(&tgid) {
                     tgid
                 } else {
-                    let info = self.fresh_info(tracer_tgid, 0);
-                    self.table.insert(tracer_tgid, Entry::new(info));
+                    let (info, unread) = self.fresh_info(tracer_tgid, 0);
+                    let mut entry = Entry::new(info);
+                    entry.unread = unread;
+                    self.table.insert(tracer_tgid, entry);
                     tracer_tgid
                 };
                 self.deliver(offender, decision, DetectedBy::Event)
@@ -548,16 +773,13 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
     }
 
     fn judge_entry(&mut self, pid: u32) -> Result<(), Error> {
-        if !self.sealed {
+        if !self.sealed || !self.settle(pid) {
             return Ok(());
         }
         let Some(entry) = self.table.get(&pid) else {
             return Ok(());
         };
-        let parent_child = self.is_allowed_child(entry.info.ppid);
-        let decision = self
-            .policy
-            .judge_process(&entry.info, entry.history, parent_child);
+        let decision = self.decide(entry);
         self.deliver(pid, decision, DetectedBy::Event)
     }
 

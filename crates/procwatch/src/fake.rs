@@ -6,17 +6,26 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::model::{ProcInfo, SourceEvent};
+use crate::model::{ProcInfo, Read, SourceEvent};
 use crate::traits::{Enforcer, EventSource, Machine, ProcessSource};
 use crate::Verdict;
 
 /// A process table the test edits.
+///
+/// Each listed process reads as its [`Read`] (a [`Read::Gone`] is listed
+/// but vanishes when read). [`ProcessSource::process`] and
+/// [`ProcessSource::reread`] first answer from the pid's script, in order,
+/// then from the table.
 #[derive(Debug, Default, Clone)]
 pub struct FakeProcessSource {
     /// The processes, by pid.
-    pub procs: BTreeMap<u32, ProcInfo>,
+    pub procs: BTreeMap<u32, Read>,
+    /// Answers to the next single-process reads of a pid, in order.
+    pub scripts: BTreeMap<u32, VecDeque<Read>>,
     /// Full snapshots taken so far.
     pub snapshots: u64,
+    /// Calls to `reread`, by pid.
+    pub rereads: BTreeMap<u32, u32>,
     /// The next snapshot fails with [`Error::Injected`].
     pub fail_next_snapshot: bool,
 }
@@ -25,14 +34,34 @@ impl FakeProcessSource {
     /// A table holding `procs`.
     pub fn with(procs: impl IntoIterator<Item = ProcInfo>) -> Self {
         Self {
-            procs: procs.into_iter().map(|p| (p.pid, p)).collect(),
+            procs: procs
+                .into_iter()
+                .map(|p| (p.pid, Read::Complete(p)))
+                .collect(),
             ..Self::default()
         }
     }
 
-    /// Adds or replaces a process.
+    /// Adds or replaces a process, readable completely.
     pub fn insert(&mut self, p: ProcInfo) {
-        self.procs.insert(p.pid, p);
+        self.procs.insert(p.pid, Read::Complete(p));
+    }
+
+    /// Lists `pid`, reading as `read`.
+    pub fn insert_read(&mut self, pid: u32, read: Read) {
+        self.procs.insert(pid, read);
+    }
+
+    /// Queues the answer to the next single-process read of `pid`.
+    pub fn script(&mut self, pid: u32, read: Read) {
+        self.scripts.entry(pid).or_default().push_back(read);
+    }
+
+    fn read_one(&mut self, pid: u32) -> Read {
+        if let Some(next) = self.scripts.get_mut(&pid).and_then(VecDeque::pop_front) {
+            return next;
+        }
+        self.procs.get(&pid).cloned().unwrap_or(Read::Gone)
     }
 
     /// Removes a process.
@@ -42,7 +71,7 @@ impl FakeProcessSource {
 }
 
 impl ProcessSource for FakeProcessSource {
-    fn snapshot(&mut self) -> Result<Vec<ProcInfo>, Error> {
+    fn snapshot(&mut self) -> Result<Vec<Read>, Error> {
         if std::mem::take(&mut self.fail_next_snapshot) {
             return Err(Error::Injected("snapshot"));
         }
@@ -50,8 +79,13 @@ impl ProcessSource for FakeProcessSource {
         Ok(self.procs.values().cloned().collect())
     }
 
-    fn process(&mut self, pid: u32) -> Result<Option<ProcInfo>, Error> {
-        Ok(self.procs.get(&pid).cloned())
+    fn process(&mut self, pid: u32) -> Result<Read, Error> {
+        Ok(self.read_one(pid))
+    }
+
+    fn reread(&mut self, pid: u32) -> Result<Read, Error> {
+        *self.rereads.entry(pid).or_default() += 1;
+        Ok(self.read_one(pid))
     }
 }
 

@@ -19,6 +19,10 @@
 //! - procwatch never halts without a policy verdict: every call to
 //!   [`Enforcer::halt`] carries a [`Verdict`] with a `Halt` [`Decision`].
 //! - Before the seal nothing is judged; at the seal every process is.
+//! - No process is judged on a record that could not be read: a source
+//!   reports it [`Read::Incomplete`], and the engine judges what the
+//!   process was last read completely as, or, for one never read
+//!   completely and alive, the policy's verdict on an unknown process.
 //! - Parsers take bytes, check lengths first and never panic; nothing in the
 //!   engine or the governor loop panics.
 //! - Unsafe code lives only in `linux` (the syscall edge), one
@@ -39,9 +43,11 @@ pub mod fake;
 #[cfg(target_os = "linux")]
 pub mod linux;
 
-pub use engine::{DetectedBy, Engine, Stats, Verdict};
+pub use engine::{DetectedBy, Engine, Stats, Verdict, MAX_READ_ATTEMPTS};
 pub use error::Error;
-pub use model::{ProcEvent, ProcInfo, SourceEvent};
+pub use model::{
+    Incomplete, Liveness, Partial, ProcEvent, ProcInfo, Read, SourceEvent, Unreadable,
+};
 pub use policy::{
     ChildRule, Decision, History, OnEventLoss, Policy, Reason, RootRule, Scope, SealOn,
     SealedRules, DEFAULT_RESCAN_INTERVAL,

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::model::ProcInfo;
+use crate::model::{ProcInfo, Unreadable};
 
 /// The verdict on one process or event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,10 +34,14 @@ pub enum Reason {
         /// The rule's label.
         rule: String,
     },
-    /// A zombie never seen alive: it runs no code, so it is only noted.
+    /// A process never seen alive that has exited (a zombie, or a task
+    /// exiting whose memory is gone): it runs no code, so it is only noted.
     Zombie,
     /// No rule allows this process.
     Unlisted,
+    /// A process never read completely, alive, still unreadable after the
+    /// engine's bounded re-reads: what it is cannot be known.
+    Unreadable(Unreadable),
     /// The root process does not run the declared executable or uid.
     RootMismatch,
     /// A process called `execve` after the seal.
@@ -70,8 +74,11 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::AllowedChild { rule } => write!(f, "allowed child ({rule})"),
-            Reason::Zombie => f.write_str("zombie never seen alive"),
+            Reason::Zombie => f.write_str("exited (zombie or exiting) before seen alive"),
             Reason::Unlisted => f.write_str("process not allowed by policy"),
+            Reason::Unreadable(what) => {
+                write!(f, "unknown process ({what} unreadable)")
+            }
             Reason::RootMismatch => f.write_str("root process is not the declared server"),
             Reason::ExecAfterSeal => f.write_str("exec after seal"),
             Reason::ExecutedSinceFork => f.write_str("child executed a new image"),
@@ -281,6 +288,17 @@ impl Policy {
             }),
             Some(_) => Decision::Allow,
             None => Decision::Halt(Reason::Unlisted),
+        }
+    }
+
+    /// Judges, after the seal, a live process that was never read
+    /// completely (`what` could not be read): only the governor is
+    /// allowed; anything else is unknown and fails closed.
+    pub fn judge_unreadable(&self, p: &ProcInfo, what: Unreadable) -> Decision {
+        if self.governor_pid == Some(p.pid) {
+            Decision::Allow
+        } else {
+            Decision::Halt(Reason::Unreadable(what))
         }
     }
 

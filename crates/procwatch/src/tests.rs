@@ -56,6 +56,11 @@ enum Step {
     Ev(ProcEvent),
     Lost,
     Rescan,
+    /// The table lists this pid, and reading it gives this.
+    Listed(u32, Read),
+    /// The next single read of this pid (an event's read, a re-read) gives
+    /// this.
+    Then(u32, Read),
 }
 
 use Step::*;
@@ -97,6 +102,8 @@ fn run_case(initial: Vec<ProcInfo>, loss: OnEventLoss, steps: &[Step]) -> (Seen,
             Ev(ev) => engine.handle(&SourceEvent::Event(ev.clone())).unwrap(),
             Lost => engine.handle(&SourceEvent::Lost).unwrap(),
             Rescan => engine.rescan().unwrap(),
+            Listed(pid, read) => engine.source_mut().insert_read(*pid, read.clone()),
+            Then(pid, read) => engine.source_mut().script(*pid, read.clone()),
         }
     }
     let e = engine.enforcer();
@@ -216,6 +223,188 @@ fn sealed_rules_table() {
     }
 }
 
+/// What a source reads of a process it cannot read completely: the
+/// server's uids and name, no exe, unless the row says otherwise.
+fn part(pid: u32, ppid: u32) -> Partial {
+    Partial {
+        ppid: Some(ppid),
+        uids: Some((SERVER_UID, SERVER_UID)),
+        comm: b"valkey-server".to_vec(),
+        start_time: Some(0),
+        ..Partial::new(pid)
+    }
+}
+
+fn incomplete(what: Unreadable, liveness: Liveness, partial: Partial) -> Read {
+    Read::Incomplete(Incomplete {
+        what,
+        liveness,
+        partial,
+    })
+}
+
+/// A task past `exit_mm`: `PF_EXITING`, its exe link unreadable.
+fn exiting(pid: u32) -> Read {
+    incomplete(Unreadable::Exe, Liveness::Exiting, part(pid, 1))
+}
+
+fn zombie(pid: u32) -> Read {
+    incomplete(Unreadable::Exe, Liveness::Zombie, part(pid, 1))
+}
+
+/// Alive (not exiting, no other state to explain it), exe unreadable.
+fn unreadable(pid: u32) -> Read {
+    incomplete(Unreadable::Exe, Liveness::Running, part(pid, 1))
+}
+
+/// name, steps, expected halts, expected notes, expected re-reads.
+type UnreadableCase = (&'static str, Vec<Step>, Vec<Halt>, Vec<Note>, u64);
+
+/// Every state in which a process cannot be read completely: only what is
+/// really unknown (new, alive, still unreadable after the bounded re-reads)
+/// halts; what is known keeps its identity unless a readable fact
+/// contradicts it; what is gone is dropped.
+#[test]
+fn unreadable_records_table() {
+    use DetectedBy::{Event, Rescan as ByRescan};
+    let sh = |pid, ppid| ProcInfo::new(pid, ppid, SERVER_UID, "/bin/sh");
+    let known_child = || vec![Proc(server(100, 1)), fork(1, 100)];
+    let with = |mut steps: Vec<Step>, more: Vec<Step>| {
+        steps.extend(more);
+        steps
+    };
+    let retries = u64::from(MAX_READ_ATTEMPTS - 1);
+    let reused = || {
+        let mut p = sh(100, 1);
+        p.start_time = 7;
+        p
+    };
+    #[rustfmt::skip]
+    let cases: Vec<UnreadableCase> = vec![
+        ("listed, gone when read: dropped",
+            vec![Listed(100, Read::Gone), Rescan], vec![], vec![], 0),
+        ("known child gone when read: dropped",
+            with(known_child(), vec![Listed(100, Read::Gone), Rescan, Rescan]), vec![], vec![(100, Event)], 0),
+        // The field's halt: the AOF-rewrite child, allowed by the event
+        // path, read by the rescan while exiting (its exe link gone).
+        ("known child exiting, exe unreadable: keeps its identity",
+            with(known_child(), vec![Listed(100, exiting(100)), Rescan, Rescan]), vec![], vec![(100, Event)], 0),
+        ("known child a zombie: keeps its identity",
+            with(known_child(), vec![Listed(100, zombie(100)), Rescan]), vec![], vec![(100, Event)], 0),
+        ("known child alive, status unreadable: keeps its identity",
+            with(known_child(), vec![
+                Listed(100, incomplete(Unreadable::Status, Liveness::Running, Partial { uids: None, ..part(100, 1) })),
+                Rescan, Rescan]),
+            vec![], vec![(100, Event)], 0),
+        ("known child, state unreadable too: keeps its identity",
+            with(known_child(), vec![
+                Listed(100, incomplete(Unreadable::Stat, Liveness::Unknown, Partial::new(100))), Rescan]),
+            vec![], vec![(100, Event)], 0),
+        ("known kernel thread read in part: still a kernel thread",
+            vec![Listed(3, incomplete(Unreadable::Stat, Liveness::Unknown, Partial::new(3))), Rescan],
+            vec![], vec![], 0),
+        ("known child exiting, a readable uid contradicts it: judged",
+            with(known_child(), vec![
+                Listed(100, incomplete(Unreadable::Exe, Liveness::Exiting, Partial { uids: Some((0, 0)), ..part(100, 1) })),
+                Rescan]),
+            vec![(Some(100), uid_change((999, 999), (0, 0)), ByRescan)], vec![(100, Event)], 0),
+        ("known child read in part, a readable exe contradicts it: a missed exec",
+            with(known_child(), vec![
+                Listed(100, incomplete(Unreadable::Status, Liveness::Running, Partial { exe: Some("/bin/sh".into()), ..part(100, 1) })),
+                Rescan]),
+            vec![(Some(100), Reason::ExecAfterSeal, ByRescan)], vec![(100, Event)], 0),
+        ("pid reused by another process (another start time): judged as new",
+            with(known_child(), vec![Proc(reused()), Rescan]),
+            vec![(Some(100), Reason::Unlisted, ByRescan)], vec![(100, Event)], 0),
+        ("pid reused, the new process unreadable: not given the old identity",
+            with(known_child(), vec![
+                Listed(100, incomplete(Unreadable::Exe, Liveness::Running, Partial { start_time: Some(7), ..part(100, 1) })),
+                Rescan]),
+            vec![(Some(100), Reason::Unreadable(Unreadable::Exe), ByRescan)], vec![(100, Event)], retries),
+        ("never seen, a zombie: only noted",
+            vec![Listed(140, zombie(140)), Rescan], vec![], vec![(140, ByRescan)], 0),
+        ("never seen, exiting: runs no code, only noted",
+            vec![Listed(141, exiting(141)), Rescan], vec![], vec![(141, ByRescan)], 0),
+        ("never seen, alive, exe unreadable after every re-read: halts as unknown",
+            vec![Listed(150, unreadable(150)), Rescan],
+            vec![(Some(150), Reason::Unreadable(Unreadable::Exe), ByRescan)], vec![], retries),
+        ("never seen, alive, nothing readable: halts as unknown",
+            vec![Listed(151, incomplete(Unreadable::Stat, Liveness::Unknown, Partial::new(151))), Rescan],
+            vec![(Some(151), Reason::Unreadable(Unreadable::Stat), ByRescan)], vec![], retries),
+        ("a halt on an unknown process is reported once, re-read once",
+            vec![Listed(150, unreadable(150)), Rescan, Rescan],
+            vec![(Some(150), Reason::Unreadable(Unreadable::Exe), ByRescan)], vec![], retries),
+        ("never seen, readable again on the re-read: judged on the record (allowed)",
+            vec![Listed(152, unreadable(152)), Then(152, Read::Complete(server(152, 1))), Rescan],
+            vec![], vec![(152, ByRescan)], 1),
+        ("never seen, readable again on the last re-read: judged on the record (forbidden)",
+            vec![Listed(153, unreadable(153)), Then(153, unreadable(153)), Then(153, Read::Complete(sh(153, 1))), Rescan],
+            vec![(Some(153), Reason::Unlisted, ByRescan)], vec![], 2),
+        ("never seen, gone on the re-read: dropped",
+            vec![Listed(154, unreadable(154)), Then(154, Read::Gone), Rescan], vec![], vec![], 1),
+        ("never seen, a zombie on the re-read: only noted",
+            vec![Listed(155, unreadable(155)), Then(155, zombie(155)), Rescan], vec![], vec![(155, ByRescan)], 1),
+        ("fork, the child exiting before it is read: its parent's copy",
+            vec![Then(103, exiting(103)), fork(1, 103)], vec![], vec![(103, Event)], 0),
+        // The parent's copy must not carry the parent's start time: the
+        // child's own (readable) one says it is the same process.
+        ("fork, the child exiting, its start time not its parent's: its parent's copy",
+            vec![Then(103, incomplete(Unreadable::Exe, Liveness::Exiting, Partial { start_time: Some(9), ..part(103, 1) })),
+                 fork(1, 103)],
+            vec![], vec![(103, Event)], 0),
+        ("fork, the child a zombie before it is read: its parent's copy",
+            vec![Then(103, incomplete(Unreadable::Exe, Liveness::Zombie, Partial { start_time: Some(9), ..part(103, 1) })),
+                 fork(1, 103)],
+            vec![], vec![(103, Event)], 0),
+        ("fork, the child read in part shows another exe: the exec raced ahead",
+            vec![Then(104, incomplete(Unreadable::Status, Liveness::Running, Partial { exe: Some("/bin/sh".into()), ..part(104, 1) })),
+                 fork(1, 104)],
+            vec![(Some(104), Reason::ExecAfterSeal, Event)], vec![], 0),
+        ("fork, then the rescan reads the child exiting: no halt",
+            vec![Proc(server(105, 1)), fork(1, 105), Listed(105, exiting(105)), Rescan, Ev(ProcEvent::Exit { pid: 105, tgid: 105 }),
+                 Gone(105), Rescan],
+            vec![], vec![(105, Event)], 0),
+        ("exec of a known child, its new image unreadable: still an exec",
+            with(known_child(), vec![Then(100, exiting(100)), exec(100)]),
+            vec![(Some(100), Reason::ExecAfterSeal, Event)], vec![(100, Event)], 0),
+        ("uid event of a pid never seen and gone: dropped",
+            vec![Ev(ProcEvent::Uid { pid: 160, tgid: 160, ruid: 0, euid: 0 })], vec![], vec![], 1),
+        ("uid event of a pid never seen, alive and unreadable: halts",
+            vec![Listed(161, unreadable(161)), Ev(ProcEvent::Uid { pid: 161, tgid: 161, ruid: 0, euid: 0 })],
+            vec![(Some(161), Reason::Unreadable(Unreadable::Exe), Event)], vec![], retries),
+    ];
+    for (name, steps, halts, notes, rereads) in cases {
+        let (seen, stats) = run_case(sealed_table(), OnEventLoss::Halt, &steps);
+        assert_eq!(seen, Seen { halts, notes }, "case: {name}");
+        assert_eq!(stats.rereads, rereads, "case: {name}");
+    }
+}
+
+/// Before the seal nothing is judged, so nothing is re-read; at the seal a
+/// process still unreadable is.
+#[test]
+fn unreadable_before_the_seal_is_judged_at_the_seal() {
+    let steps = [Listed(150, unreadable(150)), Rescan];
+    let (seen, stats) = run_case(boot_table(), OnEventLoss::Halt, &steps);
+    assert_eq!((seen.halts.len(), stats.rereads), (0, 0));
+    let steps = [
+        Listed(150, unreadable(150)),
+        Rescan,
+        Proc(server(1, 0)),
+        exec(1),
+    ];
+    let (seen, stats) = run_case(boot_table(), OnEventLoss::Halt, &steps);
+    assert_eq!(
+        seen.halts,
+        vec![(
+            Some(150),
+            Reason::Unreadable(Unreadable::Exe),
+            DetectedBy::Seal
+        )]
+    );
+    assert_eq!(stats.rereads, u64::from(MAX_READ_ATTEMPTS - 1));
+}
+
 #[test]
 fn lost_events_under_rescan_rescan() {
     let (seen, stats) = run_case(sealed_table(), OnEventLoss::Rescan, &[Lost]);
@@ -294,6 +483,7 @@ fn seal_rules_table() {
                 Ev(ev) => engine.handle(&SourceEvent::Event(ev.clone())).unwrap(),
                 Lost => engine.handle(&SourceEvent::Lost).unwrap(),
                 Rescan => engine.rescan().unwrap(),
+                Listed(..) | Then(..) => unreachable!(),
             }
         }
         assert_eq!(engine.is_sealed(), sealed, "case: {name}");
@@ -516,6 +706,11 @@ fn console_lines_snapshot() {
         Verdict {
             decision: Decision::Halt(Reason::Unlisted),
             process: Some(ProcInfo::kernel_thread(9, 2, "odd")),
+            path: DetectedBy::Rescan,
+        },
+        Verdict {
+            decision: Decision::Halt(Reason::Unreadable(Unreadable::Exe)),
+            process: Some(part(150, 1).as_unknown()),
             path: DetectedBy::Rescan,
         },
     ]

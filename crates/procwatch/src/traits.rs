@@ -4,20 +4,34 @@
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::model::{ProcInfo, SourceEvent};
+use crate::model::{Read, SourceEvent};
 use crate::render::render_verdict;
 use crate::Verdict;
 
 /// A full view of the process table.
+///
+/// A source never invents a record for what it could not read: a process
+/// read only in part is [`Read::Incomplete`], with what was read and what
+/// the process was doing, and the engine decides with the policy.
 pub trait ProcessSource {
     /// Every process (thread group) now. Processes that vanish while being
-    /// read are left out, not reported as errors.
-    fn snapshot(&mut self) -> Result<Vec<ProcInfo>, Error>;
+    /// read are left out (or reported [`Read::Gone`]), not reported as
+    /// errors; an error means the table itself could not be listed.
+    fn snapshot(&mut self) -> Result<Vec<Read>, Error>;
 
-    /// One process, `Ok(None)` if it is gone. The default takes a snapshot;
-    /// real sources read just that process.
-    fn process(&mut self, pid: u32) -> Result<Option<ProcInfo>, Error> {
-        Ok(self.snapshot()?.into_iter().find(|p| p.pid == pid))
+    /// The process that has `pid` now. The default takes a snapshot; real
+    /// sources read just that process.
+    fn process(&mut self, pid: u32) -> Result<Read, Error> {
+        let found = self.snapshot()?.into_iter().find(|r| r.pid() == Some(pid));
+        Ok(found.unwrap_or(Read::Gone))
+    }
+
+    /// `pid` read again after the last snapshot or read found it
+    /// incomplete: the same process, [`Read::Gone`] once that one is gone
+    /// (even if another process has the pid now). The default reads the
+    /// pid afresh; a source that can tell processes apart should do better.
+    fn reread(&mut self, pid: u32) -> Result<Read, Error> {
+        self.process(pid)
     }
 }
 

@@ -244,7 +244,11 @@ fn role_idle(with_connector: bool, judge_all_under: Option<u32>, reader: Reader)
     let cpu = us(ru.ru_utime) + us(ru.ru_stime);
     let status = parse_status(&std::fs::read("/proc/self/status").unwrap()).unwrap();
     let table = ProcFs::default().without_pidfds().snapshot().unwrap();
-    let kernel = table.iter().filter(|p| p.kernel_thread).count();
+    let kernel = table
+        .iter()
+        .filter_map(procwatch::Read::as_complete)
+        .filter(|p| p.kernel_thread)
+        .count();
     assert_eq!(
         engine.source_mut().uses_pidfds(),
         matches!(reader, Reader::Pidfds)

@@ -3,16 +3,16 @@
 use std::cell::{Cell, OnceCell};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read as _};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::sys;
 use crate::error::Error;
-use crate::model::ProcInfo;
+use crate::model::{Incomplete, Liveness, Partial, ProcInfo, Read, Unreadable};
 use crate::parse::proc::{
-    bounded_cmdline, first_dirent_name, parse_dirent_pids, parse_stat, parse_status, Status,
+    bounded_cmdline, first_dirent_name, parse_dirent_pids, parse_stat, parse_status, Stat, Status,
 };
 use crate::traits::ProcessSource;
 
@@ -87,7 +87,8 @@ impl std::fmt::Debug for Scratch {
 /// What the reader remembers of one process between snapshots.
 #[derive(Debug)]
 struct Known {
-    info: ProcInfo,
+    /// The last complete read of this process, if there was one.
+    info: Option<ProcInfo>,
     /// A kernel thread's pidfd.
     pidfd: Option<OwnedFd>,
     /// The process's open procfs files.
@@ -121,13 +122,54 @@ pub struct ReadStats {
     pub kernel_threads_reused: u64,
 }
 
-/// What a user process's `stat` says, or its `status` for a process read
-/// before.
-struct StatFields {
-    ppid: u32,
-    state: u8,
-    comm: Vec<u8>,
-    start_time: u64,
+/// One file read through a held descriptor.
+enum Fetch<T> {
+    /// Read and parsed.
+    Got(T),
+    /// The process the descriptor belongs to is gone (`ESRCH`, `ENOENT`).
+    Gone,
+    /// Any other failure, or bytes that do not parse (a record half-read).
+    Failed,
+}
+
+impl<T> Fetch<T> {
+    fn from_io(r: io::Result<T>) -> Self {
+        match r {
+            Ok(v) => Fetch::Got(v),
+            Err(e) if vanished(&e) => Fetch::Gone,
+            Err(_) => Fetch::Failed,
+        }
+    }
+}
+
+/// What a re-check's `stat` says the task is doing; `None` for a dead task
+/// (`X`, being reaped). Another live thread makes the process live,
+/// whatever its leader (the task `/proc/PID` shows) is doing.
+fn liveness_of(stat: &Stat) -> Option<Liveness> {
+    if stat.num_threads > 1 {
+        return Some(Liveness::Running);
+    }
+    match stat.state {
+        b'X' | b'x' => None,
+        b'Z' => Some(Liveness::Zombie),
+        _ if stat.is_exiting() => Some(Liveness::Exiting),
+        _ => Some(Liveness::Running),
+    }
+}
+
+fn kernel_thread_info(pid: u32, stat: Stat) -> ProcInfo {
+    ProcInfo {
+        pid,
+        ppid: stat.ppid,
+        uid: 0,
+        euid: 0,
+        exe: None,
+        comm: stat.comm,
+        cmdline: Vec::new(),
+        kernel_thread: true,
+        zombie: false,
+        start_time: stat.start_time,
+    }
 }
 
 /// One process's `/proc/PID` directory and the files opened through it,
@@ -282,20 +324,26 @@ impl ProcFs {
         self.files_read.set(self.files_read.get().saturating_add(1));
     }
 
-    fn read_error(&self, pid: u32, name: &str, source: io::Error) -> Error {
-        Error::Read {
-            path: self.root.join(pid.to_string()).join(name),
-            source,
+    fn read_stat(&self, files: &ProcDir) -> Fetch<Stat> {
+        self.count_read();
+        match Fetch::from_io(pread_whole(&files.stat)) {
+            Fetch::Got(bytes) => parse_stat(&bytes).map_or(Fetch::Failed, Fetch::Got),
+            Fetch::Gone => Fetch::Gone,
+            Fetch::Failed => Fetch::Failed,
         }
     }
 
-    /// `Ok(None)` if the process is gone.
-    fn read_held(&self, pid: u32, name: &str, file: &File) -> Result<Option<Vec<u8>>, Error> {
+    fn read_status(&self, files: &mut ProcDir) -> Fetch<Status> {
+        let file = match Fetch::from_io(files.status()) {
+            Fetch::Got(f) => f,
+            Fetch::Gone => return Fetch::Gone,
+            Fetch::Failed => return Fetch::Failed,
+        };
         self.count_read();
-        match pread_whole(file) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if vanished(&e) => Ok(None),
-            Err(e) => Err(self.read_error(pid, name, e)),
+        match Fetch::from_io(pread_whole(file)) {
+            Fetch::Got(bytes) => parse_status(&bytes).map_or(Fetch::Failed, Fetch::Got),
+            Fetch::Gone => Fetch::Gone,
+            Fetch::Failed => Fetch::Failed,
         }
     }
 
@@ -314,173 +362,230 @@ impl ProcFs {
         bounded_cmdline(&buf, self.cmdline_limit)
     }
 
-    /// Reads one process; `Ok(None)` if it is gone.
-    pub fn read_process(&self, pid: u32) -> Result<Option<ProcInfo>, Error> {
-        match self.open_dir(pid)? {
-            Some(mut files) => self.read_through(pid, &mut files, None),
-            None => Ok(None),
-        }
+    /// Reads the process that has `pid` now, through a directory opened
+    /// for this read.
+    pub fn read_process(&self, pid: u32) -> Result<Read, Error> {
+        Ok(match self.open_dir(pid) {
+            Fetch::Got(mut files) => self.read_through(pid, &mut files, None),
+            Fetch::Gone => Read::Gone,
+            Fetch::Failed => unopened(pid),
+        })
     }
 
-    /// Opens `pid`'s directory and `stat`; `Ok(None)` if it is gone.
-    fn open_dir(&self, pid: u32) -> Result<Option<ProcDir>, Error> {
-        match ProcDir::open(&self.root, pid) {
-            Ok(files) => Ok(Some(files)),
-            Err(e) if vanished(&e) => Ok(None),
-            Err(e) => Err(self.read_error(pid, "stat", e)),
-        }
+    /// Opens `pid`'s directory and `stat`.
+    fn open_dir(&self, pid: u32) -> Fetch<ProcDir> {
+        Fetch::from_io(ProcDir::open(&self.root, pid))
     }
 
-    /// Reads the process `files` belong to; `Ok(None)` once it is gone.
-    /// `same` is what an earlier read of this very process found (the held
-    /// files guarantee it is the same process): then `status` alone is read,
-    /// since the start time and the kernel-thread flag cannot have changed,
-    /// and the command line is kept while the exe is unchanged.
-    fn read_through(
-        &self,
-        pid: u32,
-        files: &mut ProcDir,
-        same: Option<&ProcInfo>,
-    ) -> Result<Option<ProcInfo>, Error> {
-        if let Some(known) = same.filter(|k| !k.kernel_thread && files.status.is_some()) {
-            let Some(status) = self.read_status(pid, files)? else {
-                return Ok(None);
-            };
-            if let Status {
-                name: Some(name),
-                state: Some(state),
-                ppid: Some(ppid),
-                ..
-            } = status
-            {
-                let fields = StatFields {
-                    ppid,
-                    state,
-                    comm: name,
-                    start_time: known.start_time,
-                };
-                return Ok(Some(self.user_process(
-                    pid,
-                    files,
-                    fields,
-                    status.uids,
-                    same,
-                )));
+    /// Reads the process `files` belong to, once. `same` is what an earlier
+    /// read of this very process found (the held files guarantee it is the
+    /// same process): then `status` alone stands in for `stat`, since the
+    /// start time and the kernel-thread flag cannot have changed, and the
+    /// command line is kept while the exe is unchanged.
+    ///
+    /// A part that cannot be read does not make a record: the process is
+    /// re-checked through the same files ([`ProcFs::recheck`]) and reported
+    /// gone or [`Read::Incomplete`].
+    fn read_through(&self, pid: u32, files: &mut ProcDir, same: Option<&ProcInfo>) -> Read {
+        let mut failed = None;
+        let mut partial = Partial::new(pid);
+        let fast = same.filter(|k| !k.kernel_thread && files.status.is_some());
+        let mut stat = None;
+        if fast.is_none() {
+            match self.read_stat(files) {
+                Fetch::Got(s) if s.is_kernel_thread() => {
+                    return Read::Complete(kernel_thread_info(pid, s))
+                }
+                Fetch::Got(s) => stat = Some(s),
+                Fetch::Gone => return Read::Gone,
+                Fetch::Failed => failed = Some(Unreadable::Stat),
             }
         }
-        let Some(stat_bytes) = self.read_held(pid, "stat", &files.stat)? else {
-            return Ok(None);
+        let status = match self.read_status(files) {
+            Fetch::Got(s) => Some(s),
+            Fetch::Gone => return Read::Gone,
+            Fetch::Failed => {
+                failed.get_or_insert(Unreadable::Status);
+                None
+            }
         };
-        let stat = parse_stat(&stat_bytes)?;
-        if stat.is_kernel_thread() {
-            return Ok(Some(ProcInfo {
-                pid,
-                ppid: stat.ppid,
-                uid: 0,
-                euid: 0,
-                exe: None,
-                comm: stat.comm,
-                cmdline: Vec::new(),
-                kernel_thread: true,
-                zombie: false,
-                start_time: stat.start_time,
-            }));
+        let stands_in = |s: &Status| s.name.is_some() && s.state.is_some() && s.ppid.is_some();
+        if fast.is_some() && !status.as_ref().is_some_and(stands_in) {
+            match self.read_stat(files) {
+                Fetch::Got(s) => stat = Some(s),
+                Fetch::Gone => return Read::Gone,
+                Fetch::Failed => {
+                    failed.get_or_insert(Unreadable::Stat);
+                }
+            }
         }
-        let Some(status) = self.read_status(pid, files)? else {
-            return Ok(None);
-        };
-        let fields = StatFields {
-            ppid: stat.ppid,
-            state: stat.state,
-            comm: stat.comm,
-            start_time: stat.start_time,
-        };
-        Ok(Some(self.user_process(
-            pid,
-            files,
-            fields,
-            status.uids,
-            same,
-        )))
-    }
-
-    fn read_status(&self, pid: u32, files: &mut ProcDir) -> Result<Option<Status>, Error> {
-        let file = match files.status() {
-            Ok(f) => f,
-            Err(e) if vanished(&e) => return Ok(None),
-            Err(e) => return Err(self.read_error(pid, "status", e)),
-        };
-        match self.read_held(pid, "status", file)? {
-            Some(bytes) => Ok(Some(parse_status(&bytes)?)),
-            None => Ok(None),
+        let mut state = None;
+        if let Some(s) = stat {
+            partial.ppid = Some(s.ppid);
+            partial.start_time = Some(s.start_time);
+            partial.comm = s.comm;
+            state = Some(s.state);
+        } else if let (Some(known), Some(st)) = (fast, &status) {
+            partial.ppid = st.ppid;
+            partial.start_time = Some(known.start_time);
+            partial.comm = st.name.clone().unwrap_or_default();
+            state = st.state;
         }
-    }
-
-    /// A user process from its `stat` (or `status`) fields and uids, with
-    /// its exe and command line.
-    fn user_process(
-        &self,
-        pid: u32,
-        files: &mut ProcDir,
-        fields: StatFields,
-        uids: [u32; 4],
-        same: Option<&ProcInfo>,
-    ) -> ProcInfo {
-        // Zombies and processes gone mid-read show no exe; an unprivileged
-        // reader may not see others' exe.
+        if let Some(st) = &status {
+            let [uid, euid, _, _] = st.uids;
+            partial.uids = Some((uid, euid));
+        }
+        // Zombies and exiting tasks (their memory gone) show no exe.
         self.count_read();
-        let exe = files.exe();
-        // The same process (held files) with the same exe (or none readable
-        // either time) has the same command line: it changes at exec. The
-        // policy never reads it; it names the process on the console.
-        let cmdline = match same {
-            Some(k) if !k.cmdline.is_empty() && k.exe == exe => k.cmdline.clone(),
+        partial.exe = files.exe();
+        if partial.exe.is_none() {
+            failed.get_or_insert(Unreadable::Exe);
+        }
+        // The same process (held files) with the same exe has the same
+        // command line: it changes at exec. The policy never reads it; it
+        // names the process on the console.
+        partial.cmdline = match same {
+            Some(k) if !k.cmdline.is_empty() && k.exe == partial.exe => k.cmdline.clone(),
             _ => self.read_cmdline(files),
         };
-        let [uid, euid, _, _] = uids;
-        ProcInfo {
-            pid,
-            ppid: fields.ppid,
-            uid,
-            euid,
-            exe,
-            comm: fields.comm,
-            cmdline,
-            kernel_thread: false,
-            zombie: fields.state == b'Z',
-            start_time: fields.start_time,
+        match (failed, partial.ppid, partial.uids, partial.start_time) {
+            (None, Some(ppid), Some((uid, euid)), Some(start_time)) => Read::Complete(ProcInfo {
+                pid,
+                ppid,
+                uid,
+                euid,
+                exe: partial.exe,
+                comm: partial.comm,
+                cmdline: partial.cmdline,
+                kernel_thread: false,
+                zombie: state == Some(b'Z'),
+                start_time,
+            }),
+            (what, ..) => self.recheck(files, what.unwrap_or(Unreadable::Stat), partial),
+        }
+    }
+
+    /// After part of the record of the process `files` belong to could not
+    /// be read: is that process still there, and what is it doing? Asked
+    /// of its held `stat`, which fails once that very process is gone,
+    /// whatever has the pid now.
+    ///
+    /// Exiting and zombie are confirmed by a second read: a leader can be
+    /// exiting because another thread is inside `execve`, which then takes
+    /// over the pid (`de_thread`), and the second read shows that thread.
+    fn recheck(&self, files: &ProcDir, what: Unreadable, mut partial: Partial) -> Read {
+        let incomplete = |liveness, partial| {
+            Read::Incomplete(Incomplete {
+                what,
+                liveness,
+                partial,
+            })
+        };
+        let first = match self.read_stat(files) {
+            Fetch::Got(s) => s,
+            Fetch::Gone => return Read::Gone,
+            Fetch::Failed => return incomplete(Liveness::Unknown, partial),
+        };
+        if first.is_kernel_thread() {
+            return Read::Complete(kernel_thread_info(partial.pid, first));
+        }
+        partial.ppid = partial.ppid.or(Some(first.ppid));
+        partial.start_time = partial.start_time.or(Some(first.start_time));
+        let mut liveness = liveness_of(&first);
+        if partial.comm.is_empty() {
+            partial.comm = first.comm;
+        }
+        if liveness.is_some_and(Liveness::has_exited) {
+            liveness = match self.read_stat(files) {
+                Fetch::Got(again) => liveness_of(&again),
+                Fetch::Gone => None,
+                Fetch::Failed => Some(Liveness::Unknown),
+            };
+        }
+        match liveness {
+            Some(l) => incomplete(l, partial),
+            None => Read::Gone,
+        }
+    }
+
+    /// Reads a process the last snapshot read, and what to keep of it.
+    fn read_known(
+        &mut self,
+        pid: u32,
+        k: Known,
+        me: Option<u32>,
+        use_pidfds: bool,
+    ) -> (Read, Option<Known>) {
+        // The reader's own process is read once: a change to it that it did
+        // not make means another process controls it, which no re-read of
+        // its own files could expose. A kernel thread whose pidfd is quiet
+        // is the same task as last time, with the same identity.
+        let unread = (Some(pid) == me && k.files.is_some()) || k.pidfd.is_some();
+        if let (true, Some(info)) = (unread, &k.info) {
+            if k.pidfd.is_some() {
+                self.kernel_threads_reused = self.kernel_threads_reused.saturating_add(1);
+            }
+            return (Read::Complete(info.clone()), Some(k));
+        }
+        let Known { info, files, .. } = k;
+        // An exited kernel thread (its pidfd dropped), or nothing held:
+        // read afresh.
+        let Some(mut files) = files else {
+            return self.read_new(pid, use_pidfds);
+        };
+        match self.read_through(pid, &mut files, info.as_ref()) {
+            // The process we held is gone; the pid is listed, so another
+            // process may have it now.
+            Read::Gone => self.read_new(pid, use_pidfds),
+            read => {
+                // An incomplete read keeps the last complete one.
+                let info = read.as_complete().cloned().or(info);
+                let known = Known {
+                    info,
+                    pidfd: None,
+                    files: Some(files),
+                };
+                (read, Some(known))
+            }
         }
     }
 
     /// Reads a process this snapshot meets for the first time (or again
     /// after it, or its pid's last holder, went away), and what to keep of
-    /// it.
-    fn read_new(&self, pid: u32, use_pidfds: bool) -> Result<Option<Known>, Error> {
-        let Some(mut files) = self.open_dir(pid)? else {
-            return Ok(None);
+    /// it (nothing once it is gone).
+    fn read_new(&self, pid: u32, use_pidfds: bool) -> (Read, Option<Known>) {
+        let mut files = match self.open_dir(pid) {
+            Fetch::Got(files) => files,
+            Fetch::Gone => return (Read::Gone, None),
+            Fetch::Failed => return (unopened(pid), None),
         };
-        let Some(info) = self.read_through(pid, &mut files, None)? else {
-            return Ok(None);
+        let read = self.read_through(pid, &mut files, None);
+        let info = match &read {
+            Read::Gone => return (read, None),
+            Read::Complete(p) => Some(p.clone()),
+            Read::Incomplete(_) => None,
         };
-        if info.kernel_thread && use_pidfds {
+        if let Some(p) = info.as_ref().filter(|p| p.kernel_thread && use_pidfds) {
             if let Ok(pidfd) = sys::pidfd_open(pid) {
                 // The pidfd names whoever had the pid when it was opened: if
                 // the task `files` belong to is still there after that, it
                 // was that task.
-                if self.read_held(pid, "stat", &files.stat)?.is_some() {
-                    return Ok(Some(Known {
-                        info,
+                if matches!(self.read_stat(&files), Fetch::Got(_)) {
+                    let known = Known {
+                        info: Some(p.clone()),
                         pidfd: Some(pidfd),
                         files: None,
-                    }));
+                    };
+                    return (read, Some(known));
                 }
             }
         }
-        Ok(Some(Known {
+        let known = Known {
             info,
             pidfd: None,
             files: Some(files),
-        }))
+        };
+        (read, Some(known))
     }
 
     /// The pids listed in the mount, read with `getdents64` through a
@@ -556,8 +661,18 @@ fn forget_exited(known: &mut BTreeMap<u32, Known>) {
     }
 }
 
+/// A process whose directory could not be opened, though it is listed and
+/// the failure was not that it is gone (a descriptor limit, a refusal).
+fn unopened(pid: u32) -> Read {
+    Read::Incomplete(Incomplete {
+        what: Unreadable::Stat,
+        liveness: Liveness::Unknown,
+        partial: Partial::new(pid),
+    })
+}
+
 impl ProcessSource for ProcFs {
-    fn snapshot(&mut self) -> Result<Vec<ProcInfo>, Error> {
+    fn snapshot(&mut self) -> Result<Vec<Read>, Error> {
         let pids = self.pids()?;
         let use_pidfds = self.uses_pidfds();
         let mut known = std::mem::take(&mut self.known);
@@ -568,51 +683,16 @@ impl ProcessSource for ProcFs {
         // is the reader's own process.
         let me = use_pidfds.then(std::process::id);
         for pid in pids {
-            let mut entry = match known.remove(&pid) {
-                // The reader's own process, read once: a change to it that
-                // it did not make means another process controls it, which
-                // no re-read of its own files could expose.
-                Some(k) if Some(pid) == me && k.files.is_some() => Some(k),
-                Some(k) if k.pidfd.is_some() => {
-                    // A live kernel thread: the same task as last time.
-                    self.kernel_threads_reused = self.kernel_threads_reused.saturating_add(1);
-                    Some(k)
-                }
-                Some(Known {
-                    info,
-                    files: Some(mut files),
-                    ..
-                }) => match self.read_through(pid, &mut files, Some(&info)) {
-                    Ok(Some(info)) => Some(Known {
-                        info,
-                        pidfd: None,
-                        files: Some(files),
-                    }),
-                    // The process we held is gone; the pid is listed, so
-                    // another process may have it now.
-                    Ok(None) => None,
-                    Err(_) => {
-                        out.push(ProcInfo::unknown(pid, 0));
-                        continue;
-                    }
-                },
-                // An exited kernel thread (its pidfd dropped above), or
-                // nothing held: read afresh.
-                Some(_) | None => None,
+            let (read, keep) = match known.remove(&pid) {
+                Some(k) => self.read_known(pid, k, me, use_pidfds),
+                None => self.read_new(pid, use_pidfds),
             };
-            if entry.is_none() {
-                entry = match self.read_new(pid, use_pidfds) {
-                    Ok(e) => e,
-                    Err(_) => {
-                        out.push(ProcInfo::unknown(pid, 0));
-                        continue;
-                    }
-                };
+            if !matches!(read, Read::Gone) {
+                out.push(read);
             }
-            let Some(mut entry) = entry else {
+            let Some(mut entry) = keep else {
                 continue;
             };
-            out.push(entry.info.clone());
             if held.saturating_add(entry.descriptors()) > self.fd_budget {
                 // Over budget: remember the process, hold nothing open.
                 entry.pidfd = None;
@@ -625,8 +705,61 @@ impl ProcessSource for ProcFs {
         Ok(out)
     }
 
-    fn process(&mut self, pid: u32) -> Result<Option<ProcInfo>, Error> {
-        self.read_process(pid)
+    /// The process that has `pid` now, through a directory opened for
+    /// this read. One read only in part keeps that directory for
+    /// [`ProcessSource::reread`] (and the next snapshot), so a re-read is
+    /// of the same process.
+    fn process(&mut self, pid: u32) -> Result<Read, Error> {
+        let mut files = match self.open_dir(pid) {
+            Fetch::Got(files) => files,
+            Fetch::Gone => return Ok(Read::Gone),
+            Fetch::Failed => return Ok(unopened(pid)),
+        };
+        let read = self.read_through(pid, &mut files, None);
+        let room = self.open_descriptors().saturating_add(files.descriptors()) <= self.fd_budget;
+        if matches!(read, Read::Incomplete(_)) && room {
+            let known = Known {
+                info: None,
+                pidfd: None,
+                files: Some(files),
+            };
+            self.known.insert(pid, known);
+        }
+        Ok(read)
+    }
+
+    /// Through the files held for `pid` since the last snapshot, so it is
+    /// the same process or [`Read::Gone`]. Without held files (over the
+    /// descriptor budget, or a kernel thread held by a pidfd) the pid is
+    /// read afresh, and a start time other than the last one read is
+    /// another process: the one asked about is gone.
+    fn reread(&mut self, pid: u32) -> Result<Read, Error> {
+        let Some(mut k) = self.known.remove(&pid) else {
+            return self.read_process(pid);
+        };
+        let read = match k.files.as_mut() {
+            Some(files) => self.read_through(pid, files, k.info.as_ref()),
+            None => {
+                let read = self.read_process(pid)?;
+                let last_start = k.info.as_ref().map(|i| i.start_time);
+                let start = match &read {
+                    Read::Complete(p) => Some(p.start_time),
+                    Read::Incomplete(i) => i.partial.start_time,
+                    Read::Gone => None,
+                };
+                match (last_start, start) {
+                    (Some(a), Some(b)) if a != b => Read::Gone,
+                    _ => read,
+                }
+            }
+        };
+        if !matches!(read, Read::Gone) {
+            if let Read::Complete(p) = &read {
+                k.info = Some(p.clone());
+            }
+            self.known.insert(pid, k);
+        }
+        Ok(read)
     }
 }
 

@@ -5,6 +5,10 @@ use crate::error::Error;
 /// `PF_KTHREAD` in the `flags` field of `stat`.
 pub const PF_KTHREAD: u64 = 0x0020_0000;
 
+/// `PF_EXITING` in the `flags` field of `stat`: set by the kernel as the
+/// task starts to exit (`exit_signals()` in `do_exit()`), never cleared.
+pub const PF_EXITING: u64 = 0x0000_0004;
+
 /// The fields of `/proc/PID/stat` the governor uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stat {
@@ -37,6 +41,11 @@ impl Stat {
     /// Whether the task is a zombie.
     pub fn is_zombie(&self) -> bool {
         self.state == b'Z'
+    }
+
+    /// Whether the task is exiting (it never returns to user space).
+    pub fn is_exiting(&self) -> bool {
+        self.flags & PF_EXITING != 0
     }
 }
 

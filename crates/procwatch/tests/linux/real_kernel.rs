@@ -2,14 +2,15 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use procwatch::linux::{run_governor, GovernorConfig, PowerButtons, ProcConnector, ProcFs};
 use procwatch::parse::input::{encode_input_event, InputEvent, InputLayout, EV_KEY, KEY_POWER};
 use procwatch::{
-    ChildRule, Decision, DetectedBy, Enforcer, Engine, Error, Machine, NoEvents, OnEventLoss,
-    Policy, ProcInfo, ProcessSource, Reason, RootRule, Scope, SealOn, SealedRules, Verdict,
+    ChildRule, Decision, DetectedBy, Enforcer, Engine, Error, Liveness, Machine, NoEvents,
+    OnEventLoss, Policy, ProcInfo, ProcessSource, Read, Reason, RootRule, Scope, SealOn,
+    SealedRules, Stats, Verdict,
 };
 
 const ROLE: &str = "PROCWATCH_TEST_ROLE";
@@ -33,6 +34,11 @@ impl Enforcer for ChannelEnforcer {
         Ok(())
     }
     fn note(&mut self, _verdict: &Verdict) {}
+}
+
+/// The complete records of a snapshot.
+fn complete(snapshot: Vec<Read>) -> Vec<ProcInfo> {
+    snapshot.into_iter().filter_map(Read::complete).collect()
 }
 
 fn me() -> PathBuf {
@@ -93,7 +99,7 @@ fn procfs_reads_hostile_names_and_skips_vanished() {
     let fs = ProcFs::default();
     let deadline = Instant::now() + Duration::from_secs(5);
     let p = loop {
-        let p = fs.read_process(pid).unwrap().unwrap();
+        let p = fs.read_process(pid).unwrap().complete().unwrap();
         if p.comm != b"sh" || Instant::now() > deadline {
             break p;
         }
@@ -110,9 +116,9 @@ fn procfs_reads_hostile_names_and_skips_vanished() {
     // A snapshot reader re-reads a process it holds from `status` alone,
     // whose Name: is escaped: the name must come back the same.
     let mut held = ProcFs::default();
-    held.snapshot().unwrap();
+    complete(held.snapshot().unwrap());
     let before = held.stats().files_read;
-    let again = held.snapshot().unwrap();
+    let again = complete(held.snapshot().unwrap());
     let q = again.iter().find(|q| q.pid == pid).unwrap();
     assert_eq!(
         (&q.comm, q.ppid, q.start_time, &q.exe, &q.cmdline),
@@ -125,8 +131,8 @@ fn procfs_reads_hostile_names_and_skips_vanished() {
         "{files} reads for {users} user processes"
     );
     drop(child);
-    assert_eq!(fs.read_process(pid).unwrap(), None);
-    let kthreadd = fs.read_process(2).unwrap().unwrap();
+    assert_eq!(fs.read_process(pid).unwrap(), Read::Gone);
+    let kthreadd = fs.read_process(2).unwrap().complete().unwrap();
     assert!(kthreadd.kernel_thread, "{kthreadd:?}");
     // The getdents64 listing agrees with std's readdir: what both readdir
     // listings around it show is in it, and nothing outside either.
@@ -160,12 +166,53 @@ fn procfs_reads_hostile_names_and_skips_vanished() {
     let plain_dir = ProcFs::new(&dir, 64).pids().unwrap();
     assert_eq!(plain_dir, (1..=300).collect::<Vec<u32>>());
     std::fs::remove_dir_all(&dir).unwrap();
-    let all = ProcFs::default().snapshot().unwrap();
+    let all = complete(ProcFs::default().snapshot().unwrap());
     assert!(all.iter().any(|p| p.pid == std::process::id()));
     println!(
         "ok: /proc reader (hostile comm, vanished pid, kernel thread, {} processes)",
         all.len()
     );
+}
+
+/// A zombie reads as incomplete (its exe link is gone) with what could be
+/// read; re-read through the held files it stays that zombie, and once
+/// reaped it is gone, through the held files as afresh.
+fn procfs_reads_a_zombie_as_incomplete_and_the_reaped_as_gone() {
+    // SAFETY: the child only calls `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    assert!(pid > 0);
+    let upid = u32::try_from(pid).unwrap();
+    let mut fs = ProcFs::default();
+    let is_zombie = |r: &Read| matches!(r, Read::Incomplete(i) if i.liveness == Liveness::Zombie);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let read = loop {
+        let r = fs.read_process(upid).unwrap();
+        if is_zombie(&r) || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let Read::Incomplete(inc) = &read else {
+        panic!("{read:?}");
+    };
+    assert_eq!(inc.what, procwatch::Unreadable::Exe, "{inc:?}");
+    assert_eq!(inc.liveness, Liveness::Zombie, "{inc:?}");
+    assert_eq!(inc.partial.ppid, Some(std::process::id()), "{inc:?}");
+    assert_eq!(inc.partial.uids, Some((0, 0)), "{inc:?}");
+    assert!(inc.partial.start_time.is_some(), "{inc:?}");
+    let snap = fs.snapshot().unwrap();
+    assert!(snap.iter().any(|r| r.pid() == Some(upid) && is_zombie(r)));
+    assert!(is_zombie(&fs.reread(upid).unwrap()));
+    let mut status = 0;
+    // SAFETY: reaps our own child; `status` is a live int.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert_eq!(fs.reread(upid).unwrap(), Read::Gone);
+    assert_eq!(fs.read_process(upid).unwrap(), Read::Gone);
+    println!("ok: /proc reader: zombie {upid} read as {inc:?}, then gone");
 }
 
 /// Kernel threads whose pidfd is quiet are taken from the last snapshot
@@ -176,9 +223,9 @@ fn procfs_reuses_live_kernel_threads_unread() {
         fs.uses_pidfds(),
         "the host's /proc is this process's own PID namespace"
     );
-    let first = fs.snapshot().unwrap();
+    let first = complete(fs.snapshot().unwrap());
     let before = fs.stats();
-    let second = fs.snapshot().unwrap();
+    let second = complete(fs.snapshot().unwrap());
     let after = fs.stats();
     let kernel: Vec<&ProcInfo> = second.iter().filter(|p| p.kernel_thread).collect();
     let users = second.len() - kernel.len();
@@ -211,7 +258,7 @@ fn procfs_reuses_live_kernel_threads_unread() {
     // What the cache reports agrees with an uncached read of each one.
     let fresh = ProcFs::default().without_pidfds();
     for k in &kernel {
-        let Some(now) = fresh.read_process(k.pid).unwrap() else {
+        let Some(now) = fresh.read_process(k.pid).unwrap().complete() else {
             continue; // exited since
         };
         assert_eq!(
@@ -229,9 +276,9 @@ fn procfs_reuses_live_kernel_threads_unread() {
     // The reader without pidfds re-reads every kernel thread each time.
     let mut plain = ProcFs::default().without_pidfds();
     assert!(!plain.uses_pidfds());
-    plain.snapshot().unwrap();
+    complete(plain.snapshot().unwrap());
     let start = plain.stats();
-    let snap = plain.snapshot().unwrap();
+    let snap = complete(plain.snapshot().unwrap());
     let plain_files = plain.stats().files_read - start.files_read;
     assert_eq!(plain.stats().kernel_threads_reused, 0);
     assert!(
@@ -275,7 +322,11 @@ fn procfs_held_process_is_seen_after_exec() {
     let mut stdin = child.stdin.take().unwrap();
     let child = Guard(child);
     let mut fs = ProcFs::default();
-    let find = |fs: &mut ProcFs| fs.snapshot().unwrap().into_iter().find(|p| p.pid == pid);
+    let find = |fs: &mut ProcFs| {
+        complete(fs.snapshot().unwrap())
+            .into_iter()
+            .find(|p| p.pid == pid)
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
     let before = loop {
         let p = find(&mut fs).unwrap();
@@ -350,7 +401,7 @@ fn role_pid_reuse() {
         // Until sleep has exec'd, the child shows this test binary.
         let deadline = Instant::now() + Duration::from_secs(5);
         let seen = loop {
-            let snap = fs.snapshot().unwrap();
+            let snap = complete(fs.snapshot().unwrap());
             let p = snap.into_iter().find(|p| p.pid == pid).unwrap();
             if cmd(&p) == "sleep 1001 " || Instant::now() > deadline {
                 break p;
@@ -363,7 +414,7 @@ fn role_pid_reuse() {
         let new = sleeper_at(pid, "1002");
         let deadline = Instant::now() + Duration::from_secs(5);
         let now = loop {
-            let snap = fs.snapshot().unwrap();
+            let snap = complete(fs.snapshot().unwrap());
             let p = snap.into_iter().find(|p| p.pid == pid).unwrap();
             // Inside execve the new image's command line reads as empty
             // for a moment; the reader re-reads an empty line.
@@ -404,6 +455,7 @@ fn procfs_of_another_pid_namespace_uses_no_pidfds() {
             .snapshot()
             .unwrap()
             .into_iter()
+            .filter_map(Read::complete)
             .find(|p| p.ppid == outer && p.exe.as_ref().is_some_and(|e| e.ends_with("sleep")));
         if let Some(p) = found {
             break p.pid;
@@ -421,7 +473,7 @@ fn procfs_of_another_pid_namespace_uses_no_pidfds() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let snap = loop {
-        let snap = fs.snapshot().unwrap();
+        let snap = complete(fs.snapshot().unwrap());
         if !snap.is_empty() || Instant::now() > deadline {
             break snap;
         }
@@ -437,7 +489,7 @@ fn procfs_of_another_pid_namespace_uses_no_pidfds() {
         "{one:?}"
     );
     // Read twice: nothing is taken unread without pidfds.
-    fs.snapshot().unwrap();
+    complete(fs.snapshot().unwrap());
     assert_eq!(fs.stats().kernel_threads_reused, 0);
     println!(
         "ok: a procfs of another PID namespace: no pidfds, {} processes read",
@@ -553,6 +605,207 @@ impl Machine for PrintingMachine {
         println!("CALL pet");
         Ok(())
     }
+}
+
+/// What a source read, by kind.
+#[derive(Debug, Default, Clone, Copy)]
+struct ReadCounts {
+    complete: u64,
+    gone: u64,
+    exiting: u64,
+    zombie: u64,
+    running: u64,
+    unknown: u64,
+}
+
+impl ReadCounts {
+    fn count(&mut self, read: &Read) {
+        let slot = match read {
+            Read::Complete(_) => &mut self.complete,
+            Read::Gone => &mut self.gone,
+            Read::Incomplete(i) => match i.liveness {
+                Liveness::Exiting => &mut self.exiting,
+                Liveness::Zombie => &mut self.zombie,
+                Liveness::Running => &mut self.running,
+                Liveness::Unknown => &mut self.unknown,
+            },
+        };
+        *slot += 1;
+    }
+}
+
+/// A `/proc` reader that counts what it reads.
+struct Counting {
+    fs: ProcFs,
+    counts: Arc<Mutex<ReadCounts>>,
+}
+
+impl ProcessSource for Counting {
+    fn snapshot(&mut self) -> Result<Vec<Read>, Error> {
+        let snap = self.fs.snapshot()?;
+        let mut c = self.counts.lock().unwrap();
+        snap.iter().for_each(|r| c.count(r));
+        Ok(snap)
+    }
+    fn process(&mut self, pid: u32) -> Result<Read, Error> {
+        let r = self.fs.process(pid)?;
+        self.counts.lock().unwrap().count(&r);
+        Ok(r)
+    }
+    fn reread(&mut self, pid: u32) -> Result<Read, Error> {
+        let r = self.fs.reread(pid)?;
+        self.counts.lock().unwrap().count(&r);
+        Ok(r)
+    }
+}
+
+/// Forks plain children of this process (no exec: the same exe and uid),
+/// `n` of them or as many as fit in `budget`. Most `_exit` at once, every
+/// tenth after 1 ms; the parent reaps them lazily, every fiftieth fork
+/// pausing 2 ms first, so some stay zombies for a while. Each child
+/// inherits a 16 MiB written buffer: its exit tears that down after its
+/// exe link is gone, which widens the window in which a reader finds it
+/// exiting. Returns how many were forked.
+fn fork_storm(n: u32, budget: Duration) -> u32 {
+    let ballast = vec![1u8; 16 << 20];
+    let end = Instant::now() + budget;
+    let mut pending: Vec<libc::pid_t> = Vec::new();
+    let reap = |pending: &mut Vec<libc::pid_t>, flags| {
+        pending.retain(|&pid| {
+            let mut status = 0;
+            // SAFETY: waits for our own child `pid`; `status` is a live int.
+            let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+            r == 0
+        });
+    };
+    let mut forked = 0;
+    while forked < n && Instant::now() < end {
+        // SAFETY: the child only calls async-signal-safe functions
+        // (nanosleep, _exit), as a fork of a multithreaded process must.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            if forked % 10 == 0 {
+                let ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 1_000_000,
+                };
+                // SAFETY: `ts` is a live timespec; no remainder is asked for.
+                unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+            }
+            // SAFETY: ends the child at once, running nothing of the parent's.
+            unsafe { libc::_exit(0) };
+        }
+        assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+        pending.push(pid);
+        forked += 1;
+        if forked % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        reap(&mut pending, libc::WNOHANG);
+    }
+    reap(&mut pending, 0);
+    assert!(pending.is_empty());
+    std::hint::black_box(&ballast);
+    forked
+}
+
+const STORM_FORKS: u32 = 5000;
+/// The storm stops by itself after this, however far it got: two storms
+/// stay under a minute even on this shared 2-core machine under load
+/// (5000 forks take about 5 s idle, 13 s at a load average of 8).
+const STORM_BUDGET: Duration = Duration::from_secs(25);
+/// Fewer forks than this in the budget would test too little: fail.
+const STORM_MIN_FORKS: u32 = 1000;
+
+/// An allowed child (a plain fork of the root) forking and exiting
+/// thousands of times while the engine rescans every 5 ms (and, in the
+/// initial PID namespace, serves connector events): no halt. Then the
+/// control: a real forbidden process (an exec of another binary) is still
+/// halted. Returns the storm's report line.
+fn fork_storm_under_the_engine(
+    policy: Policy,
+    mut events: Option<procwatch::linux::ProcConnector>,
+) -> String {
+    let (tx, rx) = mpsc::channel();
+    let counts = Arc::new(Mutex::new(ReadCounts::default()));
+    let source = Counting {
+        fs: ProcFs::default(),
+        counts: counts.clone(),
+    };
+    let mut engine = Engine::new(policy, source, ChannelEnforcer(tx));
+    engine.start().unwrap();
+    assert!(rx.try_recv().is_err(), "a clean start must pass");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let runner = std::thread::spawn(move || -> Stats {
+        let keep_going = |_: &Engine<_, _>| !stop2.load(Ordering::Relaxed);
+        match events.as_mut() {
+            Some(conn) => engine.run(conn, keep_going).unwrap(),
+            None => engine.run(&mut NoEvents, keep_going).unwrap(),
+        }
+        engine.stats()
+    });
+    let started = Instant::now();
+    let forked = fork_storm(STORM_FORKS, STORM_BUDGET);
+    let storm = started.elapsed();
+    // A few more rescans over what the storm left.
+    std::thread::sleep(Duration::from_millis(100));
+    let halts: Vec<Verdict> = rx.try_iter().map(|(v, _)| v).collect();
+    assert!(halts.is_empty(), "{} false halts: {halts:?}", halts.len());
+    assert!(
+        forked >= STORM_MIN_FORKS,
+        "only {forked} forks in {storm:?}"
+    );
+    let child = sleeper();
+    let got = rx.recv_timeout(Duration::from_secs(10));
+    stop.store(true, Ordering::Relaxed);
+    let stats = runner.join().unwrap();
+    let (verdict, _) = got.expect("the forbidden process was not halted");
+    assert_eq!(halt_pid(&verdict), child.0.id(), "{verdict:?}");
+    let c = *counts.lock().unwrap();
+    // The storm must have shown the reader processes it could not read
+    // completely (the field's case is the exiting one), or it tested
+    // nothing.
+    assert!(c.exiting > 0 && c.zombie > 0, "{c:?}");
+    format!(
+        "forks={forked} in {} ms, scans={} events={} incomplete={} rereads={}, reads {c:?}; control: {:?} by {}",
+        storm.as_millis(),
+        stats.scans,
+        stats.events,
+        stats.incomplete,
+        stats.rereads,
+        verdict.decision,
+        verdict.path
+    )
+}
+
+fn pidns_fork_storm_of_an_allowed_child_never_halts() {
+    let stdout = in_fresh_pid_namespace("fork-storm", "FORK-STORM-OK");
+    println!("ok: PID namespace, fork storm, rescans: {}", stdout.trim());
+}
+
+/// Runs as PID 1 of a fresh PID namespace: the whole machine watched by
+/// rescans alone (the connector does not speak to other namespaces).
+fn role_fork_storm() {
+    assert_eq!(std::process::id(), 1);
+    let policy = test_policy(1, Some(1), Scope::Machine, Duration::from_millis(5));
+    let report = fork_storm_under_the_engine(policy, None);
+    println!("FORK-STORM-OK {report}");
+}
+
+/// The same in the initial PID namespace, scoped to this process's
+/// descendants, with connector events beside the 5 ms rescans.
+fn connector_fork_storm_of_an_allowed_child_never_halts() {
+    let me_pid = std::process::id();
+    let policy = test_policy(
+        me_pid,
+        None,
+        Scope::Descendants(me_pid),
+        Duration::from_millis(5),
+    );
+    let conn = ProcConnector::open(procwatch::linux::DEFAULT_RCVBUF).unwrap();
+    let report = fork_storm_under_the_engine(policy, Some(conn));
+    println!("ok: fork storm, connector and rescans: {report}");
 }
 
 fn role_governor() {
@@ -671,12 +924,17 @@ pub(crate) fn main() {
         Ok("pidns") => return role_pidns(),
         Ok("governor") => return role_governor(),
         Ok("pid-reuse") => return role_pid_reuse(),
+        Ok("fork-storm") => return role_fork_storm(),
         _ => {}
     }
-    let tests: [(&str, fn()); 8] = [
+    let tests: [(&str, fn()); 11] = [
         (
             "procfs_reads_hostile_names_and_skips_vanished",
             procfs_reads_hostile_names_and_skips_vanished,
+        ),
+        (
+            "procfs_reads_a_zombie_as_incomplete_and_the_reaped_as_gone",
+            procfs_reads_a_zombie_as_incomplete_and_the_reaped_as_gone,
         ),
         (
             "procfs_reuses_live_kernel_threads_unread",
@@ -698,6 +956,14 @@ pub(crate) fn main() {
         (
             "connector_event_path_catches_a_forbidden_exec",
             connector_event_path_catches_a_forbidden_exec,
+        ),
+        (
+            "pidns_fork_storm_of_an_allowed_child_never_halts",
+            pidns_fork_storm_of_an_allowed_child_never_halts,
+        ),
+        (
+            "connector_fork_storm_of_an_allowed_child_never_halts",
+            connector_fork_storm_of_an_allowed_child_never_halts,
         ),
         (
             "run_governor_pets_powers_off_and_halts",
