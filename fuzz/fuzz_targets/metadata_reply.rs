@@ -1,6 +1,9 @@
 //! The metadata reply check must never panic, whatever the server sends; and
 //! whatever it accepts must be exactly the body, a 200 reply from the metadata
-//! server, 1 to 4096 bytes of UTF-8.
+//! server, 1 to 4096 bytes of UTF-8. What init then does to an accepted
+//! value (`init_seq::secrets::clean`: one trailing line ending stripped in
+//! place, control characters and emptiness refused) must not panic either,
+//! and what it keeps is the body minus at most that line ending.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
@@ -60,6 +63,19 @@ fuzz_target!(|data: &[u8]| {
                 .collect();
             assert_eq!(flavors.len(), 1);
             assert_eq!(flavors[0].1, b"Google");
+            let mut secret = secret;
+            let kept = init_seq::secrets::stripped_len(body);
+            match init_seq::secrets::clean(&mut secret) {
+                Ok(()) => {
+                    assert_eq!(secret.expose(), &body[..kept]);
+                    assert!(!secret.is_empty());
+                    assert!(secret.expose().iter().all(|&b| b >= 0x20 && b != 0x7f));
+                }
+                Err(_) => {
+                    let kept = &body[..kept];
+                    assert!(kept.is_empty() || kept.iter().any(|&b| b < 0x20 || b == 0x7f));
+                }
+            }
         }
         Err(error) => {
             // The error depends on the body's length and UTF-8 validity only,

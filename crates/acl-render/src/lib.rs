@@ -11,7 +11,9 @@
 //!
 //! Invariants:
 //! - The cleartext never reaches the output: each user gets exactly one
-//!   `#<sha256>` rule, the lowercase hex SHA-256 of the exact password bytes.
+//!   `#<sha256>` rule, the lowercase hex SHA-256 of the password bytes it is
+//!   given (init strips one trailing line ending from each metadata value
+//!   first, so that is the hash of what a client sends to `AUTH`).
 //! - The built-in `default` user is switched off with no keys, channels or
 //!   commands: an unauthenticated connection can run nothing but `AUTH`/`HELLO`.
 //! - Names and keys are re-validated here (a [`Spec`]'s fields are public, so
@@ -30,9 +32,11 @@ use sha2::{Digest, Sha256};
 pub const DEFAULT_USER_LINE: &str = "user default off resetkeys resetchannels -@all";
 
 /// The admin's rules after its hash: operator commands on every key, no
-/// channels, nothing `@dangerous` but `INFO` and `BGSAVE`.
-pub const ADMIN_RULES: &str =
-    "resetchannels -@all +@read +@write +@stream +@keyspace +@connection -@dangerous +info +bgsave ~*";
+/// channels, nothing `@dangerous` but `INFO`, `BGSAVE` and `BGREWRITEAOF`
+/// (after trimming the stream, the admin compacts the append-only file,
+/// which otherwise keeps every trimmed entry on the data disk until the
+/// server's own growth trigger fires).
+pub const ADMIN_RULES: &str = "resetchannels -@all +@read +@write +@stream +@keyspace +@connection -@dangerous +info +bgsave +bgrewriteaof ~*";
 
 /// A visitor's command rules (its one write-only key pattern follows them).
 pub const VISITOR_RULES: &str = "resetchannels -@all +ping +xadd";

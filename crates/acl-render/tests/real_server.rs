@@ -231,6 +231,7 @@ fn visitor_may_ping_and_xadd_to_its_stream_and_nothing_else() {
         (&["CLIENT", "LIST"], NOPERM, CMD),
         (&["INFO"], NOPERM, CMD),
         (&["BGSAVE"], NOPERM, CMD),
+        (&["BGREWRITEAOF"], NOPERM, CMD),
         (&["SELECT", "1"], NOPERM, CMD),
         (&["MULTI"], NOPERM, CMD),
         (&["GET", STREAM], NOPERM, CMD),
@@ -364,6 +365,21 @@ fn admin_reads_the_visitors_entries_but_has_no_dangerous_commands() {
     // The stream survived all of that.
     let len: i64 = redis::cmd("XLEN").arg(STREAM).query(&mut admin).unwrap();
     assert_eq!(len, 1);
+
+    // The operator's chore: trim the stream, then compact the AOF (the
+    // rewrite is started, or scheduled after the BGSAVE above).
+    let trimmed: i64 = redis::cmd("XTRIM")
+        .arg(STREAM)
+        .arg("MAXLEN")
+        .arg("0")
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(trimmed, 1);
+    let reply: String = redis::cmd("BGREWRITEAOF").query(&mut admin).unwrap();
+    assert!(
+        reply.starts_with("Background append only file rewriting"),
+        "{reply}"
+    );
 }
 
 #[test]

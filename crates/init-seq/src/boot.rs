@@ -8,13 +8,14 @@ use appliance_spec::Spec;
 use metadata_fetch::Secret;
 use pf_rules::Phase;
 
+use crate::budget::MemoryBudget;
 use crate::os::{Exec, Mount, Os, Owner};
 use crate::parse::{
     ext4_superblock, mem_total_bytes, thread_count, EXT4_SUPERBLOCK_LEN, EXT4_SUPERBLOCK_OFFSET,
 };
 use crate::plan::{
-    Action, Plan, Step, DATA_DISK_ATTEMPTS, DATA_DISK_INTERVAL, MAXMEMORY_PERCENT, MIN_MEM_TOTAL,
-    MODULES_ORDER_PATH, SPEC_PATH,
+    Action, Plan, Step, DATA_DISK_ATTEMPTS, DATA_DISK_INTERVAL, MODULES_ORDER_PATH, SPEC_PATH,
+    TCP_MEM_KEY,
 };
 use crate::InitError;
 
@@ -139,8 +140,10 @@ fn die(os: &mut dyn Os, step: &str, error: InitError) -> Fatal {
 struct State {
     /// Fetched values by metadata key, until the ACL is written.
     secrets: Vec<(String, Secret)>,
-    /// The server's `maxmemory`, bytes.
-    maxmemory: Option<u64>,
+    /// The memory budget, from `MemTotal`.
+    budget: Option<MemoryBudget>,
+    /// The governor's pid, once forked.
+    governor_pid: Option<u32>,
 }
 
 impl State {
@@ -159,17 +162,21 @@ fn execute(
 ) -> Result<(), InitError> {
     match &step.action {
         Action::Mount(mount) => os.mount(mount),
-        Action::MaxMemory => {
+        Action::MemoryBudget => {
             let mem_total = mem_total_bytes(&os.read_file(Path::new("/proc/meminfo"))?)?;
-            if mem_total < MIN_MEM_TOTAL {
-                return Err(InitError::MemoryTooSmall {
-                    mem_total,
-                    minimum: MIN_MEM_TOTAL,
-                });
-            }
-            let maxmemory = u128::from(mem_total) * u128::from(MAXMEMORY_PERCENT) / 100;
-            state.maxmemory = Some(u64::try_from(maxmemory).unwrap_or(u64::MAX));
+            let budget = MemoryBudget::new(mem_total, &plan.spec().limits).map_err(|e| {
+                InitError::MemoryTooSmall {
+                    mem_total: e.mem_total,
+                    minimum: e.minimum,
+                }
+            })?;
+            os.console(&format!("{CONSOLE_PREFIX} {}", budget.console_text()));
+            state.budget = Some(budget);
             Ok(())
+        }
+        Action::TcpMemory => {
+            let budget = budget_of(state, "sysctl net.ipv4.tcp_mem")?;
+            os.write_sysctl(TCP_MEM_KEY, &budget.tcp_mem())
         }
         Action::LoadModule(path) => os.load_module(path),
         Action::Sysctl(sysctl) => match os.write_sysctl(sysctl.key, sysctl.value) {
@@ -211,6 +218,8 @@ fn execute(
             Ok(())
         }
         Action::CloseMetadata => os.close_metadata(),
+        Action::CheckSecrets => crate::secrets::check_secrets(plan.spec(), &mut state.secrets)
+            .map_err(|(key, problem)| InitError::SecretRefused { key, problem }),
         Action::WriteAcl {
             dir,
             dir_owner,
@@ -247,7 +256,17 @@ fn execute(
             let spec = plan.spec();
             let pid = os.fork_governor(&mut || governor(spec))?;
             os.console(&format!("{CONSOLE_PREFIX} governor started as pid {pid}"));
+            state.governor_pid = Some(pid);
             Ok(())
+        }
+        Action::GovernorOomScore(value) => {
+            let pid = state.governor_pid.ok_or_else(|| {
+                InitError::plan(
+                    "oom_score_adj",
+                    "no governor forked before (plan out of order)",
+                )
+            })?;
+            os.set_oom_score_adj(pid, *value)
         }
         Action::DropBoundingSet => os.drop_bounding_set(),
         Action::ClearGroups => os.clear_groups(),
@@ -265,30 +284,45 @@ fn execute(
         Action::Landlock(rules) => os.landlock(rules),
         Action::CloseFds => os.close_fds(),
         Action::Exec { binary, args } => {
-            let maxmemory = state.maxmemory.ok_or_else(|| {
-                InitError::plan("maxmemory", "not computed before exec (plan out of order)")
-            })?;
-            let exec = server_exec(binary, args, maxmemory);
+            let budget = budget_of(state, "exec")?;
+            let exec = server_exec(binary, args, &budget);
             os.console(&format!(
-                "{CONSOLE_PREFIX} exec {} (maxmemory {maxmemory} bytes)",
-                binary.display()
+                "{CONSOLE_PREFIX} exec {} (maxmemory {} bytes)",
+                binary.display(),
+                budget.data
             ));
             os.exec(&exec)
         }
     }
 }
 
-/// The server's command line: its config, then `maxmemory` from RAM with
-/// `noeviction` (a full server refuses writes rather than dropping data).
-/// The environment is empty.
-fn server_exec(binary: &Path, args: &[String], maxmemory: u64) -> Exec {
+/// The budget computed by the memory budget step.
+fn budget_of(state: &State, step: &'static str) -> Result<MemoryBudget, InitError> {
+    state.budget.ok_or_else(|| {
+        InitError::plan(
+            step,
+            "memory budget not computed before (plan out of order)",
+        )
+    })
+}
+
+/// The server's command line: its config, then the memory budget's figures,
+/// which the server applies after its config file: `maxmemory` with
+/// `noeviction` (a full server refuses writes rather than dropping data),
+/// `maxmemory-clients`, and the output buffer limits of all three classes as
+/// one argument. The environment is empty.
+fn server_exec(binary: &Path, args: &[String], budget: &MemoryBudget) -> Exec {
     let mut argv = vec![binary.display().to_string()];
     argv.extend(args.iter().cloned());
     argv.extend([
         "--maxmemory".to_owned(),
-        maxmemory.to_string(),
+        budget.data.to_string(),
         "--maxmemory-policy".to_owned(),
         "noeviction".to_owned(),
+        "--maxmemory-clients".to_owned(),
+        budget.clients.to_string(),
+        "--client-output-buffer-limit".to_owned(),
+        budget.output_buffer_limits(),
     ]);
     Exec {
         path: binary.to_path_buf(),

@@ -92,13 +92,22 @@ pub enum InitError {
     /// The ACL file could not be rendered.
     #[error(transparent)]
     Acl(#[from] acl_render::AclError),
-    /// RAM is too small to give the server a useful `maxmemory`.
-    #[error("MemTotal is {mem_total} bytes; at least {minimum} are needed")]
+    /// RAM is too small for the memory budget of the spec's limits.
+    #[error("MemTotal is {mem_total} bytes; at least {minimum} are needed for the spec's limits")]
     MemoryTooSmall {
         /// MemTotal in bytes.
         mem_total: u64,
         /// The least MemTotal accepted.
         minimum: u64,
+    },
+    /// A fetched secret is unusable. Names the metadata key, never the
+    /// value or its length.
+    #[error("metadata key {key:?}: {problem}")]
+    SecretRefused {
+        /// The metadata key.
+        key: String,
+        /// What is wrong with its value.
+        problem: crate::secrets::SecretProblem,
     },
     /// No block device carries an ext4 filesystem with the data label.
     #[error("no block device holds an ext4 filesystem labelled {label:?} (looked at {devices} device(s), {attempts} time(s)); never formatting one")]

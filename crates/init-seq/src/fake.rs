@@ -113,6 +113,13 @@ pub enum Call {
     Sleep(Duration),
     /// The governor fork.
     ForkGovernor,
+    /// `oom_score_adj` written for a process.
+    SetOomScoreAdj {
+        /// The process.
+        pid: u32,
+        /// The value.
+        value: i32,
+    },
     /// Bounding and ambient capability sets emptied.
     DropBoundingSet,
     /// `setgroups(0, NULL)`.
@@ -176,6 +183,7 @@ impl fmt::Display for Call {
             }
             Call::Sleep(duration) => write!(f, "sleep {} ms", duration.as_millis()),
             Call::ForkGovernor => f.write_str("fork_governor"),
+            Call::SetOomScoreAdj { pid, value } => write!(f, "oom_score_adj {pid} = {value}"),
             Call::DropBoundingSet => f.write_str("drop_bounding_set"),
             Call::ClearGroups => f.write_str("setgroups []"),
             Call::Setgid(gid) => write!(f, "setresgid {gid}"),
@@ -571,6 +579,10 @@ impl Os for FakeOs {
     fn fork_governor(&mut self, _governor: &mut dyn FnMut() -> i32) -> Result<u32, InitError> {
         self.fallible(Call::ForkGovernor)?;
         Ok(GOVERNOR_PID)
+    }
+
+    fn set_oom_score_adj(&mut self, pid: u32, value: i32) -> Result<(), InitError> {
+        self.fallible(Call::SetOomScoreAdj { pid, value })
     }
 
     fn drop_bounding_set(&mut self) -> Result<(), InitError> {

@@ -23,8 +23,12 @@
 //!   rules are read back from the kernel and checked rule by rule before
 //!   the boot goes on.
 //! - Cleartext secrets live only in [`metadata_fetch::Secret`]s (zeroized on
-//!   drop), are dropped right after the ACL is rendered, and never reach a
-//!   console line, a file or an error.
+//!   drop), are stripped of one trailing line ending in place and checked
+//!   ([`secrets`]) before the ACL is rendered, are dropped right after it,
+//!   and never reach a console line, a file or an error.
+//! - The server is exec'd with one memory budget ([`budget`]) whose figures
+//!   add up to at most `MemTotal`; the governor is exempt from the
+//!   out-of-memory killer before privileges are dropped.
 //! - The governor is forked single-threaded, before privileges are dropped.
 //! - The server is exec'd with an effective uid other than 0 (seed 003), no
 //!   capabilities, `no_new_privs` and Landlock; `execve` is the last call.
@@ -32,14 +36,17 @@
 #![deny(missing_docs)]
 
 mod boot;
+pub mod budget;
 mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod os;
 pub mod parse;
 pub mod plan;
+pub mod secrets;
 
 pub use boot::{boot, fatal_line, run, Fatal, CONSOLE_PREFIX, STEP_PID1, STEP_PLAN, STEP_SPEC};
+pub use budget::{MemoryBudget, OutputLimit};
 pub use error::InitError;
 pub use os::{Exec, FsAccess, FsRule, LandlockRules, Mount, MountFlags, Os, Owner};
 pub use plan::{Action, Plan, Step};

@@ -90,6 +90,10 @@ pub trait Os {
     /// never returns here); the parent gets the child's pid.
     fn fork_governor(&mut self, governor: &mut dyn FnMut() -> i32) -> Result<u32, InitError>;
 
+    /// Writes `value` to `/proc/<pid>/oom_score_adj` and checks that the
+    /// kernel reports it back.
+    fn set_oom_score_adj(&mut self, pid: u32, value: i32) -> Result<(), InitError>;
+
     /// Empties the capability bounding set and the ambient set. Needs
     /// `CAP_SETPCAP`, so it runs before `setuid`.
     fn drop_bounding_set(&mut self) -> Result<(), InitError>;

@@ -26,10 +26,14 @@ pub const NETWORK_DEADLINE: Duration = Duration::from_secs(30);
 pub const DATA_DISK_ATTEMPTS: u32 = 40;
 /// ... and the pause between two scans: 10 s in all.
 pub const DATA_DISK_INTERVAL: Duration = Duration::from_millis(250);
-/// The server's `maxmemory`, as a percentage of `MemTotal`.
-pub const MAXMEMORY_PERCENT: u64 = 50;
-/// Below this much RAM the server could not hold a useful dataset.
-pub const MIN_MEM_TOTAL: u64 = 64 << 20;
+/// The governor's `oom_score_adj`: `OOM_SCORE_ADJ_MIN`, which the
+/// out-of-memory killer never chooses. Without the governor the machine
+/// would serve unguarded, so it must outlive any memory shortage; PID 1 (the
+/// server) is never chosen either, being the global init, which leaves a
+/// server fork (an AOF rewrite or `BGSAVE` child) as the only candidate.
+pub const GOVERNOR_OOM_SCORE_ADJ: i32 = -1000;
+/// The kernel's global TCP buffer limit, set from the memory budget.
+pub const TCP_MEM_KEY: &str = "net.ipv4.tcp_mem";
 
 /// One hardening sysctl.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +101,20 @@ pub const HARDENING_SYSCTLS: &[Sysctl] = &[
     optional("kernel.io_uring_disabled", "2"),
     required("vm.unprivileged_userfaultfd", "0"),
     required("dev.tty.ldisc_autoload", "0"),
+    // Memory (see crate::budget). The budget bounds what is touched, and its
+    // fork reserve covers a rewrite child's copy-on-write pages; mode 1
+    // makes the fork itself never fail on commit accounting, which counts
+    // the whole parent as if copied (Valkey's recommendation, and it warns
+    // at start otherwise). Strict mode 2 would turn a shortfall into a
+    // failed malloc, on which Valkey aborts: PID 1 would die and the kernel
+    // panic, for a shortage the killer can end by killing the child.
+    required("vm.overcommit_memory", "1"),
+    // Should the out-of-memory killer run anyway, it kills (the governor
+    // and PID 1 being exempt) a server fork, and the server retries the
+    // rewrite later; with nothing killable the kernel panics and `panic=-1`
+    // reboots. 0 keeps that order; 1 would panic even when the child could
+    // have been killed.
+    required("vm.panic_on_oom", "0"),
     // IPv4: strict reverse-path filtering, no redirects, no source routing,
     // SYN cookies under a SYN flood.
     required("net.ipv4.conf.all.rp_filter", "1"),
@@ -127,7 +145,7 @@ pub const HARDENING_SYSCTLS: &[Sysctl] = &[
 pub const MODULES_DISABLED: Sysctl = optional("kernel.modules_disabled", "1");
 
 /// What a step does. Steps that need values only known at boot (the secrets,
-/// `maxmemory`, the governor's pid) get them from the running sequence.
+/// the memory budget, the governor's pid) get them from the running sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Action {
@@ -137,8 +155,11 @@ pub enum Action {
     LoadModule(PathBuf),
     /// Write a sysctl.
     Sysctl(Sysctl),
-    /// Read `MemTotal` and compute the server's `maxmemory`.
-    MaxMemory,
+    /// Read `MemTotal` and compute the memory budget
+    /// ([`crate::budget::MemoryBudget`]).
+    MemoryBudget,
+    /// Write the kernel's TCP buffer limit from the memory budget.
+    TcpMemory,
     /// Bring up the network.
     Network {
         /// Time allowed for a lease.
@@ -153,6 +174,9 @@ pub enum Action {
     },
     /// Drop the metadata client (and its thread).
     CloseMetadata,
+    /// Strip one trailing line ending from every fetched secret and refuse
+    /// unusable ones ([`crate::secrets`]).
+    CheckSecrets,
     /// Render the ACL file from the secrets, write it, wipe the secrets.
     WriteAcl {
         /// The directory created for it.
@@ -177,6 +201,8 @@ pub enum Action {
     SingleThreaded,
     /// Fork the governor.
     ForkGovernor,
+    /// Set the governor's `oom_score_adj`.
+    GovernorOomScore(i32),
     /// Empty the capability bounding and ambient sets.
     DropBoundingSet,
     /// Clear supplementary groups.
@@ -390,6 +416,7 @@ fn module_name(path: &Path) -> String {
 fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
     let server = &spec.server;
     let mut steps = Vec::new();
+    let run_tmpfs_options = format!("mode=0755,size={}", crate::budget::RUN_TMPFS_SIZE);
 
     // Step 2: the pseudo-filesystems. /proc hides other users' processes from
     // the server; the governor runs as root and still sees everything.
@@ -412,7 +439,7 @@ fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
             "/run",
             "tmpfs",
             MountFlags::ALL,
-            Some("mode=0755,size=16m"),
+            Some(run_tmpfs_options.as_str()),
         ),
     ];
     for (source, target, fstype, flags, data) in mounts {
@@ -427,7 +454,7 @@ fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
             }),
         ));
     }
-    steps.push(Step::new("maxmemory", Action::MaxMemory));
+    steps.push(Step::new("memory budget", Action::MemoryBudget));
 
     // Step 3: modules in the recorded order, then no more modules, ever.
     for module in modules {
@@ -448,6 +475,10 @@ fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
             Action::Sysctl(*sysctl),
         ));
     }
+    steps.push(Step::new(
+        format!("sysctl {TCP_MEM_KEY}"),
+        Action::TcpMemory,
+    ));
 
     // Steps 5 and 6.
     steps.push(Step::new(
@@ -474,6 +505,7 @@ fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
         ));
     }
     steps.push(Step::new("metadata close", Action::CloseMetadata));
+    steps.push(Step::new("secrets", Action::CheckSecrets));
 
     // Step 8. The directory is the server's and readable only by it; the file
     // is read-only even for the server.
@@ -525,6 +557,10 @@ fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
     // Step 11.
     steps.push(Step::new("threads", Action::SingleThreaded));
     steps.push(Step::new("fork governor", Action::ForkGovernor));
+    steps.push(Step::new(
+        "governor oom_score_adj",
+        Action::GovernorOomScore(GOVERNOR_OOM_SCORE_ADJ),
+    ));
 
     // Step 12. The bounding set needs CAP_SETPCAP, gone after setuid.
     steps.push(Step::new("bounding set", Action::DropBoundingSet));

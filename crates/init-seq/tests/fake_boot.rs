@@ -42,6 +42,16 @@ fn all_step_names() -> Vec<String> {
     names
 }
 
+/// A machine on which step `name` fails: its first OS call fails, or, for
+/// the one step that makes none (the secret check, pure), its input is bad.
+fn failing_at(name: &str) -> FakeOs {
+    if name == "secrets" {
+        FakeOs::reference().with_secret("redis-admin-pass", "short\n")
+    } else {
+        FakeOs::reference().fail_step(name)
+    }
+}
+
 fn syscalls(os: &FakeOs) -> Vec<&Call> {
     os.calls().iter().filter(|c| c.is_syscall()).collect()
 }
@@ -73,7 +83,7 @@ fn every_step_fails_closed() {
     assert_eq!(sorted.len(), names.len(), "duplicate step names: {names:?}");
 
     for name in &names {
-        let (os, result) = boot_fake(FakeOs::reference().fail_step(name));
+        let (os, result) = boot_fake(failing_at(name));
         let fatal = result.expect_err(name);
         assert_eq!(&fatal.step, name);
         let calls = os.calls();
@@ -288,6 +298,36 @@ fn ordering_invariants() {
         sealed_fw < fork,
         "sealed before the governor starts watching"
     );
+    // The governor is exempt from the OOM killer right after the fork, while
+    // init still has the capability to lower a score.
+    assert_eq!(
+        os.calls()[fork + 2..fork + 4],
+        [
+            Call::Step("governor oom_score_adj".into()),
+            Call::SetOomScoreAdj {
+                pid: init_seq::fake::GOVERNOR_PID,
+                value: -1000
+            }
+        ],
+        "{}",
+        os.transcript()
+    );
+    assert!(fork + 3 < bounding);
+    // Secrets are checked after the last fetch, before the ACL is rendered.
+    let secrets = position(&os, "secrets", |c| *c == Call::Step("secrets".into()));
+    assert!(close_metadata < secrets && secrets < acl);
+    // The kernel's TCP limit comes from the budget, after the budget.
+    let budget = position(
+        &os,
+        "budget",
+        |c| matches!(c, Call::Console(l) if l.starts_with("appliance: memory budget ")),
+    );
+    let tcp_mem = position(
+        &os,
+        "tcp_mem",
+        |c| matches!(c, Call::WriteSysctl { key, value } if key == "net.ipv4.tcp_mem" && value == "5024 7536 10048"),
+    );
+    assert!(last_mount_of_proc < budget && budget < tcp_mem && tcp_mem < network);
     for (what, at) in [
         ("bounding set", bounding),
         ("setgroups", setgroups),
@@ -308,15 +348,20 @@ fn ordering_invariants() {
     let Call::Exec(exec) = calls.last().unwrap() else {
         panic!("last call is not execve:\n{}", os.transcript())
     };
+    // 2 GiB of MemTotal: the budget's figures (crate::budget pins them).
     assert_eq!(
         exec.argv,
         [
             "/usr/bin/valkey-server",
             "/etc/valkey/valkey.conf",
             "--maxmemory",
-            "1073741824",
+            "595013631",
             "--maxmemory-policy",
-            "noeviction"
+            "noeviction",
+            "--maxmemory-clients",
+            "45350912",
+            "--client-output-buffer-limit",
+            "normal 5242880 1310720 5 replica 1048576 0 0 pubsub 1048576 0 0",
         ]
     );
     assert!(exec.env.is_empty());
@@ -353,7 +398,8 @@ fn secrets_never_leak() {
     let (path, owner, contents) = writes[0];
     assert_eq!(path.as_os_str(), "/run/valkey/users.acl");
     assert_eq!((owner.uid, owner.gid, owner.mode), (6379, 6379, 0o400));
-    // Hashes of the exact values are there instead.
+    // Hashes of the values (stripped of one trailing line ending: these have
+    // none) are there instead.
     for secret in secrets {
         let hash = sha256_hex(secret.as_bytes());
         assert!(contents.contains(&format!("#{hash}")), "{contents}");
@@ -371,7 +417,7 @@ fn secrets_never_leak() {
 
     // Every failure, anywhere: no FATAL line or error text holds a secret.
     for name in all_step_names() {
-        let (os, result) = boot_fake(FakeOs::reference().fail_step(&name));
+        let (os, result) = boot_fake(failing_at(&name));
         let fatal = result.unwrap_err();
         let texts = [
             fatal.to_string(),
@@ -549,14 +595,135 @@ fn secret_problems_halt() {
         "appliance: FATAL fetch redis-visitor-pass: metadata key \"redis-visitor-pass\" is missing (HTTP 404)"
     );
 
-    let (os, result) = boot_fake(FakeOs::reference().with_secret("redis-admin-pass", ""));
-    let fatal = result.unwrap_err();
-    assert_eq!(fatal.step, "acl");
-    assert!(matches!(fatal.error, InitError::Acl(_)));
-    assert!(!os
-        .calls()
-        .iter()
-        .any(|c| matches!(c, Call::WriteFile { .. })));
+    // One FATAL line per refusal, naming the key, never the value or its
+    // length; nothing written, nothing after.
+    let admin_ok = "0123456789abcdef";
+    let cases: &[(&str, &[u8], &[u8], &str)] = &[
+        (
+            "empty admin",
+            b"",
+            b"visitor-Kp3x9-value",
+            "metadata key \"redis-admin-pass\": the value is empty after stripping one trailing line ending",
+        ),
+        (
+            "admin only a newline",
+            b"\r\n",
+            b"visitor-Kp3x9-value",
+            "metadata key \"redis-admin-pass\": the value is empty after stripping one trailing line ending",
+        ),
+        (
+            "visitor with two newlines",
+            admin_ok.as_bytes(),
+            b"visitor-pass-Kp3x9\n\n",
+            "metadata key \"redis-visitor-pass\": the value holds a control character (a byte below 0x20, or 0x7f) after stripping one trailing line ending",
+        ),
+        (
+            "admin with a tab",
+            b"0123456789\tabcdef",
+            b"visitor-Kp3x9-value",
+            "metadata key \"redis-admin-pass\": the value holds a control character (a byte below 0x20, or 0x7f) after stripping one trailing line ending",
+        ),
+        (
+            "short admin",
+            b"admin-Zq8v1-x15\n",
+            b"visitor-Kp3x9-value",
+            "metadata key \"redis-admin-pass\": the admin secret is shorter than 16 bytes",
+        ),
+        (
+            "admin equal to the visitor after stripping",
+            b"shared-secret-Zq8v1\r\n",
+            b"shared-secret-Zq8v1\n",
+            "metadata key \"redis-admin-pass\": the admin secret equals the visitor secret of metadata key \"redis-visitor-pass\", which is public",
+        ),
+    ];
+    for (what, admin, visitor, reason) in cases {
+        let (os, result) = boot_fake(
+            FakeOs::reference()
+                .with_secret("redis-admin-pass", admin)
+                .with_secret("redis-visitor-pass", visitor),
+        );
+        let fatal = result.unwrap_err();
+        assert_eq!(fatal.step, "secrets", "{what}");
+        assert!(
+            matches!(fatal.error, InitError::SecretRefused { .. }),
+            "{what}"
+        );
+        let line = format!("appliance: FATAL secrets: {reason}");
+        assert_eq!(fatal.to_string(), line, "{what}");
+        let tail: Vec<_> = os
+            .calls()
+            .iter()
+            .skip_while(|c| **c != Call::Step("secrets".into()))
+            .cloned()
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                Call::Step("secrets".into()),
+                Call::Console(line),
+                Call::Sync,
+                Call::Halt
+            ],
+            "{what}"
+        );
+        for value in [admin, visitor] {
+            let value = String::from_utf8_lossy(value);
+            let value = value.trim_end();
+            if value.len() > 3 {
+                assert!(
+                    !os.transcript().contains(value),
+                    "{what}: value in transcript"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn acl_hashes_the_stripped_value() {
+    let cases: &[(&str, &str)] = &[("\n", "\r\n"), ("\r\n", "\n"), ("", "")];
+    for (admin_end, visitor_end) in cases {
+        let (os, result) = boot_fake(
+            FakeOs::reference()
+                .with_secret("redis-admin-pass", format!("{TEST_ADMIN_PASS}{admin_end}"))
+                .with_secret(
+                    "redis-visitor-pass",
+                    format!("{TEST_VISITOR_PASS}{visitor_end}"),
+                ),
+        );
+        result.unwrap();
+        let acl = os
+            .calls()
+            .iter()
+            .find_map(|c| match c {
+                Call::WriteFile { contents, .. } => Some(contents.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let admin = acl.lines().find(|l| l.starts_with("user admin ")).unwrap();
+        let visitor = acl
+            .lines()
+            .find(|l| l.starts_with("user ruachtov-ai-visitors "))
+            .unwrap();
+        assert!(
+            admin.contains(&format!(
+                "#{} ",
+                acl_render::sha256_hex(TEST_ADMIN_PASS.as_bytes())
+            )),
+            "{admin}"
+        );
+        assert!(
+            visitor.contains(&format!(
+                "#{} ",
+                acl_render::sha256_hex(TEST_VISITOR_PASS.as_bytes())
+            )),
+            "{visitor}"
+        );
+        if !admin_end.is_empty() {
+            let with_newline = format!("{TEST_ADMIN_PASS}{admin_end}");
+            assert!(!acl.contains(&acl_render::sha256_hex(with_newline.as_bytes())));
+        }
+    }
 }
 
 #[test]
@@ -573,32 +740,88 @@ fn threads_check_refuses_a_multithreaded_init() {
 }
 
 #[test]
-fn maxmemory_follows_ram() {
-    let cases: &[(&str, Result<&str, &str>)] = &[
-        ("MemTotal: 4194304 kB\n", Ok("2147483648")),
-        ("MemTotal: 65536 kB\n", Ok("33554432")),
+fn memory_budget_follows_ram() {
+    let limits = Spec::reference().unwrap().limits;
+    let minimum = init_seq::budget::minimum_mem_total(&limits);
+    assert_eq!(minimum, 550_444_148);
+    let cases: &[(&str, Result<u64, &str>)] = &[
+        ("MemTotal: 4194304 kB\n", Ok(4 << 30)),
+        // QEMU -m 1024.
+        ("MemTotal: 1002932 kB\n", Ok(1_002_932 * 1024)),
+        // The least whole kB above the minimum boots ...
+        ("MemTotal: 537544 kB\n", Ok(537_544 * 1024)),
+        // ... one kB less does not.
         (
-            "MemTotal: 65535 kB\n",
-            Err("MemTotal is 67107840 bytes; at least 67108864 are needed"),
+            "MemTotal: 537543 kB\n",
+            Err("MemTotal is 550444032 bytes; at least 550444148 are needed for the spec's limits"),
+        ),
+        (
+            "MemTotal: 65536 kB\n",
+            Err("MemTotal is 67108864 bytes; at least 550444148 are needed for the spec's limits"),
         ),
         ("MemFree: 1 kB\n", Err("/proc/meminfo: no MemTotal line")),
     ];
     for (meminfo, want) in cases {
         let (os, result) = boot_fake(FakeOs::reference().with_file("/proc/meminfo", meminfo));
         match (want, result) {
-            (Ok(bytes), Ok(())) => {
+            (Ok(total), Ok(())) => {
+                let budget = init_seq::MemoryBudget::new(*total, &limits).unwrap();
                 let Some(Call::Exec(exec)) = syscalls(&os).last().copied().cloned() else {
                     panic!()
                 };
-                assert_eq!(exec.argv[3], *bytes);
+                assert_eq!(exec.argv[3], budget.data.to_string());
+                assert_eq!(exec.argv[7], budget.clients.to_string());
+                assert_eq!(exec.argv[9], budget.output_buffer_limits());
+                let lines = os.console_lines();
+                let budget_lines: Vec<_> = lines
+                    .iter()
+                    .filter(|l| l.starts_with("appliance: memory budget "))
+                    .collect();
+                assert_eq!(budget_lines.len(), 1, "one budget line");
+                assert_eq!(
+                    *budget_lines[0],
+                    format!(
+                        "appliance: memory budget total={total} data={} fork={} clients={} server={} governor={} kernel={} margin={} output-normal={}/{}/{}",
+                        budget.data,
+                        budget.fork,
+                        budget.clients,
+                        budget.server,
+                        budget.governor,
+                        budget.kernel,
+                        budget.margin,
+                        budget.output_normal.hard,
+                        budget.output_normal.soft,
+                        budget.output_normal.seconds
+                    )
+                );
+                assert!(lines.contains(
+                    &format!(
+                        "appliance: exec /usr/bin/valkey-server (maxmemory {} bytes)",
+                        budget.data
+                    )
+                    .as_str()
+                ));
             }
             (Err(reason), Err(fatal)) => {
-                assert_eq!(fatal.step, "maxmemory");
+                assert_eq!(fatal.step, "memory budget");
                 assert_eq!(fatal.error.to_string(), *reason);
+                // Before any module, sysctl or network.
+                assert!(!os.calls().iter().any(|c| matches!(
+                    c,
+                    Call::LoadModule(_) | Call::WriteSysctl { .. } | Call::ConfigureNetwork { .. }
+                )));
             }
             (want, got) => panic!("{meminfo:?}: want {want:?}, got {got:?}"),
         }
     }
+    // The exact line for QEMU's 1 GiB (the e2e suite parses it).
+    let (os, result) =
+        boot_fake(FakeOs::reference().with_file("/proc/meminfo", "MemTotal: 1002932 kB\n"));
+    result.unwrap();
+    assert!(os
+        .console_lines()
+        .iter()
+        .any(|l| l.starts_with("appliance: memory budget total=1027002368 data=")));
 }
 
 #[test]

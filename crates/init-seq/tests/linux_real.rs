@@ -55,6 +55,10 @@ mod linux {
             ("block devices are listed", block_devices_listed),
             ("thread count and governor fork", fork_governor_runs_entry),
             (
+                "governor exempt from the OOM killer after the fork",
+                governor_oom_score_adj,
+            ),
+            (
                 "file creation with owner and mode",
                 files_with_owner_and_mode,
             ),
@@ -238,6 +242,72 @@ mod linux {
         ensure(
             status == WaitStatus::Exited(nix::unistd::Pid::from_raw(pid as i32), 7),
             format!("governor child: {status:?}"),
+        )
+    }
+
+    /// What the boot does right after the fork: init writes the child's
+    /// `oom_score_adj` and the child itself sees it. Lowering a score needs
+    /// `CAP_SYS_RESOURCE`, which the appliance's init has (the kernel starts
+    /// it with every capability); a machine whose root lacks it (a
+    /// container) runs the same path with a raised score instead, and shows
+    /// that -1000 is refused rather than ignored.
+    fn governor_oom_score_adj() -> Result<(), String> {
+        const CAP_SYS_RESOURCE: u32 = 24;
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let effective = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .unwrap();
+        let can_lower = effective & (1 << CAP_SYS_RESOURCE) != 0;
+        let value = if can_lower {
+            init_seq::plan::GOVERNOR_OOM_SCORE_ADJ
+        } else {
+            println!(
+                "    (no CAP_SYS_RESOURCE here: checking with 500, and that -1000 is refused)"
+            );
+            500
+        };
+        let mut os = LinuxOs::new();
+        let want = value.to_string();
+        let pid = os
+            .fork_governor(&mut || {
+                for _ in 0..500 {
+                    let adj = fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
+                    if adj.trim() == want {
+                        // At -1000 the kernel reports a badness of 0: never chosen.
+                        let score = fs::read_to_string("/proc/self/oom_score").unwrap_or_default();
+                        return if value != -1000 || score.trim() == "0" {
+                            0
+                        } else {
+                            3
+                        };
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                2
+            })
+            .map_err(|e| e.to_string())?;
+        let child = nix::unistd::Pid::from_raw(pid as i32);
+        let set = os.set_oom_score_adj(pid, value);
+        let refused = (!can_lower).then(|| os.set_oom_score_adj(pid, -1000));
+        let status = waitpid(child, None).map_err(|e| e.to_string())?;
+        set.map_err(|e| e.to_string())?;
+        ensure(
+            status == WaitStatus::Exited(child, 0),
+            format!("governor child did not see {value}: {status:?}"),
+        )?;
+        if let Some(refused) = refused {
+            ensure(
+                matches!(&refused, Err(InitError::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied),
+                format!("-1000 without CAP_SYS_RESOURCE: {refused:?}"),
+            )?;
+        }
+        // A process that is gone is an error, not a silent success.
+        let gone = os.set_oom_score_adj(pid, value);
+        ensure(
+            matches!(gone, Err(InitError::Io { .. })),
+            format!("{gone:?}"),
         )
     }
 
@@ -637,6 +707,14 @@ mod linux {
             ensure(
                 matches!(absent, Err(InitError::SysctlAbsent { .. })),
                 format!("{absent:?}"),
+            )?;
+            // A multi-value sysctl reads back tab-separated: still a match.
+            os.write_sysctl("net.ipv4.tcp_rmem", "4096 131072 6291456")
+                .map_err(|e| e.to_string())?;
+            let now = fs::read_to_string("/proc/sys/net/ipv4/tcp_rmem").unwrap();
+            ensure(
+                now == "4096\t131072\t6291456\n",
+                format!("tcp_rmem reads {now:?}"),
             )?;
             // The kernel reports "1" for "01": only what it reports counts.
             let reread = os.write_sysctl("net.ipv4.tcp_syncookies", "01");

@@ -36,6 +36,16 @@ impl Secret {
         std::str::from_utf8(&self.bytes).ok()
     }
 
+    /// Shortens the value to its first `len` bytes (no effect if it is not
+    /// longer), overwriting the removed bytes with zeros first: no copy is
+    /// made, and nothing of the tail is left in the buffer.
+    pub fn truncate(&mut self, len: usize) {
+        if let Some(tail) = self.bytes.get_mut(len..) {
+            tail.zeroize();
+        }
+        self.bytes.truncate(len);
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.bytes.len()
@@ -81,5 +91,23 @@ mod tests {
         assert_eq!(secret.len(), 6);
         assert!(!secret.is_empty());
         assert_eq!(Secret::new(vec![0xff]).as_str(), None);
+    }
+
+    #[test]
+    fn truncate_shortens_in_place() {
+        let mut secret = Secret::new(String::from("pass\r\n"));
+        let before = secret.expose().as_ptr();
+        secret.truncate(4);
+        assert_eq!(secret.expose(), b"pass");
+        assert_eq!(
+            secret.expose().as_ptr(),
+            before,
+            "no reallocation, so no copy"
+        );
+        let mut other = Secret::new("ab");
+        other.truncate(5);
+        assert_eq!(other.expose(), b"ab");
+        other.truncate(0);
+        assert!(other.is_empty());
     }
 }

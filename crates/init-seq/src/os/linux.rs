@@ -188,7 +188,8 @@ impl Os for LinuxOs {
         // The kernel may clamp or ignore a value; only what it reports counts.
         let now = self.read_file(&path)?;
         let now = String::from_utf8_lossy(&now);
-        if now.trim() != value {
+        // Multi-value sysctls (`tcp_mem`) read back tab-separated.
+        if !now.split_whitespace().eq(value.split_whitespace()) {
             return Err(InitError::SysctlMismatch {
                 key: key.to_owned(),
                 wanted: value.to_owned(),
@@ -349,6 +350,34 @@ impl Os for LinuxOs {
                 unsafe { libc::_exit(code) }
             }
             Err(e) => Err(InitError::syscall("fork", errno(e))),
+        }
+    }
+
+    fn set_oom_score_adj(&mut self, pid: u32, value: i32) -> Result<(), InitError> {
+        let path = PathBuf::from(format!("/proc/{pid}/oom_score_adj"));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| InitError::io("open", &path, e))?;
+        file.write_all(value.to_string().as_bytes())
+            .map_err(|e| InitError::io("write", &path, e))?;
+        drop(file);
+        let now = self.read_file(&path)?;
+        let now = String::from_utf8_lossy(&now);
+        if now.trim() == value.to_string() {
+            Ok(())
+        } else {
+            Err(InitError::io(
+                "read back",
+                &path,
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "reads {:?}",
+                        now.trim().chars().take(16).collect::<String>()
+                    ),
+                ),
+            ))
         }
     }
 
