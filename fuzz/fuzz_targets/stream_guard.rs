@@ -21,6 +21,10 @@ fuzz_target!(|data: &[u8]| {
         &b"append-only"[..],
         b"visitor",
         KEY,
+        b"admin",
+        b"admin",
+        b"data-dir",
+        b"/data",
         b"max-pairs",
         b"4",
         b"max-bytes",
@@ -35,7 +39,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if judge(&config, Some(b"visitor"), &argv) == Verdict::Pass
-        && argv.first().is_some_and(|c| c.eq_ignore_ascii_case(b"xadd"))
+        && argv
+            .first()
+            .is_some_and(|c| c.eq_ignore_ascii_case(b"xadd"))
     {
         assert!(argv.len() >= 5 && (argv.len() - 3) % 2 == 0);
         assert_eq!(argv[1], KEY);
