@@ -127,6 +127,8 @@ const SUBEVENT_CLIENT_CONNECTED: u64 = 0;
 /// `VALKEYMODULE_AUTH_RESULT_DENIED`.
 const AUTH_RESULT_DENIED: c_int = 1;
 const AUTH_HANDLED: c_int = 0;
+/// `VALKEYMODULE_OK` as the API's functions return it.
+const MODULE_OK: c_int = 0;
 const AUTH_NOT_HANDLED: c_int = 1;
 /// `VALKEYMODULE_CLIENTINFO_FLAG_UNIXSOCKET`.
 const FLAG_UNIXSOCKET: u64 = 1 << 4;
@@ -185,7 +187,7 @@ fn init(ctx: &Context, _args: &[ValkeyString]) -> Status {
         let event = raw::RedisModuleEvent { id, dataver: 1 };
         // SAFETY: the live OnLoad context, a valid event and a callback of
         // the server's callback type.
-        if unsafe { subscribe(ctx.ctx, event, callback) } != raw::REDISMODULE_OK as c_int {
+        if unsafe { subscribe(ctx.ctx, event, callback) } != MODULE_OK {
             warning(&format!(
                 "stream-guard: cannot subscribe to server event {id}"
             ));
@@ -254,7 +256,7 @@ fn client_info(id: u64) -> Option<raw::RedisModuleClientInfo> {
     // SAFETY: `info` is a V1 client-info struct with its version set, as the
     // API requires; it is written in place and outlives the call.
     let status = unsafe { lookup(ptr::addr_of_mut!(info).cast::<c_void>(), id) };
-    (status == raw::REDISMODULE_OK as c_int).then_some(info)
+    (status == MODULE_OK).then_some(info)
 }
 
 fn source_of(info: &raw::RedisModuleClientInfo) -> Source {
@@ -472,7 +474,7 @@ fn statvfs_free(dir: &Path) -> Result<u64, String> {
             std::io::Error::last_os_error()
         ));
     }
-    Ok(u64::from(st.f_bavail).saturating_mul(st.f_frsize))
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 fn data_dir(config: &GuardConfig) -> PathBuf {

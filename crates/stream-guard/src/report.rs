@@ -30,7 +30,7 @@ impl RateWindow {
     /// Whether a line is due at `now_ms`: something happened since the last
     /// line and the last line is at least a period old (the first line of a
     /// quiet server is due at once). Returns the seconds the line covers
-    /// (at least 1) and starts a new window.
+    /// (rounded, at least 1) and starts a new window.
     pub fn due(&mut self, now_ms: u64) -> Option<u64> {
         let first = self.first_event_ms?;
         if let Some(last) = self.last_line_ms {
@@ -45,6 +45,6 @@ impl RateWindow {
             .min(first);
         self.last_line_ms = Some(now_ms);
         self.first_event_ms = None;
-        Some(now_ms.saturating_sub(since).div_ceil(1000).max(1))
+        Some((now_ms.saturating_sub(since).saturating_add(500) / 1000).max(1))
     }
 }

@@ -131,9 +131,9 @@ pub struct AuthThrottle {
     seen: HashSet<Source>,
 }
 
-/// The error a refused AUTH gets.
-pub const REFUSED_MESSAGE: &str =
-    "ERR too many failed AUTH attempts from this address, retry later";
+/// The error a refused AUTH gets. The server puts `-ERR ` before it, so the
+/// client reads `ERR too many failed AUTH attempts from this address, retry later`.
+pub const REFUSED_MESSAGE: &str = "too many failed AUTH attempts from this address, retry later";
 
 impl AuthThrottle {
     /// `per_minute` failures a minute per source (and as burst), at most

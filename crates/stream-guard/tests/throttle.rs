@@ -121,7 +121,7 @@ fn the_report_is_bounded_and_exact() {
         (1, 10, 1, 0)
     );
     assert_eq!(t.report(30_000), None, "quiet again: no line");
-    assert!(REFUSED_MESSAGE.starts_with("ERR too many failed AUTH attempts from this address"));
+    assert!(REFUSED_MESSAGE.starts_with("too many failed AUTH attempts from this address"));
 }
 
 proptest! {
