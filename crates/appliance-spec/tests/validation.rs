@@ -367,8 +367,9 @@ const GUARD_BOUNDS: &[(&str, &str, &str)] = &[
 fn with_guard(field: &str, value: &str) -> String {
     let line = REFERENCE_TOML
         .lines()
-        .find(|l| l.starts_with(&format!("{field} = ")))
-        .unwrap_or_else(|| panic!("fixture lost guard.{field}"));
+        .find(|l| l.starts_with(&format!("{field} = ")));
+    assert!(line.is_some(), "fixture lost guard.{field}");
+    let line = line.unwrap_or_default();
     mutated(line, &format!("{field} = {value}"))
 }
 
