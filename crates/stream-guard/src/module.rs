@@ -18,7 +18,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,9 @@ static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 /// A one-shot sweep is armed (a connect came in at the admin's line).
 static SWEEP_ARMED: AtomicBool = AtomicBool::new(false);
+/// The server's `maxclients` as last read (at load and every tick), so the
+/// connect event need not ask the server.
+static MAXCLIENTS: AtomicU64 = AtomicU64::new(0);
 
 /// A detached context, used to look up a client's user name and to log from
 /// callbacks that get no context of their own (the filter).
@@ -199,6 +202,7 @@ fn init(ctx: &Context, _args: &[ValkeyString]) -> Status {
 
     // The first sample before the server serves anyone.
     sample_space();
+    read_maxclients();
     ctx.create_timer(TICK, tick, ());
     Status::Ok
 }
@@ -413,10 +417,7 @@ unsafe extern "C" fn client_change(
                 .get()
                 .map_or(0, |c| u64::from(c.admin_reserved_slots));
             let connected = u64::try_from(s.clients.len()).unwrap_or(u64::MAX);
-            let maxclients = info_u64(c"clients", &[c"maxclients"])
-                .and_then(|v| v.first().copied())
-                .unwrap_or(0);
-            connected >= maxclients.saturating_sub(reserved)
+            connected >= MAXCLIENTS.load(Ordering::Acquire).saturating_sub(reserved)
         } else {
             s.clients.disconnected(info.id);
             false
@@ -534,9 +535,7 @@ fn sweep_connections(ctx: &Context) {
             Some(Candidate { id, tracked, auth })
         })
         .collect();
-    let maxclients = info_u64(c"clients", &[c"maxclients"])
-        .and_then(|v| v.first().copied())
-        .unwrap_or(0);
+    let maxclients = read_maxclients();
     let limits = SweepLimits {
         auth_timeout_ms: u64::from(config.auth_timeout).saturating_mul(1000),
         command_timeout_ms: u64::from(config.command_timeout).saturating_mul(1000),
@@ -558,6 +557,17 @@ fn sweep_connections(ctx: &Context) {
     if let Some(report) = report {
         notice(&report.log_line());
     }
+}
+
+/// The server's `maxclients`, remembered for the connect event; 0 (every
+/// non-admin connection is over the line) if the server does not say, so a
+/// failed read closes connections rather than leaving the admin out.
+fn read_maxclients() -> u64 {
+    let maxclients = info_u64(c"clients", &[c"maxclients"])
+        .and_then(|v| v.first().copied())
+        .unwrap_or(0);
+    MAXCLIENTS.store(maxclients, Ordering::Release);
+    maxclients
 }
 
 fn kill(ctx: &Context, id: u64) {
