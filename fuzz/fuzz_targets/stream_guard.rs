@@ -1,8 +1,10 @@
 //! The guard's decision over arbitrary argument vectors and load arguments:
-//! never panics, and whatever passes for the visitor is the one allowed shape.
+//! never panics, whatever passes for the visitor is the one allowed shape,
+//! load arguments that parse round-trip, and any address text gives a source.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use stream_guard::throttle::Source;
 use stream_guard::{judge, GuardConfig, Verdict};
 
 const KEY: &[u8] = b"ruach:stream:contact";
@@ -14,13 +16,22 @@ fuzz_target!(|data: &[u8]| {
     };
     let words: Vec<&[u8]> = rest.split(|b| *b == 0).collect();
     if mode % 2 == 0 {
-        let _ = GuardConfig::from_args(&words);
+        // Whatever parses says exactly what it parsed.
+        if let Ok(config) = GuardConfig::from_args(&words) {
+            assert_eq!(GuardConfig::from_args(&config.to_args()), Ok(config));
+        }
+        // The throttle's source parser takes the server's address text.
+        let _ = Source::from_addr(&String::from_utf8_lossy(rest), mode & 2 == 2);
         return;
     }
     let Ok(config) = GuardConfig::from_args(&[
         &b"append-only"[..],
         b"visitor",
         KEY,
+        b"admin",
+        b"admin",
+        b"data-dir",
+        b"/data",
         b"max-pairs",
         b"4",
         b"max-bytes",
@@ -35,7 +46,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if judge(&config, Some(b"visitor"), &argv) == Verdict::Pass
-        && argv.first().is_some_and(|c| c.eq_ignore_ascii_case(b"xadd"))
+        && argv
+            .first()
+            .is_some_and(|c| c.eq_ignore_ascii_case(b"xadd"))
     {
         assert!(argv.len() >= 5 && (argv.len() - 3) % 2 == 0);
         assert_eq!(argv[1], KEY);

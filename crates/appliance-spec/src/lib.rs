@@ -16,8 +16,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod guard;
 mod raw;
 mod validate;
+
+pub use guard::Guard;
 
 pub use validate::{is_valid_metadata_key, is_valid_stream_key, is_valid_user_name};
 
@@ -47,6 +50,8 @@ pub struct Spec {
     pub limits: Limits,
     /// Governor tuning.
     pub governor: Governor,
+    /// What stream-guard enforces on the public port.
+    pub guard: Guard,
 }
 
 /// The server process.

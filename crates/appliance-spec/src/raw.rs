@@ -12,6 +12,7 @@ pub(crate) struct RawSpec {
     pub(crate) firewall: RawFirewall,
     pub(crate) limits: RawLimits,
     pub(crate) governor: RawGovernor,
+    pub(crate) guard: crate::guard::RawGuard,
 }
 
 #[derive(Debug, Deserialize)]

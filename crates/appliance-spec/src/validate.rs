@@ -192,6 +192,8 @@ pub(crate) fn validate(raw: RawSpec) -> Result<Spec, SpecError> {
         "must be 10-60000",
     )?;
 
+    let guard = crate::guard::validate(&raw.guard, l.maxclients)?;
+
     Ok(Spec {
         name: raw.appliance.name,
         server: Server {
@@ -233,6 +235,7 @@ pub(crate) fn validate(raw: RawSpec) -> Result<Spec, SpecError> {
                 RawOnEventLoss::Rescan => OnEventLoss::Rescan,
             },
         },
+        guard,
     })
 }
 

@@ -2,8 +2,8 @@
 //! refused with an error naming its field and value; unknown fields are refused.
 
 use appliance_spec::{
-    is_valid_metadata_key, is_valid_stream_key, is_valid_user_name, OnEventLoss, Spec, SpecError,
-    REFERENCE_TOML,
+    is_valid_metadata_key, is_valid_stream_key, is_valid_user_name, Guard, OnEventLoss, Spec,
+    SpecError, REFERENCE_TOML,
 };
 use proptest::prelude::*;
 
@@ -394,4 +394,67 @@ proptest! {
     fn parser_never_panics(text in "\\PC{0,400}") {
         let _ = Spec::from_toml_str(&text);
     }
+}
+
+#[test]
+fn reference_guard_table() {
+    let g = Spec::reference().unwrap().guard;
+    assert_eq!(
+        g,
+        Guard {
+            disk_reserve_bytes: 16 * 1024 * 1024,
+            memory_refuse_percent: 90,
+            auth_failures_per_minute: 10,
+            auth_sources: 4096,
+            auth_timeout_seconds: 10,
+            command_timeout_seconds: 30,
+            admin_reserved_slots: 32,
+        }
+    );
+}
+
+/// `[guard]` field, a bad value, and a good edge value.
+const GUARD_BOUNDS: &[(&str, &str, &str)] = &[
+    ("disk_reserve_bytes", "1048575", "1048576"),
+    ("disk_reserve_bytes", "1099511627777", "1099511627776"),
+    ("memory_refuse_percent", "0", "1"),
+    ("memory_refuse_percent", "100", "99"),
+    ("auth_failures_per_minute", "0", "1"),
+    ("auth_failures_per_minute", "601", "600"),
+    ("auth_sources", "15", "16"),
+    ("auth_sources", "1048577", "1048576"),
+    ("auth_timeout_seconds", "0", "1"),
+    ("auth_timeout_seconds", "301", "300"),
+    ("command_timeout_seconds", "0", "1"),
+    ("command_timeout_seconds", "86401", "86400"),
+    ("admin_reserved_slots", "0", "1"),
+    // limits.maxclients is 1000 in the reference.
+    ("admin_reserved_slots", "1000", "999"),
+];
+
+/// The reference with one `[guard]` field set to `value`.
+fn with_guard(field: &str, value: &str) -> String {
+    let line = REFERENCE_TOML
+        .lines()
+        .find(|l| l.starts_with(&format!("{field} = ")));
+    assert!(line.is_some(), "fixture lost guard.{field}");
+    let line = line.unwrap_or_default();
+    mutated(line, &format!("{field} = {value}"))
+}
+
+#[test]
+fn guard_fields_are_bounded() {
+    for (field, bad, good) in GUARD_BOUNDS {
+        let err = Spec::from_toml_str(&with_guard(field, bad)).unwrap_err();
+        let name = format!("guard.{field}");
+        assert_eq!(err.field(), Some(name.as_str()), "{field} = {bad}: {err}");
+        assert!(err.to_string().contains(bad), "`{err}` does not show {bad}");
+        Spec::from_toml_str(&with_guard(field, good))
+            .unwrap_or_else(|e| panic!("{field} = {good} refused: {e}"));
+    }
+    let err = Spec::from_toml_str(&mutated("[guard]", "[guard]\nlua = true")).unwrap_err();
+    assert!(err.to_string().contains("lua"), "{err}");
+    let missing = mutated("auth_sources = 4096", "");
+    let err = Spec::from_toml_str(&missing).unwrap_err();
+    assert!(err.to_string().contains("auth_sources"), "{err}");
 }

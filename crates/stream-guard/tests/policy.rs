@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use proptest::prelude::*;
-use stream_guard::{judge, ConfigError, GuardConfig, Refusal, Verdict};
+use stream_guard::{judge, judge_under, AppendOnly, ConfigError, GuardConfig, Refusal, Verdict};
 
 const VISITOR: &[u8] = b"ruachtov-ai-visitors";
 const KEY: &str = "ruach:stream:contact";
@@ -12,6 +12,10 @@ fn config() -> GuardConfig {
         "append-only",
         "ruachtov-ai-visitors",
         KEY,
+        "admin",
+        "admin",
+        "data-dir",
+        "/data",
         "max-pairs",
         "16",
         "max-bytes",
@@ -242,8 +246,78 @@ fn configuration_is_checked() {
         assert_eq!(GuardConfig::from_args(args).as_ref(), Err(want), "{args:?}");
         assert!(!want.to_string().is_empty());
     }
-    let two =
-        GuardConfig::from_args(&["append-only", "a", "k1", "append-only", "b", "k2"]).unwrap();
+    const BASE: [&str; 7] = ["append-only", "u", "k", "admin", "a", "data-dir", "/d"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = BASE.to_vec();
+        v.extend_from_slice(extra);
+        v
+    };
+    let cases: &[(Vec<&str>, ConfigError)] = &[
+        (BASE[..5].to_vec(), ConfigError::Missing("data-dir")),
+        (
+            vec!["append-only", "u", "k", "data-dir", "/d"],
+            ConfigError::Missing("admin"),
+        ),
+        (with(&["admin", "b"]), ConfigError::Repeated("admin")),
+        (with(&["data-dir", "/e"]), ConfigError::Repeated("data-dir")),
+        (
+            vec!["append-only", "u", "k", "admin", "u", "data-dir", "/d"],
+            ConfigError::AdminIsAppendOnly("u".into()),
+        ),
+        (
+            vec!["append-only", "u", "k", "admin", "a", "data-dir", "data"],
+            ConfigError::OutOfRange("data-dir", "data".into(), "an absolute path"),
+        ),
+        (
+            with(&["memory-refuse-percent", "100"]),
+            ConfigError::OutOfRange("memory-refuse-percent", "100".into(), "1-99"),
+        ),
+        (
+            with(&["memory-refuse-percent", "0"]),
+            ConfigError::BadNumber("memory-refuse-percent", "0".into()),
+        ),
+        (
+            with(&["auth-sources", "1048577"]),
+            ConfigError::OutOfRange("auth-sources", "1048577".into(), "1-1048576"),
+        ),
+        (
+            with(&["disk-reserve", "-1"]),
+            ConfigError::BadNumber("disk-reserve", "-1".into()),
+        ),
+        (
+            with(&["auth-timeout", "+5"]),
+            ConfigError::BadNumber("auth-timeout", "+5".into()),
+        ),
+        (
+            with(&["command-timeout"]),
+            ConfigError::MissingValue("command-timeout"),
+        ),
+        (
+            with(&["admin-reserved-slots", "0"]),
+            ConfigError::BadNumber("admin-reserved-slots", "0".into()),
+        ),
+        (
+            with(&["auth-failures-per-minute", "ten"]),
+            ConfigError::BadNumber("auth-failures-per-minute", "ten".into()),
+        ),
+    ];
+    for (args, want) in cases {
+        assert_eq!(GuardConfig::from_args(args).as_ref(), Err(want), "{args:?}");
+        assert!(!want.to_string().is_empty());
+    }
+    let two = GuardConfig::from_args(&[
+        "append-only",
+        "a",
+        "k1",
+        "append-only",
+        "b",
+        "k2",
+        "admin",
+        "root",
+        "data-dir",
+        "/d",
+    ])
+    .unwrap();
     assert_eq!(
         judge(&two, Some(b"b"), &words("XADD k2 * f v")),
         Verdict::Pass
@@ -254,7 +328,156 @@ fn configuration_is_checked() {
     );
 }
 
+#[test]
+fn defaults_and_every_knob() {
+    let c =
+        GuardConfig::from_args(&["append-only", "u", "k", "admin", "a", "data-dir", "/d"]).unwrap();
+    assert_eq!(
+        c,
+        GuardConfig::new(
+            vec![AppendOnly {
+                user: b"u".to_vec(),
+                key: b"k".to_vec()
+            }],
+            b"a".to_vec(),
+            b"/d".to_vec()
+        )
+    );
+    assert_eq!(
+        (
+            c.disk_reserve,
+            c.memory_refuse_percent,
+            c.auth_failures_per_minute,
+            c.auth_sources
+        ),
+        (16 * 1024 * 1024, 90, 10, 4096)
+    );
+    assert_eq!(
+        (c.auth_timeout, c.command_timeout, c.admin_reserved_slots),
+        (10, 30, 32)
+    );
+    let args: Vec<String> = c
+        .to_args()
+        .into_iter()
+        .map(|a| String::from_utf8(a).unwrap())
+        .collect();
+    assert_eq!(
+        args.join(" "),
+        "append-only u k admin a data-dir /d max-pairs 16 max-bytes 4096 disk-reserve 16777216 \
+         memory-refuse-percent 90 auth-failures-per-minute 10 auth-sources 4096 auth-timeout 10 \
+         command-timeout 30 admin-reserved-slots 32"
+    );
+}
+
+#[test]
+fn low_space_refuses_only_well_formed_visitor_xadds() {
+    let config = config();
+    let ok = words("XADD ruach:stream:contact * f v");
+    for refusal in [Refusal::DiskLow, Refusal::MemoryLow] {
+        assert_eq!(
+            judge_under(&config, Some(refusal), Some(VISITOR), &ok),
+            Verdict::Refuse(refusal)
+        );
+        // A malformed one keeps its own reason.
+        assert_eq!(
+            judge_under(
+                &config,
+                Some(refusal),
+                Some(VISITOR),
+                &words("XADD ruach:stream:contact 1-1 f v")
+            ),
+            Verdict::Refuse(Refusal::ExplicitId)
+        );
+        // The admin and internal clients are never refused for space.
+        assert_eq!(
+            judge_under(&config, Some(refusal), Some(b"admin"), &ok),
+            Verdict::Pass
+        );
+        assert_eq!(
+            judge_under(&config, Some(refusal), None, &ok),
+            Verdict::Pass
+        );
+        assert_eq!(
+            judge_under(&config, Some(refusal), Some(VISITOR), &words("PING")),
+            Verdict::Pass
+        );
+    }
+    assert_eq!(
+        Refusal::DiskLow.command_name(),
+        "STREAM-GUARD-REFUSED:disk-low"
+    );
+    assert_eq!(
+        Refusal::MemoryLow.command_name(),
+        "STREAM-GUARD-REFUSED:memory-low"
+    );
+    assert_eq!(
+        judge_under(&config, None, Some(VISITOR), &ok),
+        Verdict::Pass
+    );
+}
+
+fn word() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 1..12)
+}
+
+fn any_config() -> impl Strategy<Value = GuardConfig> {
+    (
+        prop::collection::vec((word(), word()), 1..4),
+        word(),
+        word(),
+        (
+            1usize..1_000_000,
+            1usize..1_000_000,
+            1u64..u64::MAX,
+            1u8..=99,
+        ),
+        (
+            1u32..u32::MAX,
+            1usize..=1_048_576,
+            1u32..u32::MAX,
+            1u32..u32::MAX,
+            1u32..u32::MAX,
+        ),
+    )
+        .prop_filter_map(
+            "distinct users, admin not among them",
+            |(users, admin, dir, a, b)| {
+                let mut seen = std::collections::HashSet::new();
+                if !users.iter().all(|(u, _)| seen.insert(u.clone())) || seen.contains(&admin) {
+                    return None;
+                }
+                let mut data_dir = b"/".to_vec();
+                data_dir.extend(dir);
+                let users = users
+                    .into_iter()
+                    .map(|(user, key)| AppendOnly { user, key })
+                    .collect();
+                let mut c = GuardConfig::new(users, admin, data_dir);
+                (
+                    c.max_pairs,
+                    c.max_bytes,
+                    c.disk_reserve,
+                    c.memory_refuse_percent,
+                ) = a;
+                (
+                    c.auth_failures_per_minute,
+                    c.auth_sources,
+                    c.auth_timeout,
+                    c.command_timeout,
+                    c.admin_reserved_slots,
+                ) = b;
+                Some(c)
+            },
+        )
+}
+
 proptest! {
+    /// The load arguments say exactly the configuration.
+    #[test]
+    fn args_round_trip(c in any_config()) {
+        prop_assert_eq!(GuardConfig::from_args(&c.to_args()), Ok(c));
+    }
+
     /// Whatever a visitor sends, a passed XADD has exactly the allowed shape.
     #[test]
     fn passed_xadds_have_the_one_shape(argv in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..12), 0..12)) {

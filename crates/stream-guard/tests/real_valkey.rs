@@ -40,16 +40,41 @@ fn required_path(var: &str) -> PathBuf {
     }
 }
 
-/// A server listening only on a unix socket in its own temporary directory, so
-/// parallel tests (and anything else on the machine) can never be confused
-/// with it; killed by PID on drop.
+/// How a test wants its server.
+#[derive(Default)]
+struct Options {
+    /// Module arguments after the base ones (numbers may override).
+    guard: Vec<String>,
+    /// Extra server arguments.
+    server: Vec<String>,
+    /// Also listen on TCP at 127.0.0.1 and 127.0.0.2 (a free port).
+    tcp: bool,
+    /// Mount a tmpfs of this many MiB over the data directory, in a private
+    /// mount namespace of the server's own (gone with the server).
+    tmpfs_mib: Option<u32>,
+}
+
+/// A server listening on a unix socket in its own temporary directory (and,
+/// when asked, on 127.0.0.1/127.0.0.2), so parallel tests (and anything else
+/// on the machine) can never be confused with it; killed by PID on drop.
 struct Valkey {
     child: Child,
     dir: PathBuf,
+    port: u16,
+}
+
+/// A TCP port nothing listens on right now.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
 }
 
 impl Valkey {
     fn start() -> Valkey {
+        Valkey::start_with(Options::default())
+    }
+
+    fn start_with(opts: Options) -> Valkey {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let server = required_path("APPLIANCE_VALKEY_SERVER");
         let module = required_path("STREAM_GUARD_MODULE");
@@ -66,46 +91,83 @@ impl Valkey {
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
         std::fs::write(dir.join("users.acl"), format!("{acl}{ROOT_LINE}\n")).unwrap();
         let log = std::fs::File::create(dir.join("valkey.log")).unwrap();
-        let child = Command::new(&server)
-            .args(["--port", "0", "--unixsocket"])
-            .arg(dir.join("valkey.sock"))
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--enable-module-command",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--aclfile")
-            .arg(dir.join("users.acl"))
-            .arg("--loadmodule")
-            .arg(&module)
-            .args([
+        let port = if opts.tcp { free_port() } else { 0 };
+        let mut args: Vec<String> = vec!["--port".into(), port.to_string()];
+        if opts.tcp {
+            args.extend(["--bind".into(), "127.0.0.1 127.0.0.2".into()]);
+        }
+        let path = |p: &PathBuf| p.to_str().unwrap().to_string();
+        args.extend([
+            "--unixsocket".into(),
+            path(&dir.join("valkey.sock")),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+            "--enable-module-command".into(),
+            "no".into(),
+            "--dir".into(),
+            path(&data),
+            "--aclfile".into(),
+            path(&dir.join("users.acl")),
+        ]);
+        args.extend(opts.server);
+        args.extend(["--loadmodule".into(), path(&module)]);
+        args.extend(
+            [
                 "append-only",
                 VISITOR,
                 STREAM,
+                "admin",
+                "admin",
+                "data-dir",
+                data.to_str().unwrap(),
                 "max-pairs",
                 "16",
                 "max-bytes",
                 "4096",
-            ])
+            ]
+            .map(String::from),
+        );
+        args.extend(opts.guard);
+        let mut command = match opts.tmpfs_mib {
+            None => {
+                let mut c = Command::new(&server);
+                c.args(&args);
+                c
+            }
+            Some(mib) => {
+                // `exec` keeps the PID, so the child is the server itself and
+                // /proc/<pid>/root reaches its mounts.
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg(format!(
+                        "mount -t tmpfs -o size={mib}m,mode=0700 stream-guard-test \"$1\" && shift && exec \"$@\""
+                    ))
+                    .arg("sh")
+                    .arg(&data)
+                    .arg(&server)
+                    .args(&args);
+                c
+            }
+        };
+        let child = command
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
-        let mut valkey = Valkey { child, dir };
+        let mut valkey = Valkey { child, dir, port };
         let deadline = Instant::now() + Duration::from_secs(10);
         while UnixStream::connect(valkey.dir.join("valkey.sock")).is_err() {
             if let Ok(Some(status)) = valkey.child.try_wait() {
-                let log =
-                    std::fs::read_to_string(valkey.dir.join("valkey.log")).unwrap_or_default();
-                panic!("valkey exited ({status}) before listening:\n{log}");
+                panic!(
+                    "valkey exited ({status}) before listening:\n{}",
+                    valkey.log()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -114,6 +176,38 @@ impl Valkey {
             std::thread::sleep(Duration::from_millis(20));
         }
         valkey
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("valkey.log")).unwrap_or_default()
+    }
+
+    /// The data directory as this process sees it: through the server's
+    /// root when the server has its own mount namespace.
+    fn data_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.child.id()))
+            .join(self.dir.strip_prefix("/").unwrap())
+            .join("data")
+    }
+
+    /// Waits up to `secs` for a log line containing `text`.
+    fn wait_log(&self, text: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| l.contains(text)) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {text:?} within {secs} s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn root(&self) -> Connection {
+        self.connect("testroot", "x")
     }
 
     fn connect(&self, user: &str, password: &str) -> Connection {
@@ -355,4 +449,419 @@ fn a_bad_module_argument_stops_the_server() {
     );
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(log.contains("stream-guard: refusing to load"), "{log}");
+}
+
+// ---------------------------------------------------------------------------
+// The public-port guard: disk and memory refusal, the AUTH throttle, and
+// connection slots.
+
+const REFUSED_LINE: &str = "stream-guard: visitor writes refused:";
+const ACCEPTED_LINE: &str = "stream-guard: visitor writes accepted again:";
+
+fn count_lines(log: &str, text: &str) -> usize {
+    log.lines().filter(|l| l.contains(text)).count()
+}
+
+/// Appends 4000-byte entries as the visitor until the guard refuses one;
+/// returns how many went in and the refusal's text.
+fn fill_until_refused(visitor: &mut Connection, max: usize) -> (usize, String) {
+    let big = "x".repeat(4000);
+    for n in 0..max {
+        let r: RedisResult<String> = redis::cmd("XADD")
+            .arg(STREAM)
+            .arg("*")
+            .arg("f")
+            .arg(&big)
+            .query(visitor);
+        if let Err(e) = r {
+            return (n, e.to_string());
+        }
+    }
+    panic!("{max} XADDs of 4000 bytes and no refusal");
+}
+
+/// Retries a visitor XADD until it goes in (bounded).
+fn wait_accepted(visitor: &mut Connection, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let r: RedisResult<String> = redis::cmd("XADD")
+            .arg(STREAM)
+            .arg("*")
+            .arg("msg")
+            .arg("back")
+            .query(visitor);
+        match r {
+            Ok(_) => return,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "visitor still refused after {secs} s: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_filling_disk_refuses_visitors_first_and_recovers_after_compaction() {
+    // 8 MiB data disk, 1 MiB reserve, every write fsynced to the AOF.
+    let valkey = Valkey::start_with(Options {
+        tmpfs_mib: Some(8),
+        guard: ["disk-reserve", "1048576"].map(String::from).to_vec(),
+        server: ["--appendonly", "yes", "--appendfsync", "always"]
+            .map(String::from)
+            .to_vec(),
+        ..Options::default()
+    });
+    let (mut visitor, mut admin) = (valkey.visitor(), valkey.admin());
+    let (n, err) = fill_until_refused(&mut visitor, 5000);
+    assert!(err.contains("STREAM-GUARD-REFUSED:disk-low"), "{err}");
+    assert!(n > 100, "refused after only {n} appends");
+    let line = valkey.wait_log(REFUSED_LINE, 2);
+    assert!(
+        line.contains("visitor writes refused: disk free "),
+        "{line}"
+    );
+    // The refusal came with room to spare: the admin still writes, and the
+    // AOF rewrite fits.
+    run(&mut admin, &["XADD", "admin:notes", "*", "by", "admin"]).expect("the admin writes on");
+    assert_refused(&mut visitor, &["XADD", STREAM, "*", "f", "v"], "disk-low");
+    let before = xlen(&mut admin);
+    assert_eq!(before, i64::try_from(n).unwrap());
+
+    // The admin trims and compacts; visitors get back in without a restart.
+    run(&mut admin, &["XTRIM", STREAM, "MAXLEN", "0"]).unwrap();
+    run(&mut valkey.root(), &["BGREWRITEAOF"]).unwrap();
+    wait_accepted(&mut visitor, 10);
+    let line = valkey.wait_log(ACCEPTED_LINE, 2);
+    assert!(
+        line.contains("visitor writes accepted again: disk free "),
+        "{line}"
+    );
+    let log = valkey.log();
+    assert_eq!(count_lines(&log, REFUSED_LINE), 1, "{log}");
+    assert_eq!(count_lines(&log, ACCEPTED_LINE), 1, "{log}");
+    // The data dir really was the small tmpfs.
+    assert!(valkey.data_dir().join("appendonlydir").is_dir());
+}
+
+#[test]
+fn memory_near_maxmemory_refuses_visitors_not_the_admin() {
+    let valkey = Valkey::start_with(Options {
+        guard: ["memory-refuse-percent", "90"].map(String::from).to_vec(),
+        ..Options::default()
+    });
+    let (mut visitor, mut admin, mut root) = (valkey.visitor(), valkey.admin(), valkey.root());
+    let info: String = redis::cmd("INFO").arg("memory").query(&mut root).unwrap();
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Room for about 2 MiB of entries before 90 %.
+    let max = (used + 2 * 1024 * 1024) * 100 / 90;
+    run(&mut root, &["CONFIG", "SET", "maxmemory", &max.to_string()]).unwrap();
+    // The guard reads maxmemory at its next tick (in production it is set
+    // once, on the command line at boot).
+    std::thread::sleep(Duration::from_millis(600));
+    let (n, err) = fill_until_refused(&mut visitor, 5000);
+    assert!(
+        err.contains("STREAM-GUARD-REFUSED:memory-low"),
+        "after {n}: {err}"
+    );
+    let line = valkey.wait_log(REFUSED_LINE, 2);
+    assert!(
+        line.contains("visitor writes refused: memory used "),
+        "{line}"
+    );
+    run(&mut admin, &["XADD", "admin:notes", "*", "by", "admin"]).expect("the admin writes on");
+    run(
+        &mut root,
+        &["CONFIG", "SET", "maxmemory", &(max * 4).to_string()],
+    )
+    .unwrap();
+    wait_accepted(&mut visitor, 5);
+    let line = valkey.wait_log(ACCEPTED_LINE, 2);
+    assert!(line.contains("memory used "), "{line}");
+    let log = valkey.log();
+    assert_eq!(count_lines(&log, REFUSED_LINE), 1, "{log}");
+    assert_eq!(count_lines(&log, ACCEPTED_LINE), 1, "{log}");
+}
+
+/// A bare RESP connection over TCP from a chosen source address.
+struct Raw {
+    stream: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    fn connect(source: [u8; 4], port: u16) -> Raw {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let from = std::net::SocketAddr::from((source, 0));
+        socket.bind(&from.into()).unwrap();
+        let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        socket.connect(&to.into()).unwrap();
+        let stream: std::net::TcpStream = socket.into();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, words: &[&str]) {
+        assert!(self.try_send(words), "cannot send {words:?}");
+    }
+
+    fn try_send(&mut self, words: &[&str]) -> bool {
+        use std::io::Write;
+        let mut out = format!("*{}\r\n", words.len());
+        for w in words {
+            out.push_str(&format!("${}\r\n{w}\r\n", w.len()));
+        }
+        self.stream.write_all(out.as_bytes()).is_ok()
+    }
+
+    /// One reply line (simple string, error, or the header of anything
+    /// else); `None` when the server closed the connection.
+    fn line(&mut self) -> Option<String> {
+        use std::io::Read;
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                self.buf.drain(..end + 2);
+                return Some(line);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn auth(&mut self, user: &str, password: &str) -> String {
+        self.send(&["AUTH", user, password]);
+        self.line().expect("the server closed the connection")
+    }
+
+    /// Waits until the server closes this connection; returns after how long.
+    fn closed_within(&mut self, secs: u64) -> Duration {
+        use std::io::Read;
+        let start = Instant::now();
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(secs)))
+            .unwrap();
+        let mut chunk = [0u8; 64];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return start.elapsed(),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return start.elapsed()
+                }
+                Err(e) => panic!("not closed within {secs} s: {e}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn auth_guessing_is_throttled_per_source_address() {
+    let valkey = Valkey::start_with(Options {
+        tcp: true,
+        guard: ["auth-failures-per-minute", "3"].map(String::from).to_vec(),
+        ..Options::default()
+    });
+    let port = valkey.port;
+    let mut guesser = Raw::connect([127, 0, 0, 1], port);
+    for i in 0..3 {
+        let reply = guesser.auth(VISITOR, &format!("guess-{i}"));
+        assert!(reply.starts_with("-WRONGPASS"), "guess {i}: {reply}");
+    }
+    // Over budget: refused before any check, the right password included,
+    // and on a fresh connection from the same address, and through HELLO.
+    let refused = "-ERR too many failed AUTH attempts from this address, retry later";
+    assert_eq!(guesser.auth(VISITOR, "guess-3"), refused);
+    assert_eq!(guesser.auth(VISITOR, VISITOR_PASSWORD), refused);
+    let mut again = Raw::connect([127, 0, 0, 1], port);
+    assert_eq!(again.auth("admin", ADMIN_PASSWORD), refused);
+    again.send(&["HELLO", "2", "AUTH", VISITOR, VISITOR_PASSWORD]);
+    assert_eq!(again.line().unwrap(), refused);
+
+    // Another source address is not affected.
+    let mut other = Raw::connect([127, 0, 0, 2], port);
+    assert_eq!(other.auth(VISITOR, VISITOR_PASSWORD), "+OK");
+    other.send(&["PING"]);
+    assert_eq!(other.line().unwrap(), "+PONG");
+    let mut hello = Raw::connect([127, 0, 0, 2], port);
+    hello.send(&["HELLO", "2", "AUTH", "admin", ADMIN_PASSWORD]);
+    assert!(
+        hello.line().unwrap().starts_with('*'),
+        "HELLO with the right password"
+    );
+
+    let line = valkey.wait_log("stream-guard: auth failures:", 2);
+    assert!(
+        line.contains("stream-guard: auth failures: 3 in the last ")
+            && line.contains(" s from 1 addresses, 4 refused by the throttle"),
+        "{line}"
+    );
+    // No password and no user name reach the log.
+    let log = valkey.log();
+    for secret in ["guess-0", "guess-3", VISITOR_PASSWORD, ADMIN_PASSWORD] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+}
+
+#[test]
+fn silent_and_trickling_connections_are_closed_the_admin_is_not() {
+    let valkey = Valkey::start_with(Options {
+        tcp: true,
+        guard: ["auth-timeout", "2", "command-timeout", "3"]
+            .map(String::from)
+            .to_vec(),
+        ..Options::default()
+    });
+    let port = valkey.port;
+    let mut admin = Raw::connect([127, 0, 0, 1], port);
+    assert_eq!(admin.auth("admin", ADMIN_PASSWORD), "+OK");
+
+    // Never authenticates.
+    let mut silent = Raw::connect([127, 0, 0, 1], port);
+    // Authenticates, then trickles a command one byte a second.
+    let mut trickle = Raw::connect([127, 0, 0, 1], port);
+    assert_eq!(trickle.auth(VISITOR, VISITOR_PASSWORD), "+OK");
+    let t0 = Instant::now();
+    let writer = std::thread::spawn({
+        let mut stream = trickle.stream.try_clone().unwrap();
+        move || {
+            use std::io::Write;
+            for b in b"*5\r\n$4\r\nXADD\r\n$20\r\nruach:stream:contact\r\n$1\r\n*\r\n" {
+                if stream.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    });
+    let silent_after = silent.closed_within(6);
+    assert!(
+        silent_after >= Duration::from_millis(1500) && silent_after <= Duration::from_secs(4),
+        "closed after {silent_after:?}"
+    );
+    trickle.closed_within(6);
+    let trickle_after = t0.elapsed();
+    assert!(
+        trickle_after >= Duration::from_millis(2500) && trickle_after <= Duration::from_secs(5),
+        "trickle closed after {trickle_after:?}"
+    );
+    writer.join().unwrap();
+
+    // The admin, idle all along, is still there.
+    admin.send(&["PING"]);
+    assert_eq!(admin.line().unwrap(), "+PONG");
+    let line = valkey.wait_log("stream-guard: closed ", 11);
+    assert!(line.contains(" connections in the last "), "{line}");
+    // Both closes reach the console, in one line or two (10 s apart).
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        let log = valkey.log();
+        let (mut auth, mut command) = (0, 0);
+        for l in log.lines().filter(|l| l.contains("stream-guard: closed ")) {
+            let n = |what: &str| -> u32 {
+                let end = l.find(what).unwrap();
+                l[..end].rsplit(['(', ' ']).next().unwrap().parse().unwrap()
+            };
+            auth += n(" auth timeout");
+            command += n(" command timeout");
+        }
+        if auth >= 1 && command >= 1 {
+            assert!(log.contains("to keep 32 slots for the admin)"), "{log}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn slots_are_kept_for_the_admin() {
+    // maxclients 12, 4 kept for the admin: non-admin connections are cut
+    // back below 8.
+    let valkey = Valkey::start_with(Options {
+        tcp: true,
+        guard: ["admin-reserved-slots", "4"].map(String::from).to_vec(),
+        server: ["--maxclients", "12"].map(String::from).to_vec(),
+        ..Options::default()
+    });
+    let port = valkey.port;
+    let mut visitors: Vec<Raw> = Vec::new();
+    for _ in 0..12 {
+        let mut v = Raw::connect([127, 0, 0, 2], port);
+        v.send(&["AUTH", VISITOR, VISITOR_PASSWORD]);
+        visitors.push(v);
+    }
+    // Whatever the race with the sweep, the admin gets in and stays.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut admin = loop {
+        let mut a = Raw::connect([127, 0, 0, 1], port);
+        a.send(&["AUTH", "admin", ADMIN_PASSWORD]);
+        match a.line() {
+            Some(l) if l == "+OK" => break a,
+            other => assert!(Instant::now() < deadline, "admin kept out: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_millis(600));
+    let mut root = valkey.root();
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut root).unwrap();
+    let connected = list.lines().count();
+    assert!(
+        connected < 8 + 1,
+        "{connected} clients (the root's included):\n{list}"
+    );
+    let alive = visitors
+        .iter_mut()
+        .map(|v| {
+            v.stream
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            // The AUTH reply, then the PONG; a closed one reads nothing.
+            v.try_send(&["PING"])
+                && v.line().as_deref() == Some("+OK")
+                && v.line().as_deref() == Some("+PONG")
+        })
+        .filter(|alive| *alive)
+        .count();
+    assert!(alive < 8, "{alive} visitors kept");
+    admin.send(&["PING"]);
+    assert_eq!(admin.line().unwrap(), "+PONG", "the admin is never closed");
+    let line = valkey.wait_log("to keep 4 slots for the admin)", 11);
+    assert!(line.contains("stream-guard: closed "), "{line}");
+}
+
+#[test]
+fn a_guard_without_admin_or_data_dir_does_not_load() {
+    let server = required_path("APPLIANCE_VALKEY_SERVER");
+    let module = required_path("STREAM_GUARD_MODULE");
+    for args in [
+        &["append-only", VISITOR, STREAM, "data-dir", "/tmp"][..],
+        &["append-only", VISITOR, STREAM, "admin", "admin"][..],
+    ] {
+        let out = Command::new(&server)
+            .args(["--port", "0", "--save", ""])
+            .arg("--loadmodule")
+            .arg(&module)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}: the server started");
+        let log = String::from_utf8_lossy(&out.stdout);
+        assert!(log.contains("stream-guard: refusing to load"), "{log}");
+    }
 }

@@ -8,6 +8,7 @@
 
 use appliance_spec::Spec;
 use std::fmt::Write as _;
+use stream_guard::{AppendOnly, GuardConfig};
 
 /// Where the `stream-guard` module lives in the image.
 pub const STREAM_GUARD_PATH: &str = "/usr/lib/valkey/stream-guard.so";
@@ -22,27 +23,52 @@ pub struct ModuleLoad {
 }
 
 impl ModuleLoad {
-    /// The `stream-guard` module with the spec's append-only users and limits:
-    /// `append-only <user> <stream> ... max-pairs N max-bytes N`.
+    /// The `stream-guard` module with the spec's append-only users, admin,
+    /// data directory, XADD limits and `[guard]` knobs, rendered through the
+    /// module's own [`GuardConfig::to_args`], so the arguments are exactly
+    /// what the module parses (`from_args(to_args(c)) == c` is tested there).
     pub fn stream_guard(spec: &Spec) -> ModuleLoad {
-        let mut args = Vec::new();
-        for v in &spec.visitors {
-            args.extend([
-                "append-only".to_string(),
-                v.user.name.clone(),
-                v.stream.clone(),
-            ]);
-        }
-        args.extend([
-            "max-pairs".to_string(),
-            spec.limits.xadd_max_pairs.to_string(),
-            "max-bytes".to_string(),
-            spec.limits.xadd_max_bytes.to_string(),
-        ]);
+        let config = guard_config(spec);
+        let args = config
+            .to_args()
+            .iter()
+            // Every value comes from a validated spec: names, keys and paths
+            // are printable ASCII, so the conversion is lossless.
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
         ModuleLoad {
             path: STREAM_GUARD_PATH.into(),
             args,
         }
+    }
+}
+
+/// The module's configuration for this spec. A struct literal on purpose: a
+/// knob added to the module does not build here until the spec says it.
+pub fn guard_config(spec: &Spec) -> GuardConfig {
+    let l = &spec.limits;
+    let g = &spec.guard;
+    let wide = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+    GuardConfig {
+        users: spec
+            .visitors
+            .iter()
+            .map(|v| AppendOnly {
+                user: v.user.name.as_bytes().to_vec(),
+                key: v.stream.as_bytes().to_vec(),
+            })
+            .collect(),
+        admin: spec.admin.name.as_bytes().to_vec(),
+        data_dir: spec.server.data_dir.as_bytes().to_vec(),
+        max_pairs: wide(l.xadd_max_pairs),
+        max_bytes: wide(l.xadd_max_bytes),
+        disk_reserve: g.disk_reserve_bytes,
+        memory_refuse_percent: g.memory_refuse_percent,
+        auth_failures_per_minute: g.auth_failures_per_minute,
+        auth_sources: wide(g.auth_sources),
+        auth_timeout: g.auth_timeout_seconds,
+        command_timeout: g.command_timeout_seconds,
+        admin_reserved_slots: g.admin_reserved_slots,
     }
 }
 
@@ -121,7 +147,9 @@ pub fn render(spec: &Spec, module: Option<&ModuleLoad>) -> String {
     line("save \"\"".into());
     if let Some(m) = module {
         line(String::new());
-        line("# stream-guard: append-only users may only XADD <key> * field value ...".into());
+        line("# stream-guard: append-only users may only XADD <key> * field value ...,".into());
+        line("# and only while disk and memory have room; AUTH guessing is throttled per".into());
+        line("# source; silent, trickling and slot-hogging connections are closed.".into());
         let mut l = format!("loadmodule {}", quote(&m.path));
         for a in &m.args {
             l.push(' ');
@@ -152,6 +180,27 @@ mod tests {
         let text = render(&spec, Some(&m));
         assert!(text.ends_with("loadmodule \"/usr/lib/valkey/stream-guard.so\"\n"));
         assert_eq!(text.matches("loadmodule").count(), 1);
+    }
+
+    #[test]
+    fn seed_000_with_the_guard() {
+        let spec = Spec::reference().unwrap();
+        insta::assert_snapshot!(render(&spec, Some(&ModuleLoad::stream_guard(&spec))));
+    }
+
+    #[test]
+    fn the_guard_reads_back_what_the_spec_says() {
+        let spec = Spec::reference().unwrap();
+        let m = ModuleLoad::stream_guard(&spec);
+        assert_eq!(
+            GuardConfig::from_args(&m.args).unwrap(),
+            guard_config(&spec)
+        );
+        let c = guard_config(&spec);
+        assert_eq!(c.admin, b"admin");
+        assert_eq!(c.data_dir, b"/data");
+        assert_eq!(c.disk_reserve, 16 * 1024 * 1024);
+        assert_eq!(c.admin_reserved_slots, 32);
     }
 
     #[test]
