@@ -14,4 +14,5 @@ pub mod image;
 pub mod qemu;
 pub mod run;
 pub mod standin;
+pub mod testnet;
 pub mod verify;

@@ -91,6 +91,11 @@ pub struct QemuSpec {
     pub memory_mib: u32,
     /// Guest vCPUs.
     pub cpus: u32,
+    /// Instead of the user network: the tap device of the e2e test network
+    /// in this namespace (QEMU runs inside it; see [`crate::testnet`]).
+    /// `forwards` and `metadata_cmd` must then be empty: the namespace's
+    /// clients reach the guest directly and it serves the metadata itself.
+    pub tap_netns: Option<String>,
 }
 
 impl QemuSpec {
@@ -105,12 +110,19 @@ impl QemuSpec {
             monitor,
             memory_mib: 1024,
             cpus: 2,
+            tap_netns: None,
         }
     }
 
     /// The `-netdev` value. `restrict=on` always: without it the guest
     /// could open connections to the host and beyond.
     pub fn netdev(&self) -> String {
+        if self.tap_netns.is_some() {
+            return format!(
+                "tap,id=n0,ifname={},script=no,downscript=no",
+                crate::testnet::TAP
+            );
+        }
         let mut v = format!("user,id=n0,restrict=on,{USER_NET}");
         for f in &self.forwards {
             v.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
@@ -138,6 +150,9 @@ impl QemuSpec {
             if p.to_string_lossy().contains(',') {
                 bail!("QEMU cannot take a path with a comma: {}", p.display());
             }
+        }
+        if self.tap_netns.is_some() && (!self.forwards.is_empty() || self.metadata_cmd.is_some()) {
+            bail!("a tap network takes no user-network forwards or metadata program");
         }
         if let Some(cmd) = &self.metadata_cmd {
             if cmd.contains(',') {
@@ -277,6 +292,17 @@ pub const BOOT_TOOLS: [Tool; 3] = [
     },
 ];
 
+/// What the e2e test network needs (namespaces, bridge and tap; DHCP).
+pub const NET_TOOLS: [Tool; 2] = [
+    Tool {
+        file: "ip",
+        package: "iproute2",
+    },
+    Tool {
+        file: "dnsmasq",
+        package: "dnsmasq-base",
+    },
+];
 /// What inspecting a data disk needs.
 pub const DISK_TOOLS: [Tool; 2] = [
     Tool {
@@ -545,7 +571,14 @@ impl Vm {
     /// reaches only xtask, which then stops QEMU itself).
     pub fn spawn(spec: &QemuSpec, sinks: &ConsoleSinks) -> Result<Vm> {
         let args = spec.args()?;
-        let mut cmd = Command::new(&spec.qemu);
+        let mut cmd = match &spec.tap_netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&spec.qemu);
+                c
+            }
+            None => Command::new(&spec.qemu),
+        };
         cmd.args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -872,7 +905,35 @@ pub fn plan_boot(
     server_port: u16,
     extra: &[Forward],
 ) -> Result<QemuSpec> {
-    let boot = match mode {
+    let mut spec = QemuSpec::new(boot_of(image, mode, vm)?, vm.monitor());
+    spec.data_disk = Some(data.to_path_buf());
+    spec.forwards.push(Forward {
+        host: server_port,
+        guest: GUEST_SERVER_PORT,
+    });
+    spec.forwards.extend_from_slice(extra);
+    spec.metadata_cmd = Some(standin_command(&vm.state_file())?);
+    Ok(spec)
+}
+
+/// A spec for booting `image` with `data` attached on the e2e test network
+/// in namespace `netns` (see [`crate::testnet`]): no forwards, the
+/// namespace's clients reach the guest's address directly.
+pub fn plan_tap_boot(
+    image: &ImageFiles,
+    mode: BootMode,
+    data: &Path,
+    vm: &VmDir,
+    netns: &str,
+) -> Result<QemuSpec> {
+    let mut spec = QemuSpec::new(boot_of(image, mode, vm)?, vm.monitor());
+    spec.data_disk = Some(data.to_path_buf());
+    spec.tap_netns = Some(netns.to_owned());
+    Ok(spec)
+}
+
+fn boot_of(image: &ImageFiles, mode: BootMode, vm: &VmDir) -> Result<Boot> {
+    Ok(match mode {
         BootMode::Uefi => Boot::Uefi {
             disk: image.file("disk.raw"),
             ovmf_code: PathBuf::from(OVMF_CODE),
@@ -883,16 +944,7 @@ pub fn plan_boot(
             initrd: image.file("initramfs.cpio.zst"),
             cmdline: image.cmdline(),
         },
-    };
-    let mut spec = QemuSpec::new(boot, vm.monitor());
-    spec.data_disk = Some(data.to_path_buf());
-    spec.forwards.push(Forward {
-        host: server_port,
-        guest: GUEST_SERVER_PORT,
-    });
-    spec.forwards.extend_from_slice(extra);
-    spec.metadata_cmd = Some(standin_command(&vm.state_file())?);
-    Ok(spec)
+    })
 }
 
 #[cfg(test)]

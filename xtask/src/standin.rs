@@ -52,7 +52,21 @@ pub enum Mode {
     Oversized,
     /// Reads the request and never answers; exits when the guest hangs up.
     NeverAnswers,
+    /// Like GCE, with every value followed by one `\n`: what
+    /// `--metadata-from-file` sends for a text file (the password the
+    /// operator typed is the value without it).
+    LineEnding,
+    /// The visitor's value carries a tab in the middle.
+    ControlChar,
+    /// The admin's value is [`SHORT_ADMIN_LEN`] characters long.
+    ShortAdmin,
+    /// The visitor's value is the admin's.
+    SameSecrets,
 }
+
+/// The admin password's length in [`Mode::ShortAdmin`]: below init's
+/// minimum.
+pub const SHORT_ADMIN_LEN: usize = 8;
 
 impl Mode {
     /// Parses the command-line spelling: `normal`, `missing-key[:<key>]`
@@ -65,11 +79,16 @@ impl Mode {
             "wrong-header" => Mode::WrongHeader,
             "oversized" => Mode::Oversized,
             "never-answers" => Mode::NeverAnswers,
+            "line-ending" => Mode::LineEnding,
+            "control-char" => Mode::ControlChar,
+            "short-admin" => Mode::ShortAdmin,
+            "same-secrets" => Mode::SameSecrets,
             other => match other.strip_prefix("missing-key:") {
                 Some(key) if !key.is_empty() => Mode::MissingKey(key.to_owned()),
                 _ => bail!(
                     "unknown stand-in mode `{other}` (normal, missing-key[:KEY], wrong-header, \
-                     oversized, never-answers)"
+                     oversized, never-answers, line-ending, control-char, short-admin, \
+                     same-secrets)"
                 ),
             },
         })
@@ -84,6 +103,10 @@ impl fmt::Display for Mode {
             Mode::WrongHeader => f.write_str("wrong-header"),
             Mode::Oversized => f.write_str("oversized"),
             Mode::NeverAnswers => f.write_str("never-answers"),
+            Mode::LineEnding => f.write_str("line-ending"),
+            Mode::ControlChar => f.write_str("control-char"),
+            Mode::ShortAdmin => f.write_str("short-admin"),
+            Mode::SameSecrets => f.write_str("same-secrets"),
         }
     }
 }
@@ -145,13 +168,29 @@ pub struct State {
 }
 
 impl State {
-    /// The value of a known key.
-    fn value(&self, key: &str) -> Option<&str> {
-        match key {
-            ADMIN_KEY => Some(self.admin_pass.expose()),
-            VISITOR_KEY => Some(self.visitor_pass.expose()),
-            _ => None,
-        }
+    /// The value served for a known key, as the mode shapes it.
+    pub fn value(&self, key: &str) -> Option<String> {
+        let admin = self.admin_pass.expose();
+        let visitor = self.visitor_pass.expose();
+        let v = match (key, &self.mode) {
+            (ADMIN_KEY, Mode::ShortAdmin) => admin.chars().take(SHORT_ADMIN_LEN).collect(),
+            (ADMIN_KEY, _) => admin.to_owned(),
+            (VISITOR_KEY, Mode::SameSecrets) => admin.to_owned(),
+            (VISITOR_KEY, Mode::ControlChar) => {
+                let half = visitor.len() / 2;
+                format!(
+                    "{}\t{}",
+                    visitor.get(..half).unwrap_or_default(),
+                    visitor.get(half..).unwrap_or_default()
+                )
+            }
+            (VISITOR_KEY, _) => visitor.to_owned(),
+            _ => return None,
+        };
+        Some(match self.mode {
+            Mode::LineEnding => v + "\n",
+            _ => v,
+        })
     }
 
     /// Writes the state to `path`, created 0600 (replacing an older one, so
@@ -356,10 +395,17 @@ pub fn log_path(state_file: &Path) -> PathBuf {
 /// `guestfwd ... cmd:` gives it) with the state in `state_file`, then
 /// appends one line to the log.
 pub fn serve_stdio(state_file: &Path) -> Result<()> {
-    let state = State::read(state_file)?;
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
-    let served = serve(&state, stdin, &mut stdout)?;
+    serve_logged(state_file, stdin, &mut stdout)
+}
+
+/// Serves one connection with the state in `state_file` (read now), then
+/// appends one line to the log: the guestfwd program and the test
+/// network's listener both answer through this.
+pub fn serve_logged<R: Read, W: Write>(state_file: &Path, input: R, output: &mut W) -> Result<()> {
+    let state = State::read(state_file)?;
+    let served = serve(&state, input, output)?;
     let mut log = fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -41,6 +41,18 @@ pub const INTRUDER_START: &str = "appliance-test-intruder-v1: starting a forbidd
 pub const EXEC_SERVER: &str = "appliance: exec ";
 /// The read-back firewall line (format defined here; see the module docs).
 pub const FIREWALL_READBACK: &str = "appliance: firewall sealed ruleset read back sha256=";
+/// Init's memory budget line (figures follow as `key=value`, bytes).
+pub const MEMORY_BUDGET: &str = "appliance: memory budget ";
+/// The guard starts refusing visitor writes (disk or memory low).
+pub const GUARD_WRITES_REFUSED: &str = "stream-guard: visitor writes refused: ";
+/// The guard accepts visitor writes again.
+pub const GUARD_WRITES_ACCEPTED: &str = "stream-guard: visitor writes accepted again: ";
+/// The guard's bounded-rate report of failed AUTH attempts.
+pub const GUARD_AUTH_FAILURES: &str = "stream-guard: auth failures: ";
+/// The guard's bounded-rate report of connections it closed.
+pub const GUARD_CLOSED: &str = "stream-guard: closed ";
+/// Valkey's line when an AOF rewrite completed.
+pub const AOF_REWRITE_DONE: &str = "Background AOF rewrite finished successfully";
 
 /// The part of `line` from `marker` on, if present.
 pub fn from_marker<'a>(line: &'a str, marker: &str) -> Option<&'a str> {

@@ -79,8 +79,17 @@ pub(super) fn fail_closed(ctx: &mut Ctx, mode: Mode) -> Result<Vec<String>> {
     if let Some(exec) = lines.iter().find(|l| l.text.contains(console::EXEC_SERVER)) {
         bail!("init went on to exec the server: {}", exec.text);
     }
-    for pw in [&s.state.admin_pass, &s.state.visitor_pass] {
-        if lines.iter().any(|l| l.text.contains(pw.expose())) {
+    let served_values = [standin::ADMIN_KEY, standin::VISITOR_KEY]
+        .iter()
+        .filter_map(|k| s.state.value(k))
+        .map(|v| v.trim().to_owned());
+    let mut secrets: Vec<String> = vec![
+        s.state.admin_pass.expose().to_owned(),
+        s.state.visitor_pass.expose().to_owned(),
+    ];
+    secrets.extend(served_values);
+    for pw in secrets.iter().filter(|p| !p.is_empty()) {
+        if lines.iter().any(|l| l.text.contains(pw.as_str())) {
             bail!("a password appeared on the console");
         }
     }

@@ -12,6 +12,7 @@
 //! every run works on a sparse copy of `data.raw` in a private temporary
 //! directory.
 
+mod abuse;
 pub mod console;
 mod guard;
 mod intrusion;
@@ -29,6 +30,7 @@ use appliance_spec::Spec;
 use crate::image::manifest::Profile;
 use crate::qemu::{self, BootMode, ConsoleSinks, Forward, ImageFiles, TempDir, Vm, VmDir};
 use crate::standin::{Mode, Password, State};
+use crate::testnet;
 use resp::{Conn, Value};
 
 /// Bounded waits (TCG on a shared 2-core machine is slow; these are upper
@@ -40,7 +42,7 @@ pub const FATAL_TIMEOUT: Duration = Duration::from_secs(180);
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Every case, in the order they run.
-pub const CASES: [&str; 16] = [
+pub const CASES: [&str; 27] = [
     "ready",
     "acl-wall",
     "no-lua",
@@ -51,6 +53,17 @@ pub const CASES: [&str; 16] = [
     "guard-flood",
     "power-button",
     "no-cleartext",
+    "secret-line-ending",
+    "abuse-amplify",
+    "abuse-bulks",
+    "abuse-slots",
+    "abuse-trickle",
+    "abuse-guessing",
+    "abuse-rewrites",
+    "abuse-disk-fill",
+    "secret-control-char",
+    "secret-short-admin",
+    "secret-same",
     "intrusion",
     "nothing-lost",
     "metadata-missing-key",
@@ -132,6 +145,8 @@ pub fn main(args: &[String]) -> Result<()> {
     }
     qemu::ensure_tools(&qemu::BOOT_TOOLS, "to boot the image under QEMU")?;
     qemu::ensure_tools(&qemu::DISK_TOOLS, "to inspect the data disk")?;
+    qemu::ensure_tools(&qemu::NET_TOOLS, "for the many-address test network")?;
+    raise_fd_limit();
     let selected: Vec<&str> = CASES
         .iter()
         .copied()
@@ -199,7 +214,34 @@ fn run_case(ctx: &mut Ctx, name: &str) -> Result<Vec<String>> {
         "metadata-wrong-header" => metadata::fail_closed(ctx, Mode::WrongHeader),
         "metadata-oversized" => metadata::fail_closed(ctx, Mode::Oversized),
         "metadata-never-answers" => metadata::fail_closed(ctx, Mode::NeverAnswers),
+        "secret-line-ending" => secret_line_ending(ctx),
+        "abuse-amplify" => on_net_vm(ctx, abuse::amplify),
+        "abuse-bulks" => on_net_vm(ctx, abuse::bulks),
+        "abuse-slots" => on_net_vm(ctx, abuse::slots),
+        "abuse-trickle" => on_net_vm(ctx, abuse::trickle),
+        "abuse-guessing" => on_net_vm(ctx, abuse::guessing),
+        "abuse-rewrites" => on_net_vm(ctx, abuse::rewrites),
+        "abuse-disk-fill" => disk_fill(ctx),
+        "secret-control-char" => metadata::fail_closed(ctx, Mode::ControlChar),
+        "secret-short-admin" => metadata::fail_closed(ctx, Mode::ShortAdmin),
+        "secret-same" => metadata::fail_closed(ctx, Mode::SameSecrets),
         other => bail!("no case `{other}`"),
+    }
+}
+
+/// The abuse cases hold well over a thousand sockets at once: lift the
+/// soft descriptor limit to the hard one.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a valid, owned struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
 }
 
@@ -244,6 +286,81 @@ pub struct Ctx {
     passwords: (Password, Password),
     logs: LogDir,
     shared: Shared,
+    net: NetVm,
+}
+
+/// The production VM on the test network that the abuse cases share, and
+/// its data disk.
+#[derive(Default)]
+struct NetVm {
+    data: Option<TempDir>,
+    session: Option<Session>,
+    boot_error: Option<String>,
+}
+
+/// Client addresses on the test network: the admin, the well-behaved
+/// visitor, and enough attackers for the widest case.
+const NET_CLIENTS: u16 = 128;
+/// The small data disk of abuse-disk-fill.
+const SMALL_DISK: u64 = 128 << 20;
+
+/// Runs `case` on the shared test-network VM (booted on first use).
+fn on_net_vm(ctx: &mut Ctx, case: fn(&mut Session) -> Result<Vec<String>>) -> Result<Vec<String>> {
+    let s = ctx.net_vm()?;
+    case(s)
+}
+
+/// The test-network VM's stand-in serves every secret followed by a
+/// newline, as `--metadata-from-file` sends a text file; its boot shows
+/// that the passwords as typed (without it) work.
+fn secret_line_ending(ctx: &mut Ctx) -> Result<Vec<String>> {
+    let s = ctx.net_vm()?;
+    let mut admin = s.admin_conn()?;
+    let (name, stream) = s.visitor()?;
+    let (name, stream) = (name.to_owned(), stream.to_owned());
+    let mut v = s.connect(Source::Visitor, REPLY_TIMEOUT)?;
+    v.auth(&name, s.state.visitor_pass.expose())?;
+    let id = xadd(&mut v, &stream, "line-ending")?;
+    let mut wrong = s.connect(Source::Visitor, REPLY_TIMEOUT)?;
+    let with_newline = format!("{}\n", s.state.visitor_pass.expose());
+    match wrong.cmd(&["AUTH", &name, &with_newline])? {
+        v if v.error().is_some_and(|e| e.starts_with("WRONGPASS")) => {}
+        other => bail!("AUTH with the trailing newline answered {other:?}"),
+    }
+    let (len, _) = stream_tail(&mut admin, &stream)?;
+    Ok(vec![format!(
+        "the stand-in served both secrets with a trailing \\n; admin and visitor AUTH with the typed          passwords; XADD {id} acknowledged (XLEN {len}); the value with the newline is WRONGPASS"
+    )])
+}
+
+/// abuse-disk-fill: its own VM on a small data disk.
+fn disk_fill(ctx: &mut Ctx) -> Result<Vec<String>> {
+    ctx.require(&ctx.image, "production image")?;
+    let dir = TempDir::new("e2e-small-disk")?;
+    let disk = dir.path().join("data.raw");
+    crate::image::ext4::write(&disk, SMALL_DISK, 0)?;
+    let log = ctx.logs.path().join("disk-fill.console.log");
+    let mut s = Session::boot_on_net(
+        &ctx.image,
+        ctx.opts.boot,
+        &disk,
+        ctx.state(Mode::Normal),
+        log,
+        NET_CLIENTS,
+    )?;
+    let (at, _) = s.wait_ready(ReadyProbe::VisitorXadd)?;
+    s.ready_at = Some(at);
+    let mut notes = vec![format!(
+        "booted on a {} MiB data disk, ready after {:.1}s",
+        SMALL_DISK >> 20,
+        at.as_secs_f64()
+    )];
+    let result = abuse::disk_fill(&mut s);
+    let _ = s.vm.monitor("system_powerdown");
+    let _ = s.vm.wait_exit(Duration::from_secs(60));
+    let _ = s.vm.stop();
+    notes.extend(result?);
+    Ok(notes)
 }
 
 /// Where console logs go.
@@ -303,6 +420,7 @@ impl Ctx {
             passwords: (Password::generate()?, Password::generate()?),
             logs,
             shared: Shared::default(),
+            net: NetVm::default(),
         })
     }
 
@@ -372,6 +490,45 @@ impl Ctx {
         Ok(session)
     }
 
+    /// The test-network VM, booted (and ready) on first use.
+    fn net_vm(&mut self) -> Result<&mut Session> {
+        if let Some(e) = &self.net.boot_error {
+            let first = e.lines().next().unwrap_or_default();
+            bail!("the test-network VM did not come up (details above): {first}");
+        }
+        if self.net.session.is_none() {
+            match self.boot_net_vm() {
+                Ok(s) => self.net.session = Some(s),
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    self.net.boot_error = Some(text.clone());
+                    bail!("the test-network VM did not come up: {text}");
+                }
+            }
+        }
+        self.net.session.as_mut().context("test-network VM")
+    }
+
+    fn boot_net_vm(&mut self) -> Result<Session> {
+        self.require(&self.image, "production image")?;
+        let dir = TempDir::new("e2e-net-data")?;
+        let data = dir.path().join("data.raw");
+        qemu::copy_sparse(&self.image.file("data.raw"), &data)?;
+        self.net.data = Some(dir);
+        let log = self.logs.path().join("net.console.log");
+        let mut session = Session::boot_on_net(
+            &self.image,
+            self.opts.boot,
+            &data,
+            self.state(Mode::LineEnding),
+            log,
+            NET_CLIENTS,
+        )?;
+        let (at, _) = session.wait_ready(ReadyProbe::VisitorXadd)?;
+        session.ready_at = Some(at);
+        Ok(session)
+    }
+
     fn shared_data(&self) -> Result<PathBuf> {
         Ok(self
             .shared
@@ -384,6 +541,17 @@ impl Ctx {
 
     /// Stops the shared VM if it runs: power button, then QEMU `quit`.
     fn shutdown_shared(&mut self) {
+        if let Some(mut s) = self.net.session.take() {
+            let _ = s.vm.monitor("system_powerdown");
+            if s.vm
+                .wait_exit(Duration::from_secs(60))
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                let _ = s.vm.stop();
+            }
+        }
         if let Some(mut s) = self.shared.session.take() {
             let _ = s.vm.monitor("system_powerdown");
             if s.vm
@@ -426,6 +594,32 @@ pub struct Session {
     pub ready_at: Option<Duration>,
     /// The console log file.
     pub console_log: PathBuf,
+    /// Set when the guest is on the e2e test network (many client
+    /// addresses) instead of the user network; `port` is then the guest's
+    /// own server port.
+    pub net: Option<testnet::TestNet>,
+}
+
+/// Who connects on the test network: each role has its own source address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The admin (client address 0).
+    Admin,
+    /// The well-behaved visitor (client address 1).
+    Visitor,
+    /// Attacker address `n` (client address 2 + n).
+    Attacker(u16),
+}
+
+impl Source {
+    /// The client address index in [`testnet::client_addr`].
+    pub fn index(self) -> u16 {
+        match self {
+            Source::Admin => 0,
+            Source::Visitor => 1,
+            Source::Attacker(n) => n.saturating_add(2),
+        }
+    }
 }
 
 impl Session {
@@ -461,7 +655,63 @@ impl Session {
             spec,
             ready_at: None,
             console_log,
+            net: None,
         })
+    }
+
+    /// Boots `image` on `data` on a fresh test network with `clients`
+    /// client addresses (see [`testnet`]).
+    pub fn boot_on_net(
+        image: &ImageFiles,
+        mode: BootMode,
+        data: &Path,
+        state: State,
+        console_log: PathBuf,
+        clients: u16,
+    ) -> Result<Session> {
+        let spec = image_spec(image)?;
+        let dir = VmDir::new("e2e-vm")?;
+        state.write(&dir.state_file())?;
+        let net = testnet::TestNet::create(clients, &dir.state_file())?;
+        let qspec = qemu::plan_tap_boot(image, mode, data, &dir, net.name())?;
+        let sinks = ConsoleSinks {
+            echo: false,
+            log_file: Some(console_log.clone()),
+        };
+        let vm = Vm::spawn(&qspec, &sinks)?;
+        Ok(Session {
+            vm,
+            dir,
+            port: spec.server.port,
+            extra_port: 0,
+            state,
+            spec,
+            ready_at: None,
+            console_log,
+            net: Some(net),
+        })
+    }
+
+    /// The server's address as a client reaches it: the guest on the test
+    /// network, or QEMU's forward on loopback.
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        match &self.net {
+            Some(_) => std::net::SocketAddr::from((testnet::GUEST, self.port)),
+            None => std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+        }
+    }
+
+    /// A connection from `source` (on the user network every source is the
+    /// same loopback client). The calling thread must not have entered
+    /// another namespace.
+    pub fn connect(&self, source: Source, timeout: Duration) -> Result<Conn> {
+        let Some(net) = &self.net else {
+            return Conn::connect(self.port, timeout);
+        };
+        let from = std::net::IpAddr::V4(testnet::client_addr(source.index()));
+        let to = self.server_addr();
+        let stream = net.within(move || testnet::connect_from(from, to, timeout))?;
+        Ok(Conn::from_stream(stream, timeout))
     }
 
     /// The visitor's name and stream from the spec.
@@ -477,14 +727,14 @@ impl Session {
     /// A visitor connection, authenticated.
     pub fn visitor_conn(&self) -> Result<Conn> {
         let (name, _) = self.visitor()?;
-        let mut c = Conn::connect(self.port, REPLY_TIMEOUT)?;
+        let mut c = self.connect(Source::Visitor, REPLY_TIMEOUT)?;
         c.auth(name, self.state.visitor_pass.expose())?;
         Ok(c)
     }
 
     /// An admin connection, authenticated.
     pub fn admin_conn(&self) -> Result<Conn> {
-        let mut c = Conn::connect(self.port, REPLY_TIMEOUT)?;
+        let mut c = self.connect(Source::Admin, REPLY_TIMEOUT)?;
         c.auth(&self.spec.admin.name, self.state.admin_pass.expose())?;
         Ok(c)
     }
@@ -542,13 +792,13 @@ impl Session {
 
     fn try_visitor_xadd(&self) -> Result<String> {
         let (name, stream) = self.visitor()?;
-        let mut c = Conn::connect(self.port, Duration::from_secs(3))?;
+        let mut c = self.connect(Source::Visitor, Duration::from_secs(3))?;
         c.auth(name, self.state.visitor_pass.expose())?;
         xadd(&mut c, stream, "ready")
     }
 
     fn try_admin_ping(&self) -> Result<()> {
-        let mut c = Conn::connect(self.port, Duration::from_secs(3))?;
+        let mut c = self.connect(Source::Admin, Duration::from_secs(3))?;
         c.auth(&self.spec.admin.name, self.state.admin_pass.expose())?;
         match c.cmd(&["PING"])? {
             Value::Simple(p) if p == "PONG" => Ok(()),

@@ -209,6 +209,21 @@ impl Conn {
         })
     }
 
+    /// Wraps a connected stream (the test network's clients connect
+    /// themselves, from their own source address).
+    pub fn from_stream(stream: TcpStream, timeout: Duration) -> Conn {
+        Conn {
+            stream,
+            buf: Vec::new(),
+            timeout,
+        }
+    }
+
+    /// The underlying stream (for raw writes in abuse cases).
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
     /// Sends a command and reads its reply.
     pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Value> {
         self.send(args)?;
