@@ -303,7 +303,9 @@ fn nonzero_ram(monitor: &Path, dir: &Path, ram: u64) -> Result<u64> {
     let dump = dir.join("ram.dump");
     let out = qemu::monitor_command(
         monitor,
-        &format!("pmemsave 0 {ram} {}", dump.display()),
+        // Hex size and a quoted name: HMP reads `1073741824 /tmp/..` as a
+        // division.
+        &format!("pmemsave 0 {ram:#x} \"{}\"", dump.display()),
         Duration::from_secs(120),
     )?;
     if !out.trim().is_empty() {
