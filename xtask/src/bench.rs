@@ -19,6 +19,8 @@ use crate::image::cpio::Archive;
 use crate::qemu::{self, Boot, BootMode, ConsoleSinks, ImageFiles, QemuSpec, TempDir, Vm, VmDir};
 use crate::standin::{Mode, Password, State};
 
+pub mod compare;
+
 /// Where the floor ELF is loaded.
 const FLOOR_BASE: u64 = 0x40_0000;
 const ELF_HEADER_LEN: u16 = 64;
@@ -144,7 +146,8 @@ struct BenchOptions {
 }
 
 const USAGE: &str = "\
-usage: cargo xtask bench boot [--runs N] [--direct] [--image DIR] [--kernel FILE] [--xadds N]
+usage: cargo xtask bench compare --help   (the appliance beside a stock Debian 12 guest)
+       cargo xtask bench boot [--runs N] [--direct] [--image DIR] [--kernel FILE] [--xadds N]
 
   --runs N       boots per measurement (default 5; the median is shown)
   --direct       boot the appliance with -kernel/-initrd instead of OVMF + disk.raw
@@ -192,6 +195,7 @@ fn parse(args: &[String]) -> Result<BenchOptions> {
 pub fn main(args: &[String]) -> Result<()> {
     match args.split_first() {
         Some((what, rest)) if what == "boot" => boot(rest),
+        Some((what, rest)) if what == "compare" => compare::main(rest),
         _ => bail!("{USAGE}"),
     }
 }
