@@ -47,6 +47,10 @@ const TRICKLE_AUTH: u16 = 20;
 const TRICKLE_SOURCES: u16 = 10;
 const TRICKLE_MAX: Duration = Duration::from_secs(50);
 
+/// One trickler: whether it authenticated, and how long its connection
+/// lived (`None`: still open at the end).
+type Lifetime = (bool, Option<Duration>);
+
 /// AUTH guessing: one address, then many, each for this long.
 const GUESS_FOR: Duration = Duration::from_secs(10);
 const GUESS_CONNS_ONE: u16 = 4;
@@ -308,7 +312,7 @@ pub(in crate::e2e) fn trickle(s: &mut Session) -> Result<Vec<String>> {
     let auth_timeout = Duration::from_secs(u64::from(s.spec.guard.auth_timeout_seconds));
     let cmd_timeout = Duration::from_secs(u64::from(s.spec.guard.command_timeout_seconds));
     // (authenticated, lifetime or None when still open at the end)
-    let results: Arc<Mutex<Vec<(bool, Option<Duration>)>>> = Arc::new(Mutex::new(Vec::new()));
+    let results: Arc<Mutex<Vec<Lifetime>>> = Arc::new(Mutex::new(Vec::new()));
     let mut workers = Vec::new();
     let kinds = (0..TRICKLE_UNAUTH)
         .map(|_| false)
@@ -449,7 +453,7 @@ pub(in crate::e2e) fn guessing(s: &mut Session) -> Result<Vec<String>> {
     let (mut notes, _, _) = judge(s, &t, bg, from)?;
     let secs = GUESS_FOR.as_secs_f64();
     // A source's bucket holds `budget` failures and refills at budget/min.
-    let allowed_one = budget + (budget as f64 * secs / 60.0).ceil() as u64;
+    let allowed_one = budget + (budget * GUESS_FOR.as_secs()).div_ceil(60);
     if w1 > allowed_one {
         bail!("one address had {w1} wrong passwords checked in {secs}s; the budget allows {allowed_one}");
     }
@@ -470,7 +474,8 @@ pub(in crate::e2e) fn guessing(s: &mut Session) -> Result<Vec<String>> {
             console::GUARD_AUTH_FAILURES
         );
     }
-    let max_lines = (2.0 * secs / 10.0).ceil() as usize + 2;
+    let max_lines =
+        usize::try_from((2 * GUESS_FOR.as_secs()).div_ceil(10)).unwrap_or(usize::MAX) + 2;
     if lines > max_lines {
         bail!(
             "{lines} auth-failure console lines in {:.0}s: not a bounded rate",
