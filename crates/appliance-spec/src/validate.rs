@@ -248,16 +248,16 @@ fn check_firewall_caps(f: &RawFirewall, maxclients: u32) -> Result<(), SpecError
         "must be at least 1 and below limits.maxclients (one source must not be able to hold every client slot)",
     )?;
     check(
-        f.conn_max_total >= f.conn_max_per_source && f.conn_max_total <= maxclients,
-        "firewall.conn_max_total",
-        f.conn_max_total,
-        "must be at least conn_max_per_source and at most limits.maxclients",
-    )?;
-    check(
         f.meter_size >= maxclients && f.meter_size <= MAX_METER_SIZE,
         "firewall.meter_size",
         f.meter_size,
         "must be at least limits.maxclients (every client may come from its own address) and at most 262144 (kernel memory)",
+    )?;
+    check(
+        f.conn_max_total >= f.conn_max_per_source && f.conn_max_total <= f.meter_size,
+        "firewall.conn_max_total",
+        f.conn_max_total,
+        "must be at least conn_max_per_source and at most meter_size",
     )?;
     Ok(())
 }

@@ -21,7 +21,7 @@ fn reference_spec_is_seed_000() {
     assert_eq!(spec.visitors[0].stream, "ruach:stream:contact");
     assert_eq!(spec.governor.rescan_interval_ms, 500);
     assert_eq!(spec.firewall.conn_max_per_source, 32);
-    assert_eq!(spec.firewall.conn_max_total, 1000);
+    assert_eq!(spec.firewall.conn_max_total, 4096);
     assert_eq!(spec.firewall.meter_size, 65536);
     assert_eq!(spec.governor.on_event_loss, OnEventLoss::Halt);
     let names: Vec<&str> = spec.users().map(|u| u.name.as_str()).collect();
@@ -168,13 +168,13 @@ const INVALID: &[(&str, &str, &str, &str)] = &[
         "1000",
     ),
     (
-        "conn_max_total = 1000",
-        "conn_max_total = 1001",
+        "conn_max_total = 4096",
+        "conn_max_total = 65537",
         "firewall.conn_max_total",
-        "1001",
+        "65537",
     ),
     (
-        "conn_max_total = 1000",
+        "conn_max_total = 4096",
         "conn_max_total = 31",
         "firewall.conn_max_total",
         "31",
@@ -370,10 +370,10 @@ proptest! {
     ) {
         let text = mutated("maxclients = 1000", &format!("maxclients = {maxclients}"))
             .replacen("conn_max_per_source = 32", &format!("conn_max_per_source = {per_source}"), 1)
-            .replacen("conn_max_total = 1000", &format!("conn_max_total = {total}"), 1)
+            .replacen("conn_max_total = 4096", &format!("conn_max_total = {total}"), 1)
             .replacen("meter_size = 65536", &format!("meter_size = {meter}"), 1);
         let ok = (1..maxclients).contains(&per_source)
-            && (per_source..=maxclients).contains(&total)
+            && (per_source..=meter).contains(&total)
             && (maxclients..=262_144).contains(&meter);
         match Spec::from_toml_str(&text) {
             Ok(spec) => {

@@ -237,7 +237,7 @@ mod tests {
             p.connections,
             ConnLimit {
                 per_source: 32,
-                total: 1000
+                total: 4096
             }
         );
         assert_eq!(p.meter_size, 65536);

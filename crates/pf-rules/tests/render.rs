@@ -104,7 +104,7 @@ fn nft_text_replaces_only_our_table() {
 fn server_port_is_metered_and_fails_closed() {
     let text = appliance_spec::REFERENCE_TOML
         .replace("conn_max_per_source = 32", "conn_max_per_source = 7")
-        .replace("conn_max_total = 1000", "conn_max_total = 900")
+        .replace("conn_max_total = 4096", "conn_max_total = 900")
         .replace("meter_size = 65536", "meter_size = 4096");
     let p = Policy::from_spec(&Spec::from_toml_str(&text).unwrap()).unwrap();
     for phase in Phase::ALL {
