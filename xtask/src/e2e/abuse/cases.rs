@@ -292,8 +292,8 @@ pub(in crate::e2e) fn slots(s: &mut Session) -> Result<Vec<String>> {
     notes.insert(
         0,
         format!(
-            "{SLOT_SOURCES} addresses tried {SLOT_PER_SOURCE} idle authenticated connections each: {} held at \
-             once (most from one address: {max_per}, cap {cap}); peak connected clients {} of maxclients {maxclients}; \
+            "{SLOT_SOURCES} addresses tried {SLOT_PER_SOURCE} idle authenticated connections each: {} were answered +OK \
+             to AUTH (most from one address: {max_per}, cap {cap}); peak connected clients {} of maxclients {maxclients}; \
              {still} still open after {}s",
             peak_held.get(),
             admin.peak_clients,
