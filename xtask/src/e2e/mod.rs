@@ -541,28 +541,25 @@ impl Ctx {
 
     /// Stops the shared VM if it runs: power button, then QEMU `quit`.
     fn shutdown_shared(&mut self) {
-        if let Some(mut s) = self.net.session.take() {
-            let _ = s.vm.monitor("system_powerdown");
-            if s.vm
-                .wait_exit(Duration::from_secs(60))
-                .ok()
-                .flatten()
-                .is_none()
-            {
-                let _ = s.vm.stop();
-            }
+        for s in [self.net.session.take(), self.shared.session.take()]
+            .into_iter()
+            .flatten()
+        {
+            power_off(s);
         }
-        if let Some(mut s) = self.shared.session.take() {
-            let _ = s.vm.monitor("system_powerdown");
-            if s.vm
-                .wait_exit(Duration::from_secs(60))
-                .ok()
-                .flatten()
-                .is_none()
-            {
-                let _ = s.vm.stop();
-            }
-        }
+    }
+}
+
+/// Power button, up to 60 s for the guest to power off, then QEMU `quit`.
+fn power_off(mut s: Session) {
+    let _ = s.vm.monitor("system_powerdown");
+    if s.vm
+        .wait_exit(Duration::from_secs(60))
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        let _ = s.vm.stop();
     }
 }
 
