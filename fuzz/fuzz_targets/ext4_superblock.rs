@@ -10,6 +10,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(sb.label.len() <= 16);
         assert!(!sb.label.contains(&0));
         assert!(sb.block_size >= 1024 && sb.block_size <= 65536);
+        assert!(sb.is_64bit || sb.blocks_count <= u64::from(u32::MAX));
+        assert!(sb.size_bytes() >= sb.blocks_count);
     }
     let _ = init_seq::parse::mem_total_bytes(data);
     let _ = init_seq::parse::thread_count(data);

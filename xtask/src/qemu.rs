@@ -62,6 +62,70 @@ pub enum Boot {
     },
 }
 
+/// How the boot and data disks are attached: GCE gives virtio-SCSI or NVMe
+/// (by machine type); virtio-blk is QEMU's usual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiskInterface {
+    /// One `virtio-scsi-pci` controller, each disk a `scsi-hd` on it
+    /// (`/dev/sda`, `/dev/sdb`, ...), as on most GCE machine types.
+    Scsi,
+    /// One `nvme` controller per disk (`/dev/nvme0n1`, ...), as on GCE's
+    /// newer machine types.
+    Nvme,
+    /// One `virtio-blk-pci` per disk (`/dev/vda`, ...).
+    #[default]
+    Virtio,
+}
+
+impl DiskInterface {
+    /// Every interface, in the order `--disk-interface` lists them.
+    pub const ALL: [DiskInterface; 3] = [
+        DiskInterface::Scsi,
+        DiskInterface::Nvme,
+        DiskInterface::Virtio,
+    ];
+
+    /// The name `--disk-interface` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskInterface::Scsi => "scsi",
+            DiskInterface::Nvme => "nvme",
+            DiskInterface::Virtio => "virtio",
+        }
+    }
+
+    /// Parses `scsi`, `nvme` or `virtio`.
+    pub fn parse(text: &str) -> Result<DiskInterface> {
+        DiskInterface::ALL
+            .into_iter()
+            .find(|i| i.name() == text)
+            .with_context(|| format!("no disk interface `{text}`; scsi, nvme or virtio"))
+    }
+
+    /// The `-device` arguments attaching drive `drive` (a boot disk when
+    /// `boot`), after the controller [`DiskInterface::controller`] adds.
+    fn device(self, drive: &str, boot: bool) -> String {
+        let mut device = match self {
+            DiskInterface::Scsi => format!("scsi-hd,drive={drive},bus=scsi0.0"),
+            // The serial is the drive id: at most 20 characters, unique.
+            DiskInterface::Nvme => format!("nvme,serial={drive},drive={drive}"),
+            DiskInterface::Virtio => format!("virtio-blk-pci,drive={drive}"),
+        };
+        if boot {
+            device.push_str(",bootindex=0");
+        }
+        device
+    }
+
+    /// The controller every disk of this interface hangs off, if one.
+    fn controller(self) -> Option<&'static str> {
+        match self {
+            DiskInterface::Scsi => Some("virtio-scsi-pci,id=scsi0"),
+            DiskInterface::Nvme | DiskInterface::Virtio => None,
+        }
+    }
+}
+
 /// One `hostfwd`: 127.0.0.1:`host` to guest port `guest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Forward {
@@ -78,8 +142,13 @@ pub struct QemuSpec {
     pub qemu: PathBuf,
     /// Boot path.
     pub boot: Boot,
-    /// The data disk (`data.raw` or a copy), a second virtio disk.
+    /// The data disk (`data.raw` or a copy), the disk after the boot disk.
     pub data_disk: Option<PathBuf>,
+    /// More writable disks after the data disk (a second disk with the
+    /// data label, which the guest must refuse).
+    pub extra_disks: Vec<PathBuf>,
+    /// How every disk is attached.
+    pub disk_interface: DiskInterface,
     /// Host-to-guest TCP forwards.
     pub forwards: Vec<Forward>,
     /// The program QEMU runs for each guest connection to
@@ -105,6 +174,8 @@ impl QemuSpec {
             qemu: PathBuf::from("qemu-system-x86_64"),
             boot,
             data_disk: None,
+            extra_disks: Vec::new(),
+            disk_interface: DiskInterface::default(),
             forwards: Vec::new(),
             metadata_cmd: None,
             monitor,
@@ -146,6 +217,7 @@ impl QemuSpec {
             Boot::Direct { kernel, initrd, .. } => paths.extend([kernel.as_path(), initrd]),
         }
         paths.extend(self.data_disk.as_deref());
+        paths.extend(self.extra_disks.iter().map(PathBuf::as_path));
         for p in &paths {
             if p.to_string_lossy().contains(',') {
                 bail!("QEMU cannot take a path with a comma: {}", p.display());
@@ -189,7 +261,10 @@ impl QemuSpec {
                     disk.display()
                 );
                 push(&["-drive", &code, "-drive", &vars, "-drive", &boot]);
-                push(&["-device", "virtio-blk-pci,drive=boot,bootindex=0"]);
+                if let Some(controller) = self.disk_interface.controller() {
+                    push(&["-device", controller]);
+                }
+                push(&["-device", &self.disk_interface.device("boot", true)]);
             }
             Boot::Direct {
                 kernel,
@@ -201,9 +276,27 @@ impl QemuSpec {
                 push(&["-kernel", &kernel, "-initrd", &initrd, "-append", cmdline]);
             }
         }
-        if let Some(data) = &self.data_disk {
-            let drive = format!("file={},format=raw,if=none,id=data", data.display());
-            push(&["-drive", &drive, "-device", "virtio-blk-pci,drive=data"]);
+        let data_disks: Vec<(String, &PathBuf)> = self
+            .data_disk
+            .iter()
+            .map(|d| ("data".to_owned(), d))
+            .chain(
+                self.extra_disks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (format!("data{}", i + 1), d)),
+            )
+            .collect();
+        let has_boot_disk = matches!(self.boot, Boot::Uefi { .. });
+        if !has_boot_disk && !data_disks.is_empty() {
+            if let Some(controller) = self.disk_interface.controller() {
+                push(&["-device", controller]);
+            }
+        }
+        for (id, disk) in &data_disks {
+            let drive = format!("file={},format=raw,if=none,id={id}", disk.display());
+            push(&["-drive", &drive]);
+            push(&["-device", &self.disk_interface.device(id, false)]);
         }
         let netdev = self.netdev();
         push(&["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"]);
@@ -992,6 +1085,74 @@ mod tests {
     }
 
     #[test]
+    fn uefi_command_line_scsi() {
+        let mut spec = uefi_spec();
+        spec.disk_interface = DiskInterface::Scsi;
+        insta::assert_snapshot!(spec.args().unwrap().join("\n"));
+    }
+
+    #[test]
+    fn uefi_command_line_nvme_with_a_second_data_disk() {
+        let mut spec = uefi_spec();
+        spec.disk_interface = DiskInterface::Nvme;
+        spec.extra_disks = vec!["/tmp/vm/twin.raw".into()];
+        insta::assert_snapshot!(spec.args().unwrap().join("\n"));
+    }
+
+    #[test]
+    fn direct_command_line_scsi_data_disk() {
+        let mut spec = direct_spec();
+        spec.disk_interface = DiskInterface::Scsi;
+        spec.data_disk = Some("/tmp/vm/data.raw".into());
+        insta::assert_snapshot!(spec.args().unwrap().join("\n"));
+    }
+
+    #[test]
+    fn disk_interfaces_attach_every_disk_once() {
+        for interface in DiskInterface::ALL {
+            assert_eq!(DiskInterface::parse(interface.name()).unwrap(), interface);
+            let mut spec = uefi_spec();
+            spec.disk_interface = interface;
+            spec.extra_disks = vec!["/tmp/vm/a.raw".into(), "/tmp/vm/b.raw".into()];
+            let args = spec.args().unwrap();
+            let values = |flag: &str| -> Vec<String> {
+                args.iter()
+                    .zip(args.iter().skip(1))
+                    .filter(|(f, _)| *f == flag)
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            };
+            let drives: Vec<String> = values("-drive")
+                .into_iter()
+                .filter(|d| !d.starts_with("if=pflash"))
+                .collect();
+            assert_eq!(drives.len(), 4, "{interface:?}");
+            // The boot disk stays read-only; the data disks are writable.
+            assert!(drives[0].ends_with(",id=boot,readonly=on"));
+            assert!(drives[1..].iter().all(|d| !d.contains("readonly")));
+            let devices = values("-device");
+            for id in ["boot", "data", "data1", "data2"] {
+                let on = devices
+                    .iter()
+                    .filter(|d| d.split(',').any(|o| o == format!("drive={id}")))
+                    .count();
+                assert_eq!(on, 1, "{interface:?} {id}");
+            }
+            let boot_index = devices.iter().filter(|d| d.contains("bootindex=0")).count();
+            assert_eq!(boot_index, 1);
+            let controllers = devices
+                .iter()
+                .filter(|d| d.starts_with("virtio-scsi-pci"))
+                .count();
+            assert_eq!(controllers, usize::from(interface == DiskInterface::Scsi));
+            assert!(devices
+                .iter()
+                .all(|d| !d.contains("virtio-blk") || interface == DiskInterface::Virtio));
+        }
+        assert!(DiskInterface::parse("ide").is_err());
+    }
+
+    #[test]
     fn direct_command_line() {
         insta::assert_snapshot!(direct_spec().args().unwrap().join("\n"));
     }
@@ -1032,6 +1193,9 @@ mod tests {
     fn commas_in_paths_are_refused() {
         let mut spec = uefi_spec();
         spec.data_disk = Some("/tmp/a,b/data.raw".into());
+        assert!(spec.args().is_err());
+        let mut spec = uefi_spec();
+        spec.extra_disks = vec!["/tmp/a,b/twin.raw".into()];
         assert!(spec.args().is_err());
         let mut spec = uefi_spec();
         spec.metadata_cmd = Some("prog --x a,b".into());

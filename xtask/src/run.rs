@@ -1,5 +1,6 @@
 //! `cargo xtask run`: boot the appliance locally, as on GCE (OVMF +
-//! `disk.raw`) or faster with `--direct` (`-kernel/-initrd`), with a
+//! `disk.raw`, both disks on virtio-SCSI unless `--disk-interface` says
+//! otherwise) or faster with `--direct` (`-kernel/-initrd`), with a
 //! metadata stand-in and the server port forwarded to 127.0.0.1.
 //!
 //! The data disk is `target/run/data.raw`, created from the image's empty
@@ -17,7 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::e2e::resp::Conn;
 use crate::image::manifest::Profile;
-use crate::qemu::{self, BootMode, ConsoleSinks, ImageFiles, Vm, VmDir};
+use crate::qemu::{self, BootMode, ConsoleSinks, DiskInterface, ImageFiles, Vm, VmDir};
 use crate::standin::{Mode, Password, State};
 
 /// The workspace root (this crate's parent directory).
@@ -74,11 +75,14 @@ pub struct RunOptions {
     pub mode: Mode,
     /// Guest RAM.
     pub memory_mib: u32,
+    /// How the boot and data disks are attached.
+    pub disk_interface: DiskInterface,
 }
 
 const USAGE: &str = "\
 usage: cargo xtask run [--direct] [--port N] [--admin-pass P] [--visitor-pass P]
                        [--metadata-mode MODE] [--image DIR] [--data FILE] [--fresh-data] [--memory MIB]
+                       [--disk-interface scsi|nvme|virtio]
 
   --direct             boot with -kernel/-initrd (about 2 s to /init) instead of OVMF + disk.raw
   --port N             forward 127.0.0.1:N to the server (default: a free port)
@@ -89,6 +93,10 @@ usage: cargo xtask run [--direct] [--port N] [--admin-pass P] [--visitor-pass P]
   --data FILE          data disk (default target/run/data.raw, kept across runs)
   --fresh-data         replace the data disk with the image's empty one first
   --memory MIB         guest RAM (default 1024)
+  --disk-interface I   attach the boot and data disks as virtio-SCSI (`scsi`, the default, as on
+                       most GCE machine types), NVMe (`nvme`, as on GCE's newer ones) or virtio-blk
+                       (`virtio`); the data disk is found by its label either way. To try the growth
+                       of the data filesystem, enlarge the disk file first: truncate -s 3G FILE
 
 Ctrl-C stops the VM.
 ";
@@ -107,6 +115,7 @@ impl RunOptions {
             visitor_pass: None,
             mode: Mode::Normal,
             memory_mib: 1024,
+            disk_interface: DiskInterface::Scsi,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -125,6 +134,7 @@ impl RunOptions {
                 "--image" => o.image = PathBuf::from(value()?),
                 "--data" => o.data = PathBuf::from(value()?),
                 "--memory" => o.memory_mib = value()?.parse().context("--memory")?,
+                "--disk-interface" => o.disk_interface = DiskInterface::parse(&value()?)?,
                 "-h" | "--help" => bail!("{USAGE}"),
                 other => bail!("unknown argument `{other}`\n{USAGE}"),
             }
@@ -207,6 +217,7 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     let mut qspec = qemu::plan_boot(&image, o.boot, &o.data, &dir, port, &[])?;
     qspec.memory_mib = o.memory_mib;
+    qspec.disk_interface = o.disk_interface;
     let console_log = workspace_root().join("target/run/console.log");
     if let Some(parent) = console_log.parent() {
         std::fs::create_dir_all(parent)?;
@@ -229,9 +240,10 @@ pub fn run(args: &[String]) -> Result<()> {
         state.admin_pass.expose()
     );
     println!(
-        "xtask: booting {} ({:?}, TCG); console below and in {}; Ctrl-C stops the VM",
+        "xtask: booting {} ({:?}, disks on {}, TCG); console below and in {}; Ctrl-C stops the VM",
         image.dir.display(),
         o.boot,
+        o.disk_interface.name(),
         console_log.display()
     );
 
@@ -303,12 +315,23 @@ mod tests {
         assert_eq!(o.visitor_pass.as_deref(), Some("v"));
         assert_eq!(o.mode, Mode::MissingKey("redis-admin-pass".into()));
         assert!(o.data.ends_with("target/run/data.raw"));
+        assert_eq!(o.disk_interface, DiskInterface::Scsi, "as on GCE");
+        for (name, interface) in [
+            ("scsi", DiskInterface::Scsi),
+            ("nvme", DiskInterface::Nvme),
+            ("virtio", DiskInterface::Virtio),
+        ] {
+            let o = RunOptions::parse(&args(&["--disk-interface", name])).unwrap();
+            assert_eq!(o.disk_interface, interface);
+        }
         for bad in [
             &["--port"][..],
             &["--port", "x"],
             &["--what"],
             &["--admin-pass", ""],
             &["--metadata-mode", "x"],
+            &["--disk-interface"],
+            &["--disk-interface", "ide"],
         ] {
             assert!(RunOptions::parse(&args(bad)).is_err(), "{bad:?}");
         }

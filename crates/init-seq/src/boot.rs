@@ -2,16 +2,17 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use appliance_spec::Spec;
 use metadata_fetch::Secret;
 use pf_rules::Phase;
 
 use crate::budget::MemoryBudget;
-use crate::os::{Exec, Mount, Os, Owner};
+use crate::os::{BlockDevice, Exec, Mount, Os, Owner};
 use crate::parse::{
-    ext4_superblock, mem_total_bytes, thread_count, EXT4_SUPERBLOCK_LEN, EXT4_SUPERBLOCK_OFFSET,
+    ext4_superblock, mem_total_bytes, thread_count, Ext4Superblock, EXT4_SUPERBLOCK_LEN,
+    EXT4_SUPERBLOCK_OFFSET,
 };
 use crate::plan::{
     Action, Plan, Step, DATA_DISK_ATTEMPTS, DATA_DISK_INTERVAL, MODULES_ORDER_PATH, SPEC_PATH,
@@ -347,37 +348,120 @@ fn mount_data_disk(
         ..mount.clone()
     };
     os.mount(&mount)?;
+    grow_data_filesystem(os, &device, &mount.target)?;
     os.set_owner(&mount.target, owner)
 }
 
+/// The block count to grow an ext4 filesystem of `sb`'s size to on a device
+/// of `device_bytes`, or `None` when it already fills the device (to within
+/// one block). A filesystem without 64-bit block numbers stops at 2^32
+/// blocks, the most it can address.
+fn grow_target(sb: &Ext4Superblock, device_bytes: u64) -> Option<u64> {
+    let block_size = u64::from(sb.block_size);
+    let mut device_blocks = device_bytes.checked_div(block_size)?;
+    if !sb.is_64bit {
+        device_blocks = device_blocks.min(u64::from(u32::MAX));
+    }
+    (device_blocks > sb.blocks_count).then_some(device_blocks)
+}
+
+fn mounted_superblock(os: &mut dyn Os, device: &Path) -> Result<Ext4Superblock, InitError> {
+    let bytes = os.read_at(device, EXT4_SUPERBLOCK_OFFSET, EXT4_SUPERBLOCK_LEN)?;
+    ext4_superblock(&bytes).ok_or_else(|| {
+        InitError::io(
+            "read",
+            device,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "no ext4 superblock on the mounted data disk",
+            ),
+        )
+    })
+}
+
+/// Grows the ext4 filesystem on `device`, mounted at `target`, to fill the
+/// device: online, through the kernel (never a format, never an offline
+/// tool). Says so in one console line and returns the sizes before and
+/// after, in bytes; a filesystem that fills its device is left alone,
+/// silently (`None`).
+pub fn grow_data_filesystem(
+    os: &mut dyn Os,
+    device: &Path,
+    target: &Path,
+) -> Result<Option<(u64, u64)>, InitError> {
+    let before = mounted_superblock(os, device)?;
+    let device_bytes = os.block_device_size(device)?;
+    let Some(blocks) = grow_target(&before, device_bytes) else {
+        return Ok(None);
+    };
+    os.resize_ext4(target, blocks)?;
+    // What the kernel did, not what was asked: it may leave out a last block
+    // group too small for its own metadata.
+    let after = mounted_superblock(os, device)?;
+    if after.blocks_count > before.blocks_count {
+        os.console(&format!(
+            "{CONSOLE_PREFIX} data filesystem grown from {} to {} bytes",
+            before.size_bytes(),
+            after.size_bytes()
+        ));
+        return Ok(Some((before.size_bytes(), after.size_bytes())));
+    }
+    Ok(None)
+}
+
+/// The candidates for the data disk among `devices`: every partition, and
+/// every whole disk none of whose partitions is listed. A partitioned disk's
+/// own first blocks are its partition table, whatever a stale superblock
+/// behind it says, so a disk and its partition are never both counted.
+fn data_disk_candidates(devices: &[BlockDevice]) -> Vec<&Path> {
+    devices
+        .iter()
+        .filter(|device| {
+            !devices
+                .iter()
+                .any(|other| other.partition_of.as_deref() == Some(device.path.as_path()))
+        })
+        .map(|device| device.path.as_path())
+        .collect()
+}
+
 /// The one block device whose ext4 superblock carries `label`, waiting for
-/// late devices. Two such devices are an error: mounting the wrong one could
-/// serve an attacker's data.
-fn find_data_disk(os: &mut dyn Os, label: &str) -> Result<std::path::PathBuf, InitError> {
+/// late devices. The device list is read until two scans one interval apart
+/// agree, so a second disk that is still being probed is not missed; then two
+/// devices with the label are an error (mounting the wrong one could serve
+/// an attacker's data), and none means scanning on until the attempts run
+/// out.
+fn find_data_disk(os: &mut dyn Os, label: &str) -> Result<PathBuf, InitError> {
     let mut devices_seen = 0;
+    let mut previous: Option<Vec<BlockDevice>> = None;
     for attempt in 1..=DATA_DISK_ATTEMPTS {
         let devices = os.block_devices()?;
         devices_seen = devices.len();
-        let mut found = Vec::new();
-        for device in devices {
-            // An unreadable device (an empty CD-ROM drive) is not ours; if the
-            // data disk itself is unreadable we end up "not found", and halt.
-            let Ok(bytes) = os.read_at(&device, EXT4_SUPERBLOCK_OFFSET, EXT4_SUPERBLOCK_LEN) else {
-                continue;
-            };
-            if ext4_superblock(&bytes).is_some_and(|sb| sb.label == label.as_bytes()) {
-                found.push(device);
+        if previous.as_ref() == Some(&devices) {
+            let mut found = Vec::new();
+            for device in data_disk_candidates(&devices) {
+                // An unreadable device (an empty CD-ROM drive, a hidden NVMe
+                // path without a node) is not ours; if the data disk itself
+                // is unreadable we end up "not found", and halt.
+                let Ok(bytes) = os.read_at(device, EXT4_SUPERBLOCK_OFFSET, EXT4_SUPERBLOCK_LEN)
+                else {
+                    continue;
+                };
+                if ext4_superblock(&bytes).is_some_and(|sb| sb.label == label.as_bytes()) {
+                    found.push(device.to_path_buf());
+                }
+            }
+            if found.len() > 1 {
+                return Err(InitError::DataDiskAmbiguous {
+                    label: label.to_owned(),
+                    devices: found,
+                });
+            }
+            if let Some(device) = found.pop() {
+                return Ok(device);
             }
         }
-        if found.len() > 1 {
-            return Err(InitError::DataDiskAmbiguous {
-                label: label.to_owned(),
-                devices: found,
-            });
-        }
-        if let Some(device) = found.pop() {
-            return Ok(device);
-        }
+        previous = Some(devices);
         if attempt < DATA_DISK_ATTEMPTS {
             os.sleep(DATA_DISK_INTERVAL);
         }

@@ -16,7 +16,7 @@ use appliance_spec::{Metadata, REFERENCE_TOML};
 use metadata_fetch::{FetchError, Secret};
 use pf_rules::{Phase, Policy, ReadBack};
 
-use crate::os::{Exec, LandlockRules, Mount, Os, Owner};
+use crate::os::{BlockDevice, Exec, LandlockRules, Mount, Os, Owner};
 use crate::parse::{EXT4_SUPERBLOCK_LEN, EXT4_SUPERBLOCK_OFFSET};
 use crate::plan::{MODULES_ORDER_PATH, SPEC_PATH};
 use crate::InitError;
@@ -100,6 +100,15 @@ pub enum Call {
     },
     /// The block device list.
     BlockDevices,
+    /// A block device's size asked for.
+    BlockDeviceSize(PathBuf),
+    /// An online ext4 resize.
+    ResizeExt4 {
+        /// The mount point whose filesystem grows.
+        mount_point: PathBuf,
+        /// The block count asked for.
+        blocks: u64,
+    },
     /// A positioned read.
     ReadAt {
         /// The file or device.
@@ -178,6 +187,15 @@ impl fmt::Display for Call {
             } => write!(f, "write_file {} {owner} {contents:?}", path.display()),
             Call::SetOwner { path, owner } => write!(f, "set_owner {} {owner}", path.display()),
             Call::BlockDevices => f.write_str("block_devices"),
+            Call::BlockDeviceSize(path) => write!(f, "blkgetsize64 {}", path.display()),
+            Call::ResizeExt4 {
+                mount_point,
+                blocks,
+            } => write!(
+                f,
+                "ext4 resize {} to {blocks} blocks",
+                mount_point.display()
+            ),
             Call::ReadAt { path, offset, len } => {
                 write!(f, "read_at {} offset {offset} len {len}", path.display())
             }
@@ -237,9 +255,41 @@ pub struct FakeOs {
     euid_override: Option<u32>,
     files: BTreeMap<PathBuf, Vec<u8>>,
     secrets: BTreeMap<String, Vec<u8>>,
-    devices: BTreeMap<PathBuf, Vec<u8>>,
+    devices: BTreeMap<PathBuf, FakeDevice>,
+    /// Mount point -> device, for the ext4 mounts made.
+    mounted: BTreeMap<PathBuf, PathBuf>,
     absent_sysctls: BTreeSet<String>,
     network_summary: String,
+    resize_shortfall: u64,
+    listings: usize,
+}
+
+/// One fake block device.
+#[derive(Debug, Clone)]
+struct FakeDevice {
+    /// Its bytes from offset 1024 on.
+    superblock: Vec<u8>,
+    /// Its size, bytes.
+    size: u64,
+    /// The whole disk, for a partition.
+    partition_of: Option<PathBuf>,
+    /// The first device listing (0-based) that shows it.
+    listed_from: usize,
+}
+
+impl FakeDevice {
+    fn new(superblock: &[u8], partition_of: Option<PathBuf>) -> Self {
+        let size = crate::parse::ext4_superblock(superblock)
+            .map(|sb| sb.size_bytes())
+            .filter(|&size| size > 0)
+            .unwrap_or(1 << 30);
+        FakeDevice {
+            superblock: superblock.to_vec(),
+            size,
+            partition_of,
+            listed_from: 0,
+        }
+    }
 }
 
 impl fmt::Debug for FakeOs {
@@ -269,8 +319,11 @@ impl FakeOs {
             files: BTreeMap::new(),
             secrets: BTreeMap::new(),
             devices: BTreeMap::new(),
+            mounted: BTreeMap::new(),
             absent_sysctls: BTreeSet::new(),
             network_summary: "eth0 10.128.0.7/32 via 10.128.0.1 mtu 1460".to_owned(),
+            resize_shortfall: 0,
+            listings: 0,
         }
     }
 
@@ -314,9 +367,55 @@ impl FakeOs {
         self
     }
 
-    /// A block device whose bytes from offset 1024 are `superblock`.
+    /// A whole disk whose bytes from offset 1024 are `superblock`, exactly
+    /// as large as the filesystem it holds (if any; 1 GiB otherwise).
     pub fn with_device(mut self, path: impl Into<PathBuf>, superblock: &[u8]) -> Self {
-        self.devices.insert(path.into(), superblock.to_vec());
+        self.devices
+            .insert(path.into(), FakeDevice::new(superblock, None));
+        self
+    }
+
+    /// A partition of the whole disk `disk` (which must be added too for
+    /// the listing to be consistent), holding `superblock`.
+    pub fn with_partition(
+        mut self,
+        path: impl Into<PathBuf>,
+        disk: impl Into<PathBuf>,
+        superblock: &[u8],
+    ) -> Self {
+        self.devices
+            .insert(path.into(), FakeDevice::new(superblock, Some(disk.into())));
+        self
+    }
+
+    /// A whole disk holding `superblock` that shows up only from the
+    /// `listing`-th device listing on (0-based): one still being probed.
+    pub fn with_late_device(
+        mut self,
+        path: impl Into<PathBuf>,
+        superblock: &[u8],
+        listing: usize,
+    ) -> Self {
+        let mut device = FakeDevice::new(superblock, None);
+        device.listed_from = listing;
+        self.devices.insert(path.into(), device);
+        self
+    }
+
+    /// Makes the device at `path` `bytes` large (a disk grown under its
+    /// filesystem).
+    pub fn with_device_size(mut self, path: impl AsRef<Path>, bytes: u64) -> Self {
+        if let Some(device) = self.devices.get_mut(path.as_ref()) {
+            device.size = bytes;
+        }
+        self
+    }
+
+    /// Makes the kernel stop an online resize `short_by` blocks before the
+    /// count asked for (as it does when the last block group would be too
+    /// small for its own metadata).
+    pub fn with_resize_shortfall(mut self, short_by: u64) -> Self {
+        self.resize_shortfall = short_by;
         self
     }
 
@@ -418,10 +517,42 @@ impl FakeOs {
     }
 }
 
+fn not_found(op: &'static str, path: &Path) -> InitError {
+    InitError::io(op, path, std::io::Error::from(std::io::ErrorKind::NotFound))
+}
+
+/// Blocks in the filesystem [`ext4_superblock_bytes`] describes: 1 GiB of
+/// 4 KiB blocks, as `data.raw`.
+pub const FAKE_EXT4_BLOCKS: u64 = 262_144;
+
+/// Sets `s_blocks_count` (both halves) and the 64bit feature.
+fn set_blocks_count(sb: &mut [u8], blocks: u64) {
+    let halves = [
+        (0x04, u32::try_from(blocks & 0xffff_ffff).unwrap_or(0)),
+        (0x150, u32::try_from(blocks >> 32).unwrap_or(u32::MAX)),
+    ];
+    for (at, value) in halves {
+        if let Some(dst) = sb.get_mut(at..at + 4) {
+            dst.copy_from_slice(&value.to_le_bytes());
+        }
+    }
+    if let Some(dst) = sb.get_mut(0x60..0x64) {
+        let incompat = u32::from_le_bytes(dst.try_into().unwrap_or([0; 4])) | 0x80;
+        dst.copy_from_slice(&incompat.to_le_bytes());
+    }
+}
+
 /// A minimal ext4 superblock (the bytes from device offset 1024) with
-/// `label`: the magic, a 4 KiB block size, the label.
+/// `label`: the magic, a 4 KiB block size, the label, a 64bit filesystem of
+/// [`FAKE_EXT4_BLOCKS`] blocks.
 pub fn ext4_superblock_bytes(label: &[u8]) -> Vec<u8> {
+    ext4_superblock_with_blocks(label, FAKE_EXT4_BLOCKS)
+}
+
+/// As [`ext4_superblock_bytes`], with `blocks` 4 KiB blocks.
+pub fn ext4_superblock_with_blocks(label: &[u8], blocks: u64) -> Vec<u8> {
     let mut sb = vec![0u8; EXT4_SUPERBLOCK_LEN];
+    set_blocks_count(&mut sb, blocks);
     let fields: [(usize, &[u8]); 3] = [
         (0x18, &2u32.to_le_bytes()),
         (0x38, &0xEF53u16.to_le_bytes()),
@@ -472,7 +603,12 @@ impl Os for FakeOs {
     }
 
     fn mount(&mut self, mount: &Mount) -> Result<(), InitError> {
-        self.fallible(Call::Mount(mount.clone()))
+        self.fallible(Call::Mount(mount.clone()))?;
+        if mount.fstype == "ext4" {
+            self.mounted
+                .insert(mount.target.clone(), PathBuf::from(&mount.source));
+        }
+        Ok(())
     }
 
     fn load_module(&mut self, path: &Path) -> Result<(), InitError> {
@@ -543,9 +679,48 @@ impl Os for FakeOs {
         })
     }
 
-    fn block_devices(&mut self) -> Result<Vec<PathBuf>, InitError> {
+    fn block_devices(&mut self) -> Result<Vec<BlockDevice>, InitError> {
         self.fallible(Call::BlockDevices)?;
-        Ok(self.devices.keys().cloned().collect())
+        let listing = self.listings;
+        self.listings = self.listings.saturating_add(1);
+        Ok(self
+            .devices
+            .iter()
+            .filter(|(_, device)| device.listed_from <= listing)
+            .map(|(path, device)| BlockDevice {
+                path: path.clone(),
+                partition_of: device.partition_of.clone(),
+            })
+            .collect())
+    }
+
+    fn block_device_size(&mut self, path: &Path) -> Result<u64, InitError> {
+        self.fallible(Call::BlockDeviceSize(path.to_path_buf()))?;
+        self.devices
+            .get(path)
+            .map(|device| device.size)
+            .ok_or_else(|| not_found("open", path))
+    }
+
+    /// Writes the new block count into the mounted device's superblock,
+    /// less the configured shortfall, never shrinking it.
+    fn resize_ext4(&mut self, mount_point: &Path, blocks: u64) -> Result<(), InitError> {
+        self.fallible(Call::ResizeExt4 {
+            mount_point: mount_point.to_path_buf(),
+            blocks,
+        })?;
+        let shortfall = self.resize_shortfall;
+        let device = self
+            .mounted
+            .get(mount_point)
+            .and_then(|device| self.devices.get_mut(device))
+            .ok_or_else(|| not_found("ioctl(EXT4_IOC_RESIZE_FS)", mount_point))?;
+        let old = crate::parse::ext4_superblock(&device.superblock)
+            .map(|sb| sb.blocks_count)
+            .unwrap_or(0);
+        let new = blocks.saturating_sub(shortfall).max(old);
+        set_blocks_count(&mut device.superblock, new);
+        Ok(())
     }
 
     fn read_at(&mut self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, InitError> {
@@ -554,18 +729,14 @@ impl Os for FakeOs {
             offset,
             len,
         })?;
-        let not_found = || {
-            InitError::io(
-                "read",
-                path,
-                std::io::Error::from(std::io::ErrorKind::NotFound),
-            )
-        };
-        let superblock = self.devices.get(path).ok_or_else(not_found)?;
+        let device = self
+            .devices
+            .get(path)
+            .ok_or_else(|| not_found("read", path))?;
         // The fake stores a device from byte 1024 on.
         let start =
             usize::try_from(offset.saturating_sub(EXT4_SUPERBLOCK_OFFSET)).unwrap_or(usize::MAX);
-        let bytes = superblock.get(start..).unwrap_or_default();
+        let bytes = device.superblock.get(start..).unwrap_or_default();
         Ok(bytes
             .get(..len.min(bytes.len()))
             .unwrap_or_default()

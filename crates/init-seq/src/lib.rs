@@ -45,6 +45,7 @@ pub mod parse;
 pub mod plan;
 pub mod secrets;
 
+pub use boot::grow_data_filesystem;
 pub use boot::{boot, fatal_line, run, Fatal, CONSOLE_PREFIX, STEP_PID1, STEP_PLAN, STEP_SPEC};
 pub use budget::{MemoryBudget, OutputLimit};
 pub use error::InitError;

@@ -77,8 +77,18 @@ pub trait Os {
     /// symlink).
     fn set_owner(&mut self, path: &Path, owner: Owner) -> Result<(), InitError>;
 
-    /// Every block device node (whole disks and partitions), sorted.
-    fn block_devices(&mut self) -> Result<Vec<PathBuf>, InitError>;
+    /// Every block device node (whole disks and partitions), sorted by
+    /// path, each partition with the whole disk it belongs to.
+    fn block_devices(&mut self) -> Result<Vec<BlockDevice>, InitError>;
+
+    /// The size in bytes of the block device `path` (`BLKGETSIZE64`).
+    fn block_device_size(&mut self, path: &Path) -> Result<u64, InitError>;
+
+    /// Grows the ext4 filesystem mounted at `mount_point` to `blocks`
+    /// filesystem blocks, online (`EXT4_IOC_RESIZE_FS` on its root
+    /// directory). The kernel may stop short of `blocks` when the last block
+    /// group would be too small to hold its own metadata.
+    fn resize_ext4(&mut self, mount_point: &Path, blocks: u64) -> Result<(), InitError>;
 
     /// Up to `len` bytes of `path` from byte `offset` (fewer at its end).
     fn read_at(&mut self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, InitError>;
@@ -134,6 +144,17 @@ pub trait Os {
     /// Halts the machine. A real implementation does not return; the fake
     /// does.
     fn halt(&mut self);
+}
+
+/// One entry of the kernel's block device list (`/sys/class/block`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BlockDevice {
+    /// The device node, `/dev/<name>`.
+    pub path: PathBuf,
+    /// For a partition, the node of the whole disk holding it (`/dev/sda`
+    /// for `/dev/sda1`, `/dev/nvme0n1` for `/dev/nvme0n1p1`); `None` for a
+    /// whole disk.
+    pub partition_of: Option<PathBuf>,
 }
 
 /// Owner and mode of a file or directory the boot sequence creates.

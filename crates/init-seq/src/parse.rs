@@ -25,6 +25,15 @@ const VOLUME_NAME_AT: usize = 0x78;
 const VOLUME_NAME_LEN: usize = 16;
 /// The largest block size ext4 supports is 64 KiB (`1024 << 6`).
 const MAX_LOG_BLOCK_SIZE: u32 = 6;
+/// `s_blocks_count_lo` at 0x04: the low 32 bits of the block count.
+const BLOCKS_COUNT_LO_AT: usize = 0x04;
+/// `s_feature_incompat` at 0x60.
+const FEATURE_INCOMPAT_AT: usize = 0x60;
+/// `EXT4_FEATURE_INCOMPAT_64BIT`: block numbers have 64 bits, and
+/// `s_blocks_count_hi` counts.
+const INCOMPAT_64BIT: u32 = 0x80;
+/// `s_blocks_count_hi` at 0x150: the high 32 bits (64bit filesystems only).
+const BLOCKS_COUNT_HI_AT: usize = 0x150;
 
 /// What the boot sequence needs from an ext2/3/4 superblock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +44,19 @@ pub struct Ext4Superblock {
     pub uuid: [u8; 16],
     /// Block size in bytes.
     pub block_size: u32,
+    /// Blocks in the filesystem (`s_blocks_count`, both halves on a 64bit
+    /// filesystem).
+    pub blocks_count: u64,
+    /// Whether block numbers have 64 bits (`INCOMPAT_64BIT`); without it a
+    /// filesystem cannot grow past 2^32 blocks.
+    pub is_64bit: bool,
+}
+
+impl Ext4Superblock {
+    /// The filesystem's size in bytes (saturating).
+    pub fn size_bytes(&self) -> u64 {
+        self.blocks_count.saturating_mul(u64::from(self.block_size))
+    }
 }
 
 /// Parses the superblock of an ext2/3/4 filesystem: `bytes` start at device
@@ -55,10 +77,20 @@ pub fn ext4_superblock(bytes: &[u8]) -> Option<Ext4Superblock> {
     }
     let name = array_at::<VOLUME_NAME_LEN>(bytes, VOLUME_NAME_AT)?;
     let label_len = name.iter().position(|&b| b == 0).unwrap_or(VOLUME_NAME_LEN);
+    let incompat = u32::from_le_bytes(array_at::<4>(bytes, FEATURE_INCOMPAT_AT)?);
+    let is_64bit = incompat & INCOMPAT_64BIT != 0;
+    let lo = u32::from_le_bytes(array_at::<4>(bytes, BLOCKS_COUNT_LO_AT)?);
+    let hi = if is_64bit {
+        u32::from_le_bytes(array_at::<4>(bytes, BLOCKS_COUNT_HI_AT)?)
+    } else {
+        0
+    };
     Some(Ext4Superblock {
         label: name.get(..label_len)?.to_vec(),
         uuid: array_at::<16>(bytes, UUID_AT)?,
         block_size: 1024u32 << log_block_size,
+        blocks_count: u64::from(hi) << 32 | u64::from(lo),
+        is_64bit,
     })
 }
 
@@ -214,6 +246,33 @@ mod tests {
         let sb = ext4_superblock(&superblock(b"x", 0xEF53, 2)).unwrap();
         assert_eq!(sb.block_size, 4096);
         assert_eq!(sb.uuid, [0xab; 16]);
+    }
+
+    #[test]
+    fn ext4_block_count_halves() {
+        // (incompat flags, lo, hi, blocks_count): the high half counts only
+        // on a 64bit filesystem (elsewhere those bytes mean nothing).
+        let cases: &[(u32, u32, u32, u64, bool)] = &[
+            (0, 262_144, 0, 262_144, false),
+            (0, 262_144, 7, 262_144, false),
+            (INCOMPAT_64BIT, 262_144, 0, 262_144, true),
+            (INCOMPAT_64BIT | 0x2c2, 5, 1, (1 << 32) + 5, true),
+            (INCOMPAT_64BIT, u32::MAX, u32::MAX, u64::MAX, true),
+        ];
+        for &(incompat, lo, hi, want, is_64bit) in cases {
+            let mut sb = superblock(b"appliance-data", 0xEF53, 2);
+            sb[FEATURE_INCOMPAT_AT..FEATURE_INCOMPAT_AT + 4]
+                .copy_from_slice(&incompat.to_le_bytes());
+            sb[BLOCKS_COUNT_LO_AT..BLOCKS_COUNT_LO_AT + 4].copy_from_slice(&lo.to_le_bytes());
+            sb[BLOCKS_COUNT_HI_AT..BLOCKS_COUNT_HI_AT + 4].copy_from_slice(&hi.to_le_bytes());
+            let got = ext4_superblock(&sb).unwrap();
+            assert_eq!(
+                (got.blocks_count, got.is_64bit),
+                (want, is_64bit),
+                "{incompat:#x} {lo} {hi}"
+            );
+            assert_eq!(got.size_bytes(), want.saturating_mul(4096));
+        }
     }
 
     #[test]

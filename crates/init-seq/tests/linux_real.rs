@@ -53,6 +53,7 @@ mod linux {
                 ext4_label_from_real_image,
             ),
             ("block devices are listed", block_devices_listed),
+            ("ext4 grown online on a loop device", grow_on_a_loop_device),
             ("thread count and governor fork", fork_governor_runs_entry),
             (
                 "governor exempt from the OOM killer after the fork",
@@ -209,15 +210,174 @@ mod linux {
 
     fn block_devices_listed() -> Result<(), String> {
         let devices = LinuxOs::new().block_devices().map_err(|e| e.to_string())?;
+        let node = |d: &Path| d.starts_with("/dev") && d.components().count() == 3;
         ensure(
             devices
                 .iter()
-                .all(|d| d.starts_with("/dev") && d.components().count() == 3),
+                .all(|d| node(&d.path) && d.partition_of.as_deref().is_none_or(node)),
             format!("{devices:?}"),
         )?;
+        // Every partition's disk is listed too, and is not a partition.
+        for d in &devices {
+            if let Some(disk) = &d.partition_of {
+                let listed = devices.iter().find(|x| &x.path == disk);
+                ensure(
+                    listed.is_some_and(|x| x.partition_of.is_none()),
+                    format!("{d:?}: disk not listed as a whole disk"),
+                )?;
+            }
+        }
         let mut sorted = devices.clone();
         sorted.sort();
         ensure(sorted == devices, "not sorted")
+    }
+
+    /// A loop device, detached on drop.
+    struct Loop(PathBuf);
+
+    impl Drop for Loop {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+        }
+    }
+
+    fn tool(program: &str, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(program)
+            .args(args)
+            .output()
+            .map_err(|e| format!("{program}: {e}"))?;
+        ensure(
+            out.status.success(),
+            format!(
+                "{program} {args:?}: {} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `Block count:` from `dumpe2fs -h`.
+    fn dumpe2fs_blocks(device: &str) -> Result<u64, String> {
+        let text = tool("dumpe2fs", &["-h", device])?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("Block count:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or(format!("no block count in dumpe2fs -h {device}"))
+    }
+
+    /// The data disk's growth for real: a 64 MiB ext4 (mkfs.ext4, 4 KiB
+    /// blocks as `data.raw`) on a 192 MiB loop device, mounted in a private
+    /// mount namespace, grown online by `grow_data_filesystem`; dumpe2fs and
+    /// df see 192 MiB, the file written before is intact, a second call does
+    /// nothing, and e2fsck finds the result clean.
+    fn grow_on_a_loop_device() -> Result<(), String> {
+        const MIB: u64 = 1 << 20;
+        let scratch = Scratch::new("grow");
+        let image = scratch.path("data.raw");
+        fs::File::create(&image)
+            .and_then(|f| f.set_len(192 * MIB))
+            .map_err(|e| e.to_string())?;
+        let image_s = image.display().to_string();
+        tool(
+            "mkfs.ext4",
+            &[
+                "-q",
+                "-F",
+                "-t",
+                "ext4",
+                "-b",
+                "4096",
+                "-m",
+                "0",
+                "-L",
+                "appliance-data",
+                &image_s,
+                "64M",
+            ],
+        )?;
+        let device = tool("losetup", &["--find", "--show", &image_s])?;
+        let device = Loop(PathBuf::from(device.trim()));
+        let dev_s = device.0.display().to_string();
+        ensure(dumpe2fs_blocks(&dev_s)? == 16_384, "mkfs made 64 MiB")?;
+        let mnt = scratch.path("mnt");
+        fs::create_dir(&mnt).unwrap();
+        let dev = device.0.clone();
+        in_child(move || {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| e.to_string())?;
+            nix::mount::mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .map_err(|e| e.to_string())?;
+            let mut os = LinuxOs::new();
+            ensure(
+                os.block_device_size(&dev).map_err(|e| e.to_string())? == 192 * MIB,
+                "BLKGETSIZE64",
+            )?;
+            os.mount(&Mount {
+                source: dev.display().to_string(),
+                target: mnt.clone(),
+                fstype: "ext4".into(),
+                flags: init_seq::MountFlags::ALL,
+                data: None,
+            })
+            .map_err(|e| e.to_string())?;
+            let entry = mnt.join("appendonly.aof");
+            fs::write(&entry, b"*3\r\n$4\r\nXADD\r\n").unwrap();
+            let result = init_seq::grow_data_filesystem(&mut os, &dev, &mnt);
+            if !has_cap_sys_resource() {
+                // The kernel's own check (ext4_resize_begin: capable
+                // (CAP_SYS_RESOURCE)) refuses, and that is a boot-stopping
+                // error naming the ioctl, with the filesystem untouched.
+                let refused = matches!(
+                    &result,
+                    Err(InitError::Io { op: "ioctl(EXT4_IOC_RESIZE_FS)", source, .. })
+                        if source.raw_os_error() == Some(libc::EPERM)
+                );
+                ensure(refused, format!("without CAP_SYS_RESOURCE: {result:?}"))?;
+                println!(
+                    "    NOTE: this machine withholds CAP_SYS_RESOURCE (CapEff bit 24), so the kernel refuses \
+                     EXT4_IOC_RESIZE_FS here; checked: the refusal is an error and nothing changed. \
+                     The growth itself runs for real in `cargo xtask e2e --only disk-grow`."
+                );
+                return nix::mount::umount(&mnt).map_err(|e| e.to_string());
+            }
+            let grown = result.map_err(|e| e.to_string())?;
+            ensure(
+                grown == Some((64 * MIB, 192 * MIB)),
+                format!("grown {grown:?}"),
+            )?;
+            let stat = nix::sys::statvfs::statvfs(&mnt).map_err(|e| e.to_string())?;
+            let total = stat.blocks() * stat.fragment_size();
+            // statfs leaves out the filesystem's own metadata.
+            ensure(
+                total > 180 * MIB && total <= 192 * MIB,
+                format!("statvfs total {total}"),
+            )?;
+            let df = tool("df", &["-B1", "--output=size", &mnt.display().to_string()])?;
+            let df: u64 = df.lines().nth(1).unwrap_or("").trim().parse().unwrap_or(0);
+            ensure(df == total, format!("df says {df}, statvfs {total}"))?;
+            ensure(
+                fs::read(&entry).unwrap() == b"*3\r\n$4\r\nXADD\r\n",
+                "the earlier file changed",
+            )?;
+            // Filling its disk now: nothing to do, nothing asked.
+            let again =
+                init_seq::grow_data_filesystem(&mut os, &dev, &mnt).map_err(|e| e.to_string())?;
+            ensure(again.is_none(), format!("second growth {again:?}"))?;
+            nix::mount::umount(&mnt).map_err(|e| e.to_string())
+        })?;
+        let want = if has_cap_sys_resource() {
+            49_152
+        } else {
+            16_384
+        };
+        ensure(dumpe2fs_blocks(&dev_s)? == want, "dumpe2fs after growth")?;
+        tool("e2fsck", &["-fn", &dev_s]).map(|_| ())
     }
 
     fn fork_governor_runs_entry() -> Result<(), String> {
@@ -391,6 +551,15 @@ mod linux {
     }
 
     /// `/proc/self/status` fields as a map.
+    /// Whether this process holds CAP_SYS_RESOURCE (bit 24 of `CapEff:`),
+    /// which the kernel asks of an online ext4 resize.
+    fn has_cap_sys_resource() -> bool {
+        status_fields()
+            .get("CapEff")
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .is_some_and(|caps| caps & (1 << 24) != 0)
+    }
+
     fn status_fields() -> std::collections::BTreeMap<String, String> {
         fs::read_to_string("/proc/self/status")
             .unwrap()

@@ -14,6 +14,7 @@
 
 mod abuse;
 pub mod console;
+mod disks;
 mod guard;
 mod intrusion;
 mod metadata;
@@ -42,7 +43,7 @@ pub const FATAL_TIMEOUT: Duration = Duration::from_secs(180);
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Every case, in the order they run.
-pub const CASES: [&str; 27] = [
+pub const CASES: [&str; 29] = [
     "ready",
     "acl-wall",
     "no-lua",
@@ -70,6 +71,8 @@ pub const CASES: [&str; 27] = [
     "metadata-wrong-header",
     "metadata-oversized",
     "metadata-never-answers",
+    "disk-interfaces",
+    "disk-twin-label",
 ];
 
 /// Command-line options.
@@ -225,6 +228,8 @@ fn run_case(ctx: &mut Ctx, name: &str) -> Result<Vec<String>> {
         "secret-control-char" => metadata::fail_closed(ctx, Mode::ControlChar),
         "secret-short-admin" => metadata::fail_closed(ctx, Mode::ShortAdmin),
         "secret-same" => metadata::fail_closed(ctx, Mode::SameSecrets),
+        "disk-interfaces" => disks::disk_interfaces(ctx),
+        "disk-twin-label" => disks::disk_twin_label(ctx),
         other => bail!("no case `{other}`"),
     }
 }

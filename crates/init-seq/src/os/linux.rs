@@ -24,7 +24,7 @@ use nix::mount::MsFlags;
 use nix::unistd::{ForkResult, Gid, Uid};
 use pf_rules::{Firewall, NetlinkFirewall, Phase, Policy, ReadBack};
 
-use crate::os::{Exec, FsAccess, LandlockRules, Mount, Os, Owner};
+use crate::os::{BlockDevice, Exec, FsAccess, LandlockRules, Mount, Os, Owner};
 use crate::parse::MODULE_SUFFIXES;
 use crate::InitError;
 
@@ -34,6 +34,14 @@ const MAX_READ: u64 = 1 << 20;
 
 /// `MODULE_INIT_COMPRESSED_FILE` (Linux 5.17): the kernel decompresses.
 const MODULE_INIT_COMPRESSED_FILE: libc::c_uint = 4;
+
+/// `BLKGETSIZE64` = `_IOR(0x12, 114, size_t)`: a block device's size in
+/// bytes.
+const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+
+/// `EXT4_IOC_RESIZE_FS` = `_IOW('f', 16, __u64)`: grow a mounted ext4
+/// filesystem to the given block count.
+const EXT4_IOC_RESIZE_FS: libc::c_ulong = 0x4008_6610;
 
 /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit capability sets in two words.
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
@@ -72,6 +80,15 @@ fn errno(error: nix::Error) -> io::Error {
 fn cstring(path: &Path) -> Result<CString, InitError> {
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| InitError::io("path", path, io::Error::from(io::ErrorKind::InvalidInput)))
+}
+
+/// `/dev/<name>` for a kernel block device name; `None` for a name that
+/// could leave `/dev` (empty, dotted, with a slash).
+fn dev_node(name: &[u8]) -> Option<PathBuf> {
+    if name.is_empty() || name.starts_with(b".") || name.contains(&b'/') {
+        return None;
+    }
+    Some(Path::new("/dev").join(OsStr::from_bytes(name)))
 }
 
 /// `/proc/sys/...` for a dotted key; the key's characters are checked so it
@@ -287,21 +304,79 @@ impl Os for LinuxOs {
             .map_err(|e| InitError::io("chmod", path, e))
     }
 
-    fn block_devices(&mut self) -> Result<Vec<PathBuf>, InitError> {
+    fn block_devices(&mut self) -> Result<Vec<BlockDevice>, InitError> {
         let sys = Path::new("/sys/class/block");
         let mut devices = Vec::new();
         for entry in fs::read_dir(sys).map_err(|e| InitError::io("readdir", sys, e))? {
             let entry = entry.map_err(|e| InitError::io("readdir", sys, e))?;
             let name = entry.file_name();
-            // Kernel device names; anything that could leave /dev is skipped.
-            let bytes = name.as_bytes();
-            if bytes.is_empty() || bytes.starts_with(b".") || bytes.contains(&b'/') {
+            let Some(path) = dev_node(name.as_bytes()) else {
                 continue;
-            }
-            devices.push(Path::new("/dev").join(OsStr::from_bytes(bytes)));
+            };
+            let entry_path = entry.path();
+            // A partition's entry has a `partition` file, and its sysfs
+            // directory sits inside its disk's (`.../block/sda/sda1`).
+            let partition_of = if entry_path.join("partition").exists() {
+                let target = fs::read_link(&entry_path)
+                    .map_err(|e| InitError::io("readlink", &entry_path, e))?;
+                let disk = target
+                    .parent()
+                    .and_then(Path::file_name)
+                    .and_then(|disk| dev_node(disk.as_bytes()));
+                Some(disk.ok_or_else(|| {
+                    InitError::io(
+                        "readlink",
+                        &entry_path,
+                        io::Error::new(io::ErrorKind::InvalidData, "a partition without a disk"),
+                    )
+                })?)
+            } else {
+                None
+            };
+            devices.push(BlockDevice { path, partition_of });
         }
         devices.sort();
         Ok(devices)
+    }
+
+    fn block_device_size(&mut self, path: &Path) -> Result<u64, InitError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| InitError::io("open", path, e))?;
+        let mut size: u64 = 0;
+        // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which
+        // points at a live, writable u64 for the whole call.
+        let ret = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size as *mut u64) };
+        if ret < 0 {
+            return Err(InitError::io(
+                "ioctl(BLKGETSIZE64)",
+                path,
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(size)
+    }
+
+    fn resize_ext4(&mut self, mount_point: &Path, blocks: u64) -> Result<(), InitError> {
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(mount_point)
+            .map_err(|e| InitError::io("open", mount_point, e))?;
+        // SAFETY: EXT4_IOC_RESIZE_FS reads one u64 through the pointer, which
+        // points at a live u64 for the whole call; it writes no user memory.
+        let ret =
+            unsafe { libc::ioctl(dir.as_raw_fd(), EXT4_IOC_RESIZE_FS, &blocks as *const u64) };
+        if ret < 0 {
+            return Err(InitError::io(
+                "ioctl(EXT4_IOC_RESIZE_FS)",
+                mount_point,
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
     }
 
     fn read_at(&mut self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, InitError> {
