@@ -9,6 +9,15 @@
 
 use std::path::PathBuf;
 
+/// The data disk's size unless `--data-size` says otherwise: GCE's
+/// smallest balanced persistent disk that still gives useful throughput,
+/// and ten times the empty filesystem the image ships.
+pub const DEFAULT_DATA_DISK_GB: u32 = 10;
+
+/// The smallest data disk: the filesystem in `data.tar.gz` is 1 GiB, and a
+/// disk cannot be smaller than the image it is created from.
+pub const MIN_DATA_DISK_GB: u32 = 2;
+
 /// What a deployment needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GceArgs {
@@ -24,6 +33,10 @@ pub struct GceArgs {
     pub version: String,
     /// Machine type.
     pub machine_type: String,
+    /// Size of the data disk in GB. `data.tar.gz` holds a 1 GiB filesystem
+    /// (the archive stays small); the appliance grows it online to fill
+    /// whatever disk it is on, at every boot.
+    pub data_disk_gb: u32,
     /// Directory holding `image.tar.gz` and `data.tar.gz`.
     pub image_dir: PathBuf,
     /// File holding the admin password (read by gcloud, never by us).
@@ -52,6 +65,7 @@ impl GceArgs {
             name,
             version,
             machine_type: "e2-small".into(),
+            data_disk_gb: DEFAULT_DATA_DISK_GB,
             image_dir: root.join("target/appliance"),
             admin_pass_file: PathBuf::from("redis-admin-pass.txt"),
             visitor_pass_file: PathBuf::from("redis-visitor-pass.txt"),
@@ -127,6 +141,7 @@ pub fn commands(a: &GceArgs) -> Vec<String> {
         s("create"),
         data_disk.clone(),
         format!("--image={data_image}"),
+        format!("--size={}GB", a.data_disk_gb),
         s("--type=pd-balanced"),
         format!("--zone={}", a.zone),
     ]
@@ -174,6 +189,7 @@ mod tests {
             name: "patchworks".into(),
             version: "1700000000".into(),
             machine_type: "e2-small".into(),
+            data_disk_gb: DEFAULT_DATA_DISK_GB,
             image_dir: "target/appliance".into(),
             admin_pass_file: "secrets/admin pass".into(),
             visitor_pass_file: "secrets/visitor".into(),

@@ -22,7 +22,7 @@ usage: cargo xtask <command>
                          build the appliance image (default target/appliance)
   verify [DIR]           offline audit of a built image, one [OK]/[FAIL] per line
   pins --update          re-pin image/sources.toml to what apt offers now
-  gce --project P --zone Z [--bucket B] [--name N] --dry-run
+  gce --project P --zone Z [--bucket B] [--name N] [--data-size GB] --dry-run
                          print the gcloud commands that deploy the image
   fuzz [--seconds N] [TARGET...]
                          run every fuzz target for N seconds each (default 60)
@@ -122,6 +122,21 @@ fn gce(args: Vec<String>) -> Result<()> {
             "--bucket" => a.bucket = value()?,
             "--name" => a.name = value()?,
             "--machine-type" => a.machine_type = value()?,
+            "--data-size" => {
+                let v = value()?;
+                a.data_disk_gb = v
+                    .strip_suffix("GB")
+                    .unwrap_or(&v)
+                    .parse()
+                    .ok()
+                    .filter(|gb| *gb >= xtask::gce::MIN_DATA_DISK_GB)
+                    .with_context(|| {
+                        format!(
+                            "--data-size {v:?}: a whole number of GB, at least {}",
+                            xtask::gce::MIN_DATA_DISK_GB
+                        )
+                    })?;
+            }
             "--dry-run" => dry_run = true,
             other => bail!("gce: unknown argument `{other}`"),
         }

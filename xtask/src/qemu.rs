@@ -951,6 +951,11 @@ impl VmDir {
     }
 }
 
+/// How the appliance's disks are attached in every planned boot: as most
+/// GCE machine types attach persistent disks. `cargo xtask run
+/// --disk-interface` and the `disk-interfaces` e2e case choose others.
+pub const APPLIANCE_DISK_INTERFACE: DiskInterface = DiskInterface::Scsi;
+
 /// How the guest boots in a [`plan_boot`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BootMode {
@@ -1000,6 +1005,7 @@ pub fn plan_boot(
 ) -> Result<QemuSpec> {
     let mut spec = QemuSpec::new(boot_of(image, mode, vm)?, vm.monitor());
     spec.data_disk = Some(data.to_path_buf());
+    spec.disk_interface = APPLIANCE_DISK_INTERFACE;
     spec.forwards.push(Forward {
         host: server_port,
         guest: GUEST_SERVER_PORT,
@@ -1021,6 +1027,7 @@ pub fn plan_tap_boot(
 ) -> Result<QemuSpec> {
     let mut spec = QemuSpec::new(boot_of(image, mode, vm)?, vm.monitor());
     spec.data_disk = Some(data.to_path_buf());
+    spec.disk_interface = APPLIANCE_DISK_INTERFACE;
     spec.tap_netns = Some(netns.to_owned());
     Ok(spec)
 }

@@ -1,16 +1,20 @@
 //! GCE's disk interfaces and the whole disk (issue 14, items 1 and 2).
 //!
-//! `disk-interfaces`: two UEFI boots on one data disk. The first with the
+//! `disk-interfaces`: three UEFI boots on one data disk. The first with the
 //! boot and data disks on virtio-SCSI (as on most GCE machine types): ready
 //! (a visitor XADD), more entries, the power button. Then the data disk's
 //! file grows from 1 GiB to 3 GiB (as `gcloud compute disks resize` would),
 //! and the second boot has both disks on NVMe: the console's growth line
 //! says about 1 GiB -> about 3 GiB, every earlier entry is there, a visitor
-//! XADD is acknowledged, and the power button stops it cleanly; on the host
-//! the filesystem is then 3 GiB and e2fsck finds it clean.
+//! XADD is acknowledged, and the power button stops it cleanly. A third
+//! boot, on virtio-SCSI again, finds every entry (the NVMe one too) and
+//! grows nothing; on the host the filesystem is then 3 GiB and e2fsck finds
+//! it clean.
 //!
-//! `disk-twin-label`: a second disk carrying the data label (on SCSI) is a
-//! FATAL line naming both disks, the server never starts.
+//! `disk-label-fatal`: a second disk carrying the data label (on SCSI) is a
+//! FATAL line naming both disks; a disk whose filesystem carries another
+//! label, and no other, is a FATAL line too and is left untouched. Either
+//! way the server never starts.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -175,7 +179,7 @@ fn filesystem_bytes(data: &Path) -> Result<u64> {
     Ok(blocks.saturating_mul(block_size))
 }
 
-/// Both boots; see the module docs.
+/// The three boots; see the module docs.
 pub(super) fn disk_interfaces(ctx: &mut Ctx) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let tmp = TempDir::new("e2e-disks")?;
@@ -264,7 +268,7 @@ pub(super) fn disk_interfaces(ctx: &mut Ctx) -> Result<Vec<String>> {
     let checked = check_acked(&mut admin, &stream, &acked)?;
     drop(admin);
     let mut c = s.visitor_conn()?;
-    xadd(&mut c, &stream, "nvme-ready")?;
+    acked.last_id = Some(xadd(&mut c, &stream, "nvme-ready")?);
     drop(c);
     notes.push(format!(
         "nvme: ready {:.1}s after QEMU start, data disk {device}, `{GROWN}{old} to {new} bytes` before the server's exec",
@@ -273,7 +277,40 @@ pub(super) fn disk_interfaces(ctx: &mut Ctx) -> Result<Vec<String>> {
     notes.push(format!(
         "nvme: nothing lost: {checked}; a visitor XADD is acknowledged"
     ));
+    acked.count += 1;
     notes.push(format!("nvme: {}", power_off(&mut s)?));
+    drop(s);
+
+    // 4. Back on virtio-SCSI: what NVMe acknowledged is there, and a
+    // filesystem that fills its disk is not grown again.
+    let mut s = boot(
+        ctx,
+        DiskInterface::Scsi,
+        &data,
+        &[],
+        "disks-scsi-again.console.log",
+    )?;
+    let (at, _) = s.wait_ready(ReadyProbe::AdminPing)?;
+    let device = named_data_disk(&s, DiskInterface::Scsi)?;
+    let mut admin = s.admin_conn()?;
+    let checked = check_acked(&mut admin, &stream, &acked)?;
+    drop(admin);
+    if let Some(line) =
+        s.vm.console()
+            .lines()
+            .iter()
+            .find(|l| grown_line(&l.text).is_some())
+    {
+        bail!(
+            "a filesystem already filling its disk was grown again: {}",
+            line.text
+        );
+    }
+    notes.push(format!(
+        "scsi again: ready {:.1}s, data disk {device}, nothing lost: {checked}, no growth line",
+        at.as_secs_f64()
+    ));
+    notes.push(format!("scsi again: {}", power_off(&mut s)?));
     drop(s);
 
     let size = filesystem_bytes(&data)?;
@@ -290,21 +327,16 @@ pub(super) fn disk_interfaces(ctx: &mut Ctx) -> Result<Vec<String>> {
     Ok(notes)
 }
 
-/// A second disk with the data label: FATAL naming both, no server.
-pub(super) fn disk_twin_label(ctx: &mut Ctx) -> Result<Vec<String>> {
-    let tmp = TempDir::new("e2e-disks-twin")?;
-    let data = tmp.path().join("data.raw");
-    let twin = tmp.path().join("twin.raw");
-    for disk in [&data, &twin] {
-        qemu::copy_sparse(&ctx.image.file("data.raw"), disk)?;
-    }
-    let mut s = boot(
-        ctx,
-        DiskInterface::Scsi,
-        &data,
-        std::slice::from_ref(&twin),
-        "disks-twin.console.log",
-    )?;
+/// A boot that must end in a `FATAL data disk` line: the line's reason
+/// (checked by `judge`), QEMU's own exit, nothing mounted, no server.
+fn fatal_data_disk_boot(
+    ctx: &Ctx,
+    data: &Path,
+    extra: &[PathBuf],
+    log_name: &str,
+    judge: impl Fn(&str) -> Result<()>,
+) -> Result<String> {
+    let mut s = boot(ctx, DiskInterface::Scsi, data, extra, log_name)?;
     let found =
         s.vm.console()
             .wait_for(0, super::FATAL_TIMEOUT, |l| console::fatal(l).is_some());
@@ -317,22 +349,13 @@ pub(super) fn disk_twin_label(ctx: &mut Ctx) -> Result<Vec<String>> {
         );
     };
     let (step, reason) = console::fatal(&line.text).context("FATAL line")?;
-    // Which of the two data disks is sdb and which sdc depends on the
-    // order sd's asynchronous probes finish in; the boot disk is not named.
-    let want = "several block devices hold an ext4 filesystem labelled \"appliance-data\": ";
-    let named: Vec<&str> = reason
-        .trim_end()
-        .strip_prefix(want)
-        .and_then(|list| list.strip_prefix('['))
-        .and_then(|list| list.strip_suffix(']'))
-        .map(|list| list.split(", ").map(|d| d.trim_matches('"')).collect())
-        .unwrap_or_default();
-    let two_sd = named.len() == 2
-        && named.iter().all(|d| d.starts_with("/dev/sd"))
-        && named.first() != named.get(1);
-    if step != "data disk" || !two_sd {
+    if step != "data disk" {
         s.vm.stop()?;
-        bail!("FATAL {step}: {reason}; want `FATAL data disk: {want}[two /dev/sd* disks]`");
+        bail!("FATAL {step}: {reason}; want a `FATAL data disk` line");
+    }
+    if let Err(e) = judge(reason.trim_end()) {
+        s.vm.stop()?;
+        return Err(e);
     }
     let exited = s.vm.wait_exit(Duration::from_secs(30))?;
     let lines = s.vm.console().lines();
@@ -349,13 +372,74 @@ pub(super) fn disk_twin_label(ctx: &mut Ctx) -> Result<Vec<String>> {
     if exec || !probe.no_service() {
         bail!("the server started (exec line {exec}, port {probe:?})");
     }
+    Ok(format!(
+        "console at {:.1}s: {}; QEMU exited by itself, nothing mounted, the server never started",
+        line.at.as_secs_f64(),
+        line.text.trim()
+    ))
+}
+
+/// A second disk with the data label: FATAL naming both. Then a disk whose
+/// filesystem carries another label, and no other: FATAL, never a format.
+pub(super) fn disk_label_fatal(ctx: &mut Ctx) -> Result<Vec<String>> {
+    let tmp = TempDir::new("e2e-disks-label")?;
+    let data = tmp.path().join("data.raw");
+    let twin = tmp.path().join("twin.raw");
+    for disk in [&data, &twin] {
+        qemu::copy_sparse(&ctx.image.file("data.raw"), disk)?;
+    }
+    let twin_note = fatal_data_disk_boot(
+        ctx,
+        &data,
+        std::slice::from_ref(&twin),
+        "disks-twin.console.log",
+        |reason| {
+            // Which of the two data disks is sdb and which sdc depends on
+            // the order sd's asynchronous probes finish in; the boot disk is
+            // not named.
+            let want =
+                "several block devices hold an ext4 filesystem labelled \"appliance-data\": ";
+            let named: Vec<&str> = reason
+                .strip_prefix(want)
+                .and_then(|list| list.strip_prefix('['))
+                .and_then(|list| list.strip_suffix(']'))
+                .map(|list| list.split(", ").map(|d| d.trim_matches('"')).collect())
+                .unwrap_or_default();
+            let two_sd = named.len() == 2
+                && named.iter().all(|d| d.starts_with("/dev/sd"))
+                && named.first() != named.get(1);
+            if !two_sd {
+                bail!("FATAL data disk: {reason}; want `{want}[two /dev/sd* disks]`");
+            }
+            Ok(())
+        },
+    )?;
+
+    // The operator attached the wrong disk: an ext4 filesystem, another label.
+    let other = tmp.path().join("other.raw");
+    std::fs::File::create(&other)
+        .and_then(|f| f.set_len(64 << 20))
+        .with_context(|| format!("create {}", other.display()))?;
+    let other_s = other.to_string_lossy().into_owned();
+    host_command(
+        "mkfs.ext4",
+        &["-q", "-F", "-L", "someone-else", &other_s],
+        &[],
+    )?;
+    let before = std::fs::read(&other)?;
+    let none_note = fatal_data_disk_boot(ctx, &other, &[], "disks-none.console.log", |reason| {
+        let want = "no block device holds an ext4 filesystem labelled \"appliance-data\"";
+        if !reason.starts_with(want) {
+            bail!("FATAL data disk: {reason}; want `{want} ...`");
+        }
+        Ok(())
+    })?;
+    if std::fs::read(&other)? != before {
+        bail!("the disk with another label was written to");
+    }
     Ok(vec![
-        format!(
-            "console at {:.1}s: {}",
-            line.at.as_secs_f64(),
-            line.text.trim()
-        ),
-        "QEMU exited by itself, nothing mounted, the server never started".to_owned(),
+        format!("twin label: {twin_note}"),
+        format!("another label only: {none_note}; the disk is byte for byte unchanged"),
     ])
 }
 

@@ -72,7 +72,7 @@ pub const CASES: [&str; 29] = [
     "metadata-oversized",
     "metadata-never-answers",
     "disk-interfaces",
-    "disk-twin-label",
+    "disk-label-fatal",
 ];
 
 /// Command-line options.
@@ -229,7 +229,7 @@ fn run_case(ctx: &mut Ctx, name: &str) -> Result<Vec<String>> {
         "secret-short-admin" => metadata::fail_closed(ctx, Mode::ShortAdmin),
         "secret-same" => metadata::fail_closed(ctx, Mode::SameSecrets),
         "disk-interfaces" => disks::disk_interfaces(ctx),
-        "disk-twin-label" => disks::disk_twin_label(ctx),
+        "disk-label-fatal" => disks::disk_label_fatal(ctx),
         other => bail!("no case `{other}`"),
     }
 }
