@@ -43,6 +43,8 @@ fn policy(root: u32, rescan: Duration) -> Policy {
             setuid_to: vec![],
             nested: false,
             log: false,
+            max_alive: None,
+            max_lifetime: None,
         }],
         sealed: SealedRules {
             halt_on_exec: true,
