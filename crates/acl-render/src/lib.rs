@@ -16,6 +16,8 @@
 //!   first, so that is the hash of what a client sends to `AUTH`).
 //! - The built-in `default` user is switched off with no keys, channels or
 //!   commands: an unauthenticated connection can run nothing but `AUTH`/`HELLO`.
+//! - When the spec says the server never forks, no user may run a command
+//!   that forks it (`BGSAVE`, `BGREWRITEAOF`).
 //! - Names and keys are re-validated here (a [`Spec`]'s fields are public, so
 //!   holding one is no proof); a value that could be read as ACL syntax is
 //!   refused with an error naming it, never escaped into something else.
@@ -25,18 +27,35 @@
 
 use std::fmt::Write as _;
 
-use appliance_spec::{is_valid_stream_key, is_valid_user_name, Spec, User};
+use appliance_spec::{is_valid_stream_key, is_valid_user_name, Forks, Spec, User};
 use sha2::{Digest, Sha256};
 
 /// The `default` user's line: off, no keys, no channels, no commands.
 pub const DEFAULT_USER_LINE: &str = "user default off resetkeys resetchannels -@all";
 
-/// The admin's rules after its hash: operator commands on every key, no
-/// channels, nothing `@dangerous` but `INFO`, `BGSAVE` and `BGREWRITEAOF`
-/// (after trimming the stream, the admin compacts the append-only file,
-/// which otherwise keeps every trimmed entry on the data disk until the
-/// server's own growth trigger fires).
+/// The admin's rules after its hash when the server may fork
+/// ([`Forks::Bounded`]): operator commands on every key, no channels,
+/// nothing `@dangerous` but `INFO`, `BGSAVE` and `BGREWRITEAOF` (after
+/// trimming the stream, the admin compacts the append-only file, which
+/// otherwise keeps every trimmed entry on the data disk until the server's
+/// own growth trigger fires).
 pub const ADMIN_RULES: &str = "resetchannels -@all +@read +@write +@stream +@keyspace +@connection -@dangerous +info +bgsave +bgrewriteaof ~*";
+
+/// The admin's rules when the server never forks ([`Forks::Never`]): as
+/// [`ADMIN_RULES`] without `BGSAVE` and `BGREWRITEAOF`, which fork. Both
+/// are `@dangerous`, so nobody may run them; no command left to anyone
+/// forks (`SYNC`/`PSYNC`, `CONFIG`, `DEBUG`, `MODULE` are `@dangerous`
+/// too).
+pub const ADMIN_RULES_NO_FORKS: &str =
+    "resetchannels -@all +@read +@write +@stream +@keyspace +@connection -@dangerous +info ~*";
+
+/// The admin's rules for a spec's fork mode.
+pub fn admin_rules(forks: Forks) -> &'static str {
+    match forks {
+        Forks::Bounded => ADMIN_RULES,
+        Forks::Never => ADMIN_RULES_NO_FORKS,
+    }
+}
 
 /// A visitor's command rules (its one write-only key pattern follows them).
 pub const VISITOR_RULES: &str = "resetchannels -@all +ping +xadd";
@@ -83,8 +102,9 @@ pub enum AclError {
     },
 }
 
-/// Renders the ACL file for `spec`: the `default` user switched off, the admin,
-/// then each visitor in spec order, one line each, ending in a newline.
+/// Renders the ACL file for `spec`: the `default` user switched off, the admin
+/// (its rules following `spec.server.forks`, see [`admin_rules`]), then each
+/// visitor in spec order, one line each, ending in a newline.
 ///
 /// `password(metadata_key)` returns the cleartext password stored under that
 /// metadata key (the user's [`User::secret`]), or `None` when there is none.
@@ -130,8 +150,9 @@ pub fn render<'a>(
     // Writing to a String cannot fail; the results are ignored for that reason.
     let _ = writeln!(
         text,
-        "user {} on #{admin_hash} {ADMIN_RULES}",
-        spec.admin.name
+        "user {} on #{admin_hash} {}",
+        spec.admin.name,
+        admin_rules(spec.server.forks)
     );
     for visitor in &spec.visitors {
         let hash = password_hash(&visitor.user, &password)?;

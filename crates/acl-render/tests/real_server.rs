@@ -138,14 +138,26 @@ impl Drop for Server {
 }
 
 fn seed_000_server() -> Server {
-    let spec = Spec::reference().unwrap();
-    let text = render(&spec, |key| match key {
+    server_for(&Spec::reference().unwrap())
+}
+
+fn server_for(spec: &Spec) -> Server {
+    let text = render(spec, |key| match key {
         "redis-admin-pass" => Some(ADMIN_PASSWORD.as_bytes()),
         "redis-visitor-pass" => Some(VISITOR_PASSWORD.as_bytes()),
         _ => None,
     })
     .unwrap();
     Server::start(&text)
+}
+
+/// The reference with `forks = "never"` (strict mode).
+fn strict_spec() -> Spec {
+    let text =
+        appliance_spec::REFERENCE_TOML.replacen("forks = \"bounded\"", "forks = \"never\"", 1);
+    let spec = Spec::from_toml_str(&text).unwrap();
+    assert_eq!(spec.server.forks, appliance_spec::Forks::Never);
+    spec
 }
 
 fn run(con: &mut Connection, args: &[&str]) -> Result<Value, RedisError> {
@@ -417,4 +429,67 @@ fn server_exits_on_a_file_that_does_not_parse() {
     // silently against some default ACL.
     let result = std::panic::catch_unwind(|| Server::start("user admin on #nothex +@all\n"));
     assert!(result.is_err());
+}
+
+/// Strict mode: nobody may make the server fork. The admin keeps its
+/// operator commands but loses BGSAVE and BGREWRITEAOF; every other command
+/// that can fork (or re-enable what forks) was `@dangerous` already.
+/// (`MODULE LOAD`, also `@dangerous`, is refused before the ACL by this
+/// server's default `enable-module-command no`, as in the appliance.)
+#[test]
+fn strict_mode_refuses_every_forking_command_to_everyone() {
+    let server = server_for(&strict_spec());
+    let mut admin = server.login(ADMIN, ADMIN_PASSWORD);
+    let mut visitor = server.login(VISITOR, VISITOR_PASSWORD);
+    let allowed: &[&[&str]] = &[
+        &["PING"],
+        &["XADD", STREAM, "*", "msg", "hi"],
+        &["XTRIM", STREAM, "MAXLEN", "0"],
+        &["INFO", "persistence"],
+    ];
+    for args in allowed {
+        if let Err(e) = run(&mut admin, args) {
+            panic!("strict admin: {args:?} refused: {e}");
+        }
+    }
+    let forking: &[&[&str]] = &[
+        &["BGSAVE"],
+        &["BGSAVE", "SCHEDULE"],
+        &["BGREWRITEAOF"],
+        &["SAVE"],
+        &["SYNC"],
+        &["PSYNC", "?", "-1"],
+        &["REPLICAOF", "127.0.0.1", "1"],
+        &["SLAVEOF", "127.0.0.1", "1"],
+        &["CONFIG", "SET", "auto-aof-rewrite-percentage", "100"],
+        &["CONFIG", "SET", "save", "1 1"],
+        &["CONFIG", "SET", "appendonly", "yes"],
+        &["DEBUG", "RELOAD"],
+        &["FLUSHALL"],
+        &["SHUTDOWN", "NOSAVE"],
+    ];
+    for args in forking {
+        assert_refused(&mut admin, "strict admin", args, NOPERM, CMD);
+        assert_refused(&mut visitor, "strict visitor", args, NOPERM, CMD);
+    }
+    // Nothing forked: no child ran, none is running.
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query(&mut admin)
+        .unwrap();
+    for field in [
+        "rdb_bgsave_in_progress:0",
+        "aof_rewrite_in_progress:0",
+        "aof_rewrite_scheduled:0",
+    ] {
+        assert!(info.contains(field), "{field} not in {info}");
+    }
+    // The same file with bounded forks lets the admin do both.
+    let bounded = seed_000_server();
+    let mut admin = bounded.login(ADMIN, ADMIN_PASSWORD);
+    for args in [&["BGSAVE"][..], &["BGREWRITEAOF"][..]] {
+        if let Err(e) = run(&mut admin, args) {
+            panic!("bounded admin: {args:?} refused: {e}");
+        }
+    }
 }

@@ -62,6 +62,46 @@ fn seed_000_acl_file() {
     insta::assert_snapshot!("seed_000_users_acl", text);
 }
 
+/// The reference with `forks = "never"` (strict mode).
+fn strict() -> Spec {
+    let text =
+        appliance_spec::REFERENCE_TOML.replacen("forks = \"bounded\"", "forks = \"never\"", 1);
+    Spec::from_toml_str(&text).unwrap()
+}
+
+#[test]
+fn strict_mode_acl_file() {
+    let text = render(&strict(), reference_secrets).unwrap();
+    insta::assert_snapshot!("strict_users_acl", text);
+}
+
+/// Strict mode differs from the reference in exactly the admin's two
+/// forking commands.
+#[test]
+fn strict_mode_removes_exactly_the_forking_commands() {
+    let bounded = render(&reference(), reference_secrets).unwrap();
+    let strict = render(&strict(), reference_secrets).unwrap();
+    let diff: Vec<(&str, &str)> = bounded
+        .lines()
+        .zip(strict.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(diff.len(), 1, "{diff:?}");
+    let (a, b) = diff[0];
+    assert!(a.starts_with("user admin ") && b.starts_with("user admin "));
+    let tokens = |l: &str| l.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    let removed: Vec<String> = tokens(a)
+        .into_iter()
+        .filter(|t| !tokens(b).contains(t))
+        .collect();
+    assert_eq!(removed, ["+bgsave", "+bgrewriteaof"]);
+    assert!(tokens(b).iter().all(|t| tokens(a).contains(t)));
+    for text in [&bounded, &strict] {
+        let visitor = text.lines().nth(2).unwrap();
+        assert!(!visitor.contains("bg"), "{visitor}");
+    }
+}
+
 #[test]
 fn seed_000_hashes_are_the_sha256_of_the_test_secrets() {
     let text = render(&reference(), reference_secrets).unwrap();

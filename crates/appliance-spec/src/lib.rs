@@ -71,6 +71,22 @@ pub struct Server {
     pub uid: u32,
     /// Non-zero gid the server runs as.
     pub gid: u32,
+    /// Whether the server may fork (BGSAVE and AOF-rewrite children).
+    pub forks: Forks,
+}
+
+/// Whether the server may fork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forks {
+    /// One plain fork of the server at a time (BGSAVE, AOF rewrite), living
+    /// at most [`Governor::max_child_seconds`]; the admin may `BGSAVE` and
+    /// `BGREWRITEAOF`, and the server rewrites its AOF as it grows.
+    Bounded,
+    /// The server never forks: automatic AOF rewrite off, `BGSAVE` and
+    /// `BGREWRITEAOF` refused to everyone, and any new process halts the
+    /// machine ("two processes, forever"). The AOF is then never compacted
+    /// while the machine runs.
+    Never,
 }
 
 /// The cloud metadata server.
@@ -158,6 +174,10 @@ pub struct Governor {
     pub rescan_interval_ms: u32,
     /// Lost-event policy.
     pub on_event_loss: OnEventLoss,
+    /// Seconds a server child (BGSAVE, AOF rewrite) may live before the
+    /// governor halts the machine (with [`Forks::Bounded`]; unused with
+    /// [`Forks::Never`]).
+    pub max_child_seconds: u32,
 }
 
 /// Why a spec was rejected.

@@ -31,6 +31,14 @@ pub(crate) struct RawServer {
     pub(crate) port: u16,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
+    pub(crate) forks: RawForks,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RawForks {
+    Bounded,
+    Never,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,4 +99,5 @@ pub(crate) enum RawOnEventLoss {
 pub(crate) struct RawGovernor {
     pub(crate) rescan_interval_ms: u32,
     pub(crate) on_event_loss: RawOnEventLoss,
+    pub(crate) max_child_seconds: u32,
 }

@@ -1,8 +1,9 @@
 //! Raw file shape -> [`Spec`]. Each check names the field and the value.
 
-use crate::raw::{RawFirewall, RawOnEventLoss, RawRole, RawSpec, RawUser};
+use crate::raw::{RawFirewall, RawForks, RawOnEventLoss, RawRole, RawSpec, RawUser};
 use crate::{
-    Firewall, Governor, Limits, Metadata, OnEventLoss, Server, Spec, SpecError, User, Visitor,
+    Firewall, Forks, Governor, Limits, Metadata, OnEventLoss, Server, Spec, SpecError, User,
+    Visitor,
 };
 
 /// Longest user name, stream key or metadata key accepted.
@@ -13,6 +14,9 @@ const MAX_PATH_LEN: usize = 256;
 /// 100-200 bytes (see pf-rules' README), so 262144 sources stay under about
 /// 64 MiB for both meters together, even when a flood fills them.
 const MAX_METER_SIZE: u32 = 262_144;
+/// Longest a server child may live: a day. A bound of more bounds nothing;
+/// a machine whose rewrite takes that long needs another design.
+const MAX_CHILD_SECONDS: u32 = 86_400;
 
 /// A server user name: 1 to 64 characters from `[A-Za-z0-9._-]`, starting with
 /// a letter or digit, and not `default` (the server's built-in user, which the
@@ -191,6 +195,12 @@ pub(crate) fn validate(raw: RawSpec) -> Result<Spec, SpecError> {
         g.rescan_interval_ms,
         "must be 10-60000",
     )?;
+    check(
+        (1..=MAX_CHILD_SECONDS).contains(&g.max_child_seconds),
+        "governor.max_child_seconds",
+        g.max_child_seconds,
+        "must be 1-86400 (seconds a BGSAVE or AOF-rewrite child may live; a day at most)",
+    )?;
 
     let guard = crate::guard::validate(&raw.guard, l.maxclients)?;
 
@@ -204,6 +214,10 @@ pub(crate) fn validate(raw: RawSpec) -> Result<Spec, SpecError> {
             port: raw.server.port,
             uid: raw.server.uid,
             gid: raw.server.gid,
+            forks: match raw.server.forks {
+                RawForks::Bounded => Forks::Bounded,
+                RawForks::Never => Forks::Never,
+            },
         },
         metadata: Metadata {
             base_url: raw.metadata.base_url,
@@ -234,6 +248,7 @@ pub(crate) fn validate(raw: RawSpec) -> Result<Spec, SpecError> {
                 RawOnEventLoss::Halt => OnEventLoss::Halt,
                 RawOnEventLoss::Rescan => OnEventLoss::Rescan,
             },
+            max_child_seconds: g.max_child_seconds,
         },
         guard,
     })

@@ -2,8 +2,8 @@
 //! refused with an error naming its field and value; unknown fields are refused.
 
 use appliance_spec::{
-    is_valid_metadata_key, is_valid_stream_key, is_valid_user_name, Guard, OnEventLoss, Spec,
-    SpecError, REFERENCE_TOML,
+    is_valid_metadata_key, is_valid_stream_key, is_valid_user_name, Forks, Guard, OnEventLoss,
+    Spec, SpecError, REFERENCE_TOML,
 };
 use proptest::prelude::*;
 
@@ -24,6 +24,8 @@ fn reference_spec_is_seed_000() {
     assert_eq!(spec.firewall.conn_max_total, 4096);
     assert_eq!(spec.firewall.meter_size, 65536);
     assert_eq!(spec.governor.on_event_loss, OnEventLoss::Halt);
+    assert_eq!(spec.server.forks, Forks::Bounded);
+    assert_eq!(spec.governor.max_child_seconds, 600);
     let names: Vec<&str> = spec.users().map(|u| u.name.as_str()).collect();
     assert_eq!(names, ["admin", "ruachtov-ai-visitors"]);
 }
@@ -226,6 +228,18 @@ const INVALID: &[(&str, &str, &str, &str)] = &[
         "rescan_interval_ms = 1",
         "governor.rescan_interval_ms",
         "1",
+    ),
+    (
+        "max_child_seconds = 600",
+        "max_child_seconds = 0",
+        "governor.max_child_seconds",
+        "0",
+    ),
+    (
+        "max_child_seconds = 600",
+        "max_child_seconds = 86401",
+        "governor.max_child_seconds",
+        "86401",
     ),
 ];
 
@@ -457,4 +471,49 @@ fn guard_fields_are_bounded() {
     let missing = mutated("auth_sources = 4096", "");
     let err = Spec::from_toml_str(&missing).unwrap_err();
     assert!(err.to_string().contains("auth_sources"), "{err}");
+}
+
+/// `[server] forks`: "bounded" (the reference) or "never" (strict mode);
+/// anything else, or nothing, is refused naming the field.
+#[test]
+fn forks_mode_is_bounded_or_never() {
+    let strict = Spec::from_toml_str(&mutated("forks = \"bounded\"", "forks = \"never\"")).unwrap();
+    assert_eq!(strict.server.forks, Forks::Never);
+    // The bound is still read (and validated) in strict mode, unused.
+    assert_eq!(strict.governor.max_child_seconds, 600);
+    for (to, name) in [
+        ("forks = \"sometimes\"", "sometimes"),
+        ("forks = true", "forks"),
+        ("", "forks"),
+    ] {
+        let err = Spec::from_toml_str(&mutated("forks = \"bounded\"", to)).unwrap_err();
+        assert!(matches!(err, SpecError::Syntax(_)), "{to}: {err}");
+        assert!(
+            err.to_string().contains(name),
+            "{to}: `{err}` does not name {name}"
+        );
+    }
+    let err = Spec::from_toml_str(&mutated("max_child_seconds = 600", "")).unwrap_err();
+    assert!(err.to_string().contains("max_child_seconds"), "{err}");
+}
+
+/// `governor.max_child_seconds` is accepted exactly from 1 s to a day.
+#[test]
+fn max_child_seconds_edges() {
+    for (value, ok) in [(1, true), (86_400, true), (0, false), (86_401, false)] {
+        let text = mutated(
+            "max_child_seconds = 600",
+            &format!("max_child_seconds = {value}"),
+        );
+        match Spec::from_toml_str(&text) {
+            Ok(spec) => {
+                assert!(ok, "{value} accepted");
+                assert_eq!(spec.governor.max_child_seconds, value);
+            }
+            Err(err) => {
+                assert!(!ok, "{value} refused: {err}");
+                assert_eq!(err.field(), Some("governor.max_child_seconds"), "{err}");
+            }
+        }
+    }
 }

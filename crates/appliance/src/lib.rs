@@ -11,7 +11,9 @@
 //! Invariants:
 //! - The governor's policy is data built from the spec ([`governor_policy`]):
 //!   the sealed PID 1 is the spec's server binary running as the spec's uid;
-//!   the governor is the forked child's own pid.
+//!   the governor is the forked child's own pid; the server's forks are
+//!   bounded (one at a time, `governor.max_child_seconds`) or, with
+//!   `server.forks = "never"`, not allowed at all.
 //! - Without the `test-intruder` feature the binary holds no test code; with
 //!   it, it holds [`TEST_INTRUDER_MARKER`], which `cargo xtask verify` looks
 //!   for to fail a production image.
@@ -20,7 +22,7 @@
 
 use std::time::Duration;
 
-use appliance_spec::{OnEventLoss, Spec};
+use appliance_spec::{Forks, OnEventLoss, Spec};
 use procwatch::Policy;
 
 #[cfg(target_os = "linux")]
@@ -39,19 +41,33 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The governor's policy for this appliance (design §5): after the seal (PID 1
 /// execs the server), PID 1 must be `spec.server.binary` running as
 /// `spec.server.uid`; the governor (`governor_pid`) and kernel threads are
-/// allowed; plain forks of the server by PID 1 (BGSAVE, AOF rewrite) are
-/// allowed and logged; anything else, any exec, uid change or ptrace attach
-/// halts the machine.
+/// allowed; anything else, any exec, uid change or ptrace attach halts the
+/// machine. Plain forks of the server by PID 1 (BGSAVE, AOF rewrite) depend
+/// on `spec.server.forks`:
+/// - [`Forks::Bounded`]: allowed and logged, one at a time, each living at
+///   most `spec.governor.max_child_seconds`;
+/// - [`Forks::Never`]: no child rule at all, so any new process halts.
 pub fn governor_policy(spec: &Spec, governor_pid: u32) -> Policy {
     let on_event_loss = match spec.governor.on_event_loss {
         OnEventLoss::Halt => procwatch::OnEventLoss::Halt,
         OnEventLoss::Rescan => procwatch::OnEventLoss::Rescan,
     };
-    Policy::single_server(
+    let mut policy = Policy::single_server(
         &spec.server.binary,
         spec.server.uid,
         governor_pid,
         on_event_loss,
         Duration::from_millis(u64::from(spec.governor.rescan_interval_ms)),
-    )
+    );
+    match spec.server.forks {
+        Forks::Bounded => {
+            let lifetime = Duration::from_secs(u64::from(spec.governor.max_child_seconds));
+            for rule in &mut policy.children {
+                rule.max_alive = Some(1);
+                rule.max_lifetime = Some(lifetime);
+            }
+        }
+        Forks::Never => policy.children.clear(),
+    }
+    policy
 }

@@ -44,6 +44,8 @@ fn nginx_policy(
             setuid_to: vec![worker_uid],
             nested: false,
             log: true,
+            max_alive: None,
+            max_lifetime: None,
         }],
         sealed: SealedRules {
             halt_on_exec: true,

@@ -4,14 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::model::{
     Incomplete, Liveness, Partial, ProcEvent, ProcInfo, Read, SourceEvent, Unreadable,
 };
 use crate::policy::{Decision, History, OnEventLoss, Policy, Reason, Scope, SealOn};
-use crate::traits::{Enforcer, EventSource, ProcessSource};
+use crate::traits::{AlarmReport, Enforcer, EventSource, ProcessSource};
 
 /// Which path of the engine produced a verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub enum DetectedBy {
     Seal,
     /// The event source lost events.
     EventLoss,
+    /// An [`Alarm`](crate::Alarm)'s report.
+    Alarm,
 }
 
 impl fmt::Display for DetectedBy {
@@ -36,6 +38,7 @@ impl fmt::Display for DetectedBy {
             DetectedBy::Rescan => "rescan",
             DetectedBy::Seal => "seal",
             DetectedBy::EventLoss => "event loss",
+            DetectedBy::Alarm => "alarm",
         })
     }
 }
@@ -88,6 +91,8 @@ pub struct Stats {
     pub incomplete: u64,
     /// Re-reads of processes never read completely, before a verdict.
     pub rereads: u64,
+    /// Reports of alarms.
+    pub alarms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +107,13 @@ struct Entry {
     /// This process was never read completely and is alive: `info` is
     /// what could be read, and the policy judges it as unknown.
     unread: Option<Unreadable>,
+    /// When the engine first saw this process: its age when the source
+    /// has no clock, or its start time is not its own.
+    first_seen: Instant,
+    /// `info.start_time` is this process's own. It is not for a fork whose
+    /// child could not be read: that record is its parent's copy, and the
+    /// parent's start time would make the child as old as its parent.
+    own_start_time: bool,
 }
 
 impl Entry {
@@ -112,6 +124,8 @@ impl Entry {
             reported: false,
             noted: false,
             unread: None,
+            first_seen: Instant::now(),
+            own_start_time: true,
         }
     }
 
@@ -128,8 +142,12 @@ impl Entry {
     }
 
     /// Whether `read` is of the process this entry describes (a different
-    /// start time is another process with the same pid).
+    /// start time is another process with the same pid). A record whose
+    /// start time is not its own takes any read of its pid.
     fn same_process(&self, read: &Read) -> bool {
+        if !self.own_start_time {
+            return !matches!(read, Read::Gone);
+        }
         match read {
             Read::Complete(p) => p.start_time == self.info.start_time,
             Read::Incomplete(i) => i
@@ -327,6 +345,7 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
             let entry = match (known, read) {
                 (Some(mut known), Read::Complete(now)) if known.unread.is_none() => {
                     self.update_known(&mut known, now, &mut missed);
+                    known.own_start_time = true;
                     known
                 }
                 // Known, read in part now (exiting, a zombie, a file that
@@ -335,6 +354,7 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
                 (Some(mut known), Read::Incomplete(inc)) if known.unread.is_none() => {
                     let now = settled(&known.info, &inc);
                     self.update_known(&mut known, now, &mut missed);
+                    known.own_start_time |= inc.partial.start_time.is_some();
                     known
                 }
                 (_, Read::Gone) => continue,
@@ -348,6 +368,7 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
                     if let Some(k) = known {
                         entry.reported = k.reported;
                         entry.noted = k.noted;
+                        entry.first_seen = k.first_seen;
                     }
                     entry
                 }
@@ -381,6 +402,10 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
         for (pid, decision) in missed {
             self.deliver(pid, decision, path)?;
         }
+        // One child too many halts before the others are noted.
+        for rule in 0..self.policy.children.len() {
+            self.census(rule, path)?;
+        }
         let pids: Vec<u32> = self.table.keys().copied().collect();
         for pid in pids {
             if !self.settle(pid) {
@@ -396,6 +421,99 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
             self.deliver(pid, decision, path)?;
         }
         Ok(())
+    }
+
+    /// Judges the processes alive now that child rule `rule` allows against
+    /// its [`ChildRule::max_alive`](crate::ChildRule::max_alive): beyond
+    /// it, the newest halt. Before a halt each is read again, so a process
+    /// whose exit the engine has not handled yet (its exit event still
+    /// queued behind the next fork's, a rescan that read it just before it
+    /// exited) is not counted.
+    fn census(&mut self, rule: usize, path: DetectedBy) -> Result<(), Error> {
+        let Some(max) = self.policy.children.get(rule).and_then(|r| r.max_alive) else {
+            return Ok(());
+        };
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        let mut alive = self.alive_under(rule);
+        if alive.len() <= max {
+            return Ok(());
+        }
+        alive.retain(|&pid| self.confirm_alive(pid));
+        let count = u32::try_from(alive.len()).unwrap_or(u32::MAX);
+        for pid in alive.into_iter().skip(max) {
+            let decision = self.policy.judge_alive(rule, count);
+            self.deliver(pid, decision, path)?;
+        }
+        Ok(())
+    }
+
+    /// The live processes child rule `rule` allows, oldest first (a fork
+    /// whose start time could not be read is the newest).
+    fn alive_under(&self, rule: usize) -> Vec<u32> {
+        let mut alive: Vec<(u64, u32)> = self
+            .table
+            .values()
+            .filter(|e| self.live_child_rule(e) == Some(rule))
+            .map(|e| {
+                let start = if e.own_start_time {
+                    e.info.start_time
+                } else {
+                    u64::MAX
+                };
+                (start, e.info.pid)
+            })
+            .collect();
+        alive.sort_unstable();
+        alive.into_iter().map(|(_, pid)| pid).collect()
+    }
+
+    /// The child rule (index) this entry is a live, allowed child of.
+    fn live_child_rule(&self, e: &Entry) -> Option<usize> {
+        let p = &e.info;
+        let special = p.pid == self.policy.root.pid
+            || self.policy.governor_pid == Some(p.pid)
+            || (p.kernel_thread && self.policy.allow_kernel_threads);
+        if special || p.zombie || e.unread.is_some() || e.history.execs > 0 {
+            return None;
+        }
+        let parent_child = self.is_allowed_child(p.ppid);
+        self.policy.matching_child_index(p, parent_child)
+    }
+
+    /// Whether `pid`, as the table knows it, is alive now, read again
+    /// through the source. One gone, or another process with its pid, is
+    /// dropped from the table; one exited is marked so. When the read
+    /// fails, it counts as alive (fail closed).
+    fn confirm_alive(&mut self, pid: u32) -> bool {
+        let Ok(read) = self.source.process(pid).map(normalize) else {
+            return true;
+        };
+        let Some(entry) = self.table.get_mut(&pid) else {
+            return false;
+        };
+        if !entry.same_process(&read) {
+            self.table.remove(&pid);
+            return false;
+        }
+        match read {
+            Read::Complete(p) => !p.zombie,
+            Read::Incomplete(inc) if inc.liveness.has_exited() => {
+                entry.info.zombie = true;
+                false
+            }
+            Read::Incomplete(_) => true,
+            Read::Gone => false,
+        }
+    }
+
+    /// How long the process of `entry` has lived: from its start time, on
+    /// the source's clock, or else since the engine first saw it.
+    fn age(&self, entry: &Entry) -> Duration {
+        let from_start = entry
+            .own_start_time
+            .then(|| self.source.age_of(entry.info.start_time))
+            .flatten();
+        from_start.unwrap_or_else(|| entry.first_seen.elapsed())
     }
 
     /// A known process read again (`now`): a changed exe is a missed exec,
@@ -437,6 +555,11 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
                 Read::Incomplete(inc) if inc.liveness.has_exited() => Entry::from_incomplete(inc),
                 Read::Incomplete(_) => continue,
             };
+            let first_seen = self.table.get(&pid).map(|e| e.first_seen);
+            let settled = Entry {
+                first_seen: first_seen.unwrap_or(settled.first_seen),
+                ..settled
+            };
             self.table.insert(pid, settled);
             return true;
         }
@@ -449,8 +572,19 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
             return self.policy.judge_unreadable(&entry.info, what);
         }
         let parent_child = self.is_allowed_child(entry.info.ppid);
-        self.policy
-            .judge_process(&entry.info, entry.history, parent_child)
+        let mut history = entry.history;
+        let p = &entry.info;
+        // Only a child can be too old; the clock is read for user
+        // processes other than the root and the governor.
+        if self.policy.bounds_lifetimes()
+            && !p.kernel_thread
+            && !p.zombie
+            && p.pid != self.policy.root.pid
+            && self.policy.governor_pid != Some(p.pid)
+        {
+            history.age = Some(self.age(entry));
+        }
+        self.policy.judge_process(p, history, parent_child)
     }
 
     /// A rescan sees a known process with another exe or uid: an event was
@@ -606,6 +740,11 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
                         ..parent.info.clone()
                     });
                 let read = self.source.process(child_tgid).map(normalize);
+                let own_start_time = match &read {
+                    Ok(Read::Complete(_)) => true,
+                    Ok(Read::Incomplete(inc)) => inc.partial.start_time.is_some(),
+                    Ok(Read::Gone) | Err(_) => false,
+                };
                 // The copy is of this child: it has the child's start time.
                 let parent_copy = parent_copy.map(|mut copy| {
                     if let Ok(Read::Incomplete(inc)) = &read {
@@ -619,6 +758,7 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
                 let execd = unread.is_none() && parent_exe.is_some_and(|pe| pe != info.exe);
                 let mut entry = Entry::new(info);
                 entry.unread = unread;
+                entry.own_start_time = own_start_time;
                 if execd {
                     entry.history.execs = 1;
                 }
@@ -780,7 +920,48 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
             return Ok(());
         };
         let decision = self.decide(entry);
+        // A new allowed child may be one too many: counted before it is
+        // noted, so a halt comes first.
+        if !decision.is_halt() {
+            if let Some(rule) = self.live_child_rule(entry) {
+                self.census(rule, DetectedBy::Event)?;
+            }
+        }
         self.deliver(pid, decision, DetectedBy::Event)
+    }
+
+    /// Handles one report of the alarm named `source`: the policy's
+    /// verdict (see [`Policy::judge_alarm`]) goes to the enforcer at once,
+    /// before or after the seal, with the process the report names as
+    /// read now (what the table knows of it if it cannot be read; still a
+    /// halt if nothing can be read).
+    pub fn handle_alarm(&mut self, source: &str, report: &AlarmReport) -> Result<(), Error> {
+        self.stats.alarms += 1;
+        let decision = self.policy.judge_alarm(source, report);
+        let read = self.source.process(report.pid).map(normalize);
+        let known = self
+            .table
+            .get(&report.pid)
+            .filter(|e| e.unread.is_none())
+            .map(|e| e.info.clone());
+        let (process, _) = self.resolve(report.pid, read, known, 0);
+        let verdict = Verdict {
+            decision,
+            process: Some(process),
+            path: DetectedBy::Alarm,
+        };
+        match verdict.decision {
+            Decision::Halt(_) => {
+                self.stats.halts += 1;
+                self.enforcer.halt(&verdict)
+            }
+            Decision::AllowLogged(_) => {
+                self.stats.notes += 1;
+                self.enforcer.note(&verdict);
+                Ok(())
+            }
+            Decision::Allow => Ok(()),
+        }
     }
 
     fn deliver(&mut self, pid: u32, decision: Decision, path: DetectedBy) -> Result<(), Error> {
@@ -790,7 +971,8 @@ impl<P: ProcessSource, E: Enforcer> Engine<P, E> {
         match decision {
             Decision::Allow => Ok(()),
             Decision::AllowLogged(_) => {
-                if entry.noted {
+                // Once halted, a process is not also noted as allowed.
+                if entry.noted || entry.reported {
                     return Ok(());
                 }
                 entry.noted = true;

@@ -42,6 +42,15 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+    /// An alarm's descriptor hung up or failed with nothing left to read:
+    /// its reports can no longer arrive.
+    #[error("alarm {name}: {detail}")]
+    AlarmGone {
+        /// The alarm's name.
+        name: String,
+        /// What the descriptor reported.
+        detail: &'static str,
+    },
     /// A fake was told to fail this call (tests only).
     #[error("injected failure: {0}")]
     Injected(&'static str),

@@ -26,9 +26,18 @@ pub struct FakeProcessSource {
     pub snapshots: u64,
     /// Calls to `reread`, by pid.
     pub rereads: BTreeMap<u32, u32>,
+    /// Calls to `process`, by pid.
+    pub reads: BTreeMap<u32, u32>,
     /// The next snapshot fails with [`Error::Injected`].
     pub fail_next_snapshot: bool,
+    /// Now, in clock ticks since boot ([`FAKE_TICKS_PER_SECOND`] a
+    /// second), the clock [`ProcInfo::start_time`] counts; `None`: the
+    /// source has no clock ([`ProcessSource::age_of`] answers `None`).
+    pub clock: Option<u64>,
 }
+
+/// Clock ticks per second of the fake's clock (Linux's `USER_HZ`).
+pub const FAKE_TICKS_PER_SECOND: u64 = 100;
 
 impl FakeProcessSource {
     /// A table holding `procs`.
@@ -80,12 +89,20 @@ impl ProcessSource for FakeProcessSource {
     }
 
     fn process(&mut self, pid: u32) -> Result<Read, Error> {
+        *self.reads.entry(pid).or_default() += 1;
         Ok(self.read_one(pid))
     }
 
     fn reread(&mut self, pid: u32) -> Result<Read, Error> {
         *self.rereads.entry(pid).or_default() += 1;
         Ok(self.read_one(pid))
+    }
+
+    fn age_of(&self, start_time: u64) -> Option<Duration> {
+        let ticks = self.clock?.saturating_sub(start_time);
+        Some(Duration::from_millis(
+            ticks.saturating_mul(1000 / FAKE_TICKS_PER_SECOND),
+        ))
     }
 }
 

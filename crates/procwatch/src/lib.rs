@@ -7,9 +7,13 @@
 //! [`ProcessSource`] (a full snapshot) and an [`EventSource`] (fork, exec,
 //! uid change, ptrace, comm, exit; lost-event signal), and acts only through
 //! an [`Enforcer`] (and a [`Machine`] for console, sync, halt, power off and
-//! watchdog). On Linux, [`linux`] provides all of them: a `/proc` reader,
-//! the proc connector over netlink, `reboot(2)`, the ACPI power button and
-//! `/dev/watchdog`, and [`linux::run_governor`] wiring them together.
+//! watchdog). Allowed children can be bounded in number and lifetime
+//! ([`ChildRule::max_alive`], [`ChildRule::max_lifetime`]). Other kernel
+//! mechanisms report through an [`Alarm`] (a seccomp listener, say): a
+//! report is a verdict of its own, a halt even before the seal. On Linux,
+//! [`linux`] provides all of them: a `/proc` reader, the proc connector over
+//! netlink, `reboot(2)`, the ACPI power button and `/dev/watchdog`, and
+//! [`linux::run_governor_with_alarms`] wiring them together.
 //!
 //! It deliberately knows nothing of any particular appliance, spec format or
 //! server: callers build a [`Policy`] (e.g. [`Policy::single_server`]). It
@@ -18,7 +22,8 @@
 //! Invariants:
 //! - procwatch never halts without a policy verdict: every call to
 //!   [`Enforcer::halt`] carries a [`Verdict`] with a `Halt` [`Decision`].
-//! - Before the seal nothing is judged; at the seal every process is.
+//! - Before the seal no process is judged; at the seal every process is.
+//!   An alarm's report is judged at once, sealed or not.
 //! - No process is judged on a record that could not be read: a source
 //!   reports it [`Read::Incomplete`], and the engine judges what the
 //!   process was last read completely as, or, for one never read
@@ -52,7 +57,9 @@ pub use policy::{
     ChildRule, Decision, History, OnEventLoss, Policy, Reason, RootRule, Scope, SealOn,
     SealedRules, DEFAULT_RESCAN_INTERVAL,
 };
-pub use traits::{Enforcer, EventSource, Machine, MachineEnforcer, NoEvents, ProcessSource};
+pub use traits::{
+    Alarm, AlarmReport, Enforcer, EventSource, Machine, MachineEnforcer, NoEvents, ProcessSource,
+};
 
 #[cfg(test)]
 mod parse_tests;

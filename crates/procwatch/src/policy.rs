@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::model::{ProcInfo, Unreadable};
+use crate::render::escape_bytes;
 
 /// The verdict on one process or event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,50 @@ pub enum Reason {
     },
     /// The event source lost events and the policy says halt.
     EventsLost,
+    /// More live processes matched a [`ChildRule`] than its
+    /// [`ChildRule::max_alive`]: the one named is the newest.
+    TooManyChildren {
+        /// The rule's label.
+        rule: String,
+        /// How many were alive, the newcomer included.
+        alive: u32,
+        /// The rule's bound.
+        max: u32,
+    },
+    /// A live process matching a [`ChildRule`] has lived longer than its
+    /// [`ChildRule::max_lifetime`].
+    ChildTooOld {
+        /// The rule's label.
+        rule: String,
+        /// How long it had lived when judged.
+        age: Duration,
+        /// The rule's bound.
+        max: Duration,
+    },
+    /// An [`Alarm`](crate::Alarm) reported something (a kernel mechanism
+    /// beside the process table fired).
+    Alarm {
+        /// The alarm's name.
+        source: String,
+        /// What it reported.
+        what: String,
+    },
+}
+
+/// Seconds for a console line: whole seconds as an integer, anything else
+/// to the millisecond.
+fn seconds(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{:.3}", d.as_secs_f64())
+    }
+}
+
+/// Text an alarm supplied, escaped like a process field, and with `[`
+/// escaped too: the line's reason ends at the first ` [`.
+fn escape_reason(text: &str) -> String {
+    escape_bytes(text.as_bytes(), false).replace('[', "\\x5b")
 }
 
 impl fmt::Display for Reason {
@@ -98,6 +143,26 @@ impl fmt::Display for Reason {
                 )
             }
             Reason::EventsLost => f.write_str("process events lost"),
+            Reason::TooManyChildren { rule, alive, max } => write!(
+                f,
+                "too many children of rule \"{}\": {alive} alive, at most {max}",
+                escape_reason(rule)
+            ),
+            Reason::ChildTooOld { rule, age, max } => write!(
+                f,
+                "child of rule \"{}\" older than {} s: alive {} s",
+                escape_reason(rule),
+                seconds(*max),
+                seconds(Duration::from_millis(
+                    u64::try_from(age.as_millis()).unwrap_or(u64::MAX)
+                ))
+            ),
+            Reason::Alarm { source, what } => write!(
+                f,
+                "alarm from {}: {}",
+                escape_reason(source),
+                escape_reason(what)
+            ),
         }
     }
 }
@@ -160,6 +225,23 @@ pub struct ChildRule {
     pub nested: bool,
     /// Whether an allowed child gets a console line.
     pub log: bool,
+    /// At most this many live processes matching this rule at once; one
+    /// more halts (naming the newest). A process that has exited (a
+    /// zombie, or one exiting) is not alive. `None`: no bound.
+    pub max_alive: Option<u32>,
+    /// A live process matching this rule that has lived longer than this
+    /// halts. Its age is measured from its start time in the process
+    /// table, so a child first seen late is judged by its real age.
+    /// `None`: no bound.
+    pub max_lifetime: Option<Duration>,
+}
+
+impl ChildRule {
+    /// Whether a child of this rule that has lived `age` is past its
+    /// [`ChildRule::max_lifetime`] (an unknown age never is).
+    pub fn is_too_old(&self, age: Option<Duration>) -> bool {
+        matches!((age, self.max_lifetime), (Some(age), Some(max)) if age > max)
+    }
 }
 
 /// What halts once sealed, beside processes no rule allows.
@@ -203,6 +285,10 @@ pub struct Policy {
 pub struct History {
     /// `execve` calls seen since the engine first saw the process.
     pub execs: u32,
+    /// How long the process has lived, when the engine measured it (it
+    /// does for processes a rule with a [`ChildRule::max_lifetime`] may
+    /// match).
+    pub age: Option<Duration>,
 }
 
 /// Default rescan interval (the seed's poll interval).
@@ -212,7 +298,10 @@ impl Policy {
     /// The single-server appliance of design §5: the root (PID 1) runs
     /// `server_exe` as `server_uid` once sealed; the governor; kernel
     /// threads; plain forks of the server (BGSAVE, AOF rewrite) allowed and
-    /// logged; after the seal any exec, uid change or ptrace attach halts.
+    /// logged, one at a time (a server such as Valkey runs at most one
+    /// such child), with no lifetime bound (the caller sets
+    /// [`ChildRule::max_lifetime`] if it knows one); after the seal any
+    /// exec, uid change or ptrace attach halts.
     pub fn single_server(
         server_exe: impl Into<PathBuf>,
         server_uid: u32,
@@ -236,6 +325,8 @@ impl Policy {
                 setuid_to: Vec::new(),
                 nested: false,
                 log: true,
+                max_alive: Some(1),
+                max_lifetime: None,
             }],
             sealed: SealedRules {
                 halt_on_exec: true,
@@ -283,6 +374,13 @@ impl Policy {
         }
         match self.matching_child(p, parent_allowed_child) {
             Some(_) if history.execs > 0 => Decision::Halt(Reason::ExecutedSinceFork),
+            Some(rule) if !p.zombie && rule.is_too_old(history.age) => {
+                Decision::Halt(Reason::ChildTooOld {
+                    rule: rule.label.clone(),
+                    age: history.age.unwrap_or_default(),
+                    max: rule.max_lifetime.unwrap_or_default(),
+                })
+            }
             Some(rule) if rule.log => Decision::AllowLogged(Reason::AllowedChild {
                 rule: rule.label.clone(),
             }),
@@ -304,12 +402,57 @@ impl Policy {
 
     /// The child rule that allows `p`, if any (ignoring exec history).
     pub fn matching_child(&self, p: &ProcInfo, parent_allowed_child: bool) -> Option<&ChildRule> {
+        self.matching_child_index(p, parent_allowed_child)
+            .and_then(|i| self.children.get(i))
+    }
+
+    /// The index in [`Policy::children`] of the rule that allows `p`, if
+    /// any (ignoring exec history): the first that matches.
+    pub fn matching_child_index(&self, p: &ProcInfo, parent_allowed_child: bool) -> Option<usize> {
         let exe = p.exe.as_deref()?;
-        self.children.iter().find(|rule| {
+        self.children.iter().position(|rule| {
             let parent_ok = p.ppid == self.root.pid || (rule.nested && parent_allowed_child);
             let uid_ok = |u: &u32| rule.uids.contains(u) || rule.setuid_to.contains(u);
             parent_ok && rule.exe == exe && uid_ok(&p.uid) && uid_ok(&p.euid)
         })
+    }
+
+    /// Judges the process that makes `alive` live processes matching the
+    /// rule at `rule` (an index in [`Policy::children`]), itself included:
+    /// beyond the rule's [`ChildRule::max_alive`] it halts.
+    pub fn judge_alive(&self, rule: usize, alive: u32) -> Decision {
+        match self.children.get(rule) {
+            Some(r) if r.max_alive.is_some_and(|max| alive > max) => {
+                Decision::Halt(Reason::TooManyChildren {
+                    rule: r.label.clone(),
+                    alive,
+                    max: r.max_alive.unwrap_or_default(),
+                })
+            }
+            _ => Decision::Allow,
+        }
+    }
+
+    /// Whether any child rule bounds its children's lifetime (the engine
+    /// then measures their age).
+    pub fn bounds_lifetimes(&self) -> bool {
+        self.children.iter().any(|r| r.max_lifetime.is_some())
+    }
+
+    /// Judges a report of an [`Alarm`](crate::Alarm) named `source`: it
+    /// halts when the report says so, before or after the seal (the
+    /// mechanism behind an alarm is the kernel's, and it has already
+    /// acted); otherwise it is a logged note.
+    pub fn judge_alarm(&self, source: &str, report: &crate::AlarmReport) -> Decision {
+        let reason = Reason::Alarm {
+            source: source.to_owned(),
+            what: report.what.clone(),
+        };
+        if report.halt {
+            Decision::Halt(reason)
+        } else {
+            Decision::AllowLogged(reason)
+        }
     }
 
     /// Judges an `execve` by `p` after the seal.

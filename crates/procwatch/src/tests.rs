@@ -61,6 +61,10 @@ enum Step {
     /// The next single read of this pid (an event's read, a re-read) gives
     /// this.
     Then(u32, Read),
+    /// The source's clock now reads this many ticks since boot.
+    Clock(u64),
+    /// An alarm named [`ALARM`] reports (pid, what, halt).
+    Alarm(u32, &'static str, bool),
 }
 
 use Step::*;
@@ -91,9 +95,21 @@ struct Seen {
     notes: Vec<Note>,
 }
 
+/// The alarm of [`Step::Alarm`].
+const ALARM: &str = "test-alarm";
+
 fn run_case(initial: Vec<ProcInfo>, loss: OnEventLoss, steps: &[Step]) -> (Seen, Stats) {
+    let (engine, stats) = run_engine(policy(loss), initial, steps);
+    (seen(&engine), stats)
+}
+
+fn run_engine(
+    policy: Policy,
+    initial: Vec<ProcInfo>,
+    steps: &[Step],
+) -> (Engine<FakeProcessSource, RecordingEnforcer>, Stats) {
     let source = FakeProcessSource::with(initial);
-    let mut engine = Engine::new(policy(loss), source, RecordingEnforcer::default());
+    let mut engine = Engine::new(policy, source, RecordingEnforcer::default());
     engine.start().unwrap();
     for step in steps {
         match step {
@@ -104,8 +120,22 @@ fn run_case(initial: Vec<ProcInfo>, loss: OnEventLoss, steps: &[Step]) -> (Seen,
             Rescan => engine.rescan().unwrap(),
             Listed(pid, read) => engine.source_mut().insert_read(*pid, read.clone()),
             Then(pid, read) => engine.source_mut().script(*pid, read.clone()),
+            Clock(ticks) => engine.source_mut().clock = Some(*ticks),
+            Alarm(pid, what, halt) => {
+                let report = AlarmReport {
+                    pid: *pid,
+                    what: (*what).to_owned(),
+                    halt: *halt,
+                };
+                engine.handle_alarm(ALARM, &report).unwrap();
+            }
         }
     }
+    let stats = engine.stats();
+    (engine, stats)
+}
+
+fn seen(engine: &Engine<FakeProcessSource, RecordingEnforcer>) -> Seen {
     let e = engine.enforcer();
     let halts = e
         .halts
@@ -120,7 +150,7 @@ fn run_case(initial: Vec<ProcInfo>, loss: OnEventLoss, steps: &[Step]) -> (Seen,
         .iter()
         .map(|v| (v.process.as_ref().map_or(0, |p| p.pid), v.path))
         .collect();
-    (Seen { halts, notes }, engine.stats())
+    Seen { halts, notes }
 }
 
 fn uid_change(from: (u32, u32), to: (u32, u32)) -> Reason {
@@ -483,7 +513,7 @@ fn seal_rules_table() {
                 Ev(ev) => engine.handle(&SourceEvent::Event(ev.clone())).unwrap(),
                 Lost => engine.handle(&SourceEvent::Lost).unwrap(),
                 Rescan => engine.rescan().unwrap(),
-                Listed(..) | Then(..) => unreachable!(),
+                _ => unreachable!(),
             }
         }
         assert_eq!(engine.is_sealed(), sealed, "case: {name}");
@@ -713,6 +743,43 @@ fn console_lines_snapshot() {
             process: Some(part(150, 1).as_unknown()),
             path: DetectedBy::Rescan,
         },
+        Verdict {
+            decision: Decision::Halt(too_many(2)),
+            process: Some(server(101, 1)),
+            path: DetectedBy::Event,
+        },
+        Verdict {
+            decision: Decision::Halt(Reason::ChildTooOld {
+                rule: FORK_RULE.into(),
+                age: Duration::from_micros(61_234_567),
+                max: Duration::from_secs(60),
+            }),
+            process: Some(server(100, 1)),
+            path: DetectedBy::Rescan,
+        },
+        Verdict {
+            decision: Decision::Halt(Reason::ChildTooOld {
+                rule: "r".into(),
+                age: Duration::from_millis(2500),
+                max: Duration::from_millis(1500),
+            }),
+            process: Some(server(100, 1)),
+            path: DetectedBy::Rescan,
+        },
+        Verdict {
+            decision: Decision::Halt(alarm("fork refused (clone3)")),
+            process: Some(server(1, 0)),
+            path: DetectedBy::Alarm,
+        },
+        // Alarm text is escaped: one line, and no ` [` to end the reason.
+        Verdict {
+            decision: Decision::AllowLogged(Reason::Alarm {
+                source: "sec\\comp".into(),
+                what: "x [event]: pid=1\nprocwatch: HALT \"y\"".into(),
+            }),
+            process: Some(ProcInfo::unknown(4000, 0)),
+            path: DetectedBy::Alarm,
+        },
     ]
     .iter()
     .map(render_verdict)
@@ -728,6 +795,10 @@ fn single_server_policy_is_design_section_5() {
     assert!(p.allow_kernel_threads);
     assert_eq!(p.children.len(), 1);
     assert!(p.children[0].log && !p.children[0].nested);
+    assert_eq!(
+        (p.children[0].max_alive, p.children[0].max_lifetime),
+        (Some(1), None)
+    );
     assert_eq!(
         p.sealed,
         SealedRules {
@@ -756,6 +827,8 @@ fn setuid_rules_table() {
         setuid_to: vec![33],
         nested: false,
         log: false,
+        max_alive: None,
+        max_lifetime: None,
     }];
     let worker = ProcInfo::new(10, 1, 0, nginx);
     let mut dropped = worker.clone();
@@ -838,4 +911,258 @@ fn the_seal_prints_the_userspace_table_once() {
             "{steps:?}"
         );
     }
+}
+
+const FORK_RULE: &str = "server fork (BGSAVE/AOF rewrite)";
+/// The appliance's bound in these cases: 60 s, 6000 fake clock ticks.
+const BOUND_SECS: u64 = 60;
+const BOUND_TICKS: u64 = BOUND_SECS * crate::fake::FAKE_TICKS_PER_SECOND;
+/// The fake clock at the start of a case: 1000 s after boot.
+const T0: u64 = 100_000;
+
+/// The appliance's bounded policy: one server child at a time, living at
+/// most [`BOUND_SECS`].
+fn bounded_policy() -> Policy {
+    let mut p = policy(OnEventLoss::Halt);
+    p.children[0].max_alive = Some(1);
+    p.children[0].max_lifetime = Some(Duration::from_secs(BOUND_SECS));
+    p
+}
+
+/// A plain fork of the server by PID 1, started at `start` ticks.
+fn child(pid: u32, start: u64) -> ProcInfo {
+    let mut p = server(pid, 1);
+    p.start_time = start;
+    p
+}
+
+fn too_many(alive: u32) -> Reason {
+    Reason::TooManyChildren {
+        rule: FORK_RULE.into(),
+        alive,
+        max: 1,
+    }
+}
+
+fn too_old(age_ticks: u64) -> Reason {
+    Reason::ChildTooOld {
+        rule: FORK_RULE.into(),
+        age: Duration::from_millis(age_ticks * 10),
+        max: Duration::from_secs(BOUND_SECS),
+    }
+}
+
+/// Issue 12's forks of the server: at most one child at a time, living at
+/// most the bound; the order of exit and fork events; late first
+/// sightings; what a BGSAVE child never does.
+#[test]
+fn fork_bounds_table() {
+    use DetectedBy::{Event, Rescan as ByRescan};
+    let exit = |pid| Ev(ProcEvent::Exit { pid, tgid: pid });
+    let born = |pid, start| vec![Proc(child(pid, start)), fork(1, pid)];
+    let ended = |pid, liveness, start| {
+        incomplete(
+            Unreadable::Exe,
+            liveness,
+            Partial {
+                start_time: Some(start),
+                ..part(pid, 1)
+            },
+        )
+    };
+    let with = |mut steps: Vec<Step>, more: Vec<Step>| {
+        steps.insert(0, Clock(T0));
+        steps.extend(more);
+        steps
+    };
+    #[rustfmt::skip]
+    let cases: Vec<SealedCase> = vec![
+        ("one child: allowed and logged",
+            with(born(100, T0), vec![Rescan]), vec![], vec![(100, Event)]),
+        ("a second concurrent child halts, naming the newcomer",
+            with(born(100, T0), born(101, T0 + 50)),
+            vec![(Some(101), too_many(2), Event)], vec![(100, Event)]),
+        ("a third is one more still",
+            with(born(100, T0), [born(101, T0 + 50), born(102, T0 + 60)].concat()),
+            vec![(Some(101), too_many(2), Event), (Some(102), too_many(3), Event)], vec![(100, Event)]),
+        ("the child exits, then the next fork: no halt",
+            with(born(100, T0), vec![exit(100), Gone(100), Proc(child(101, T0 + 50)), fork(1, 101)]),
+            vec![], vec![(100, Event), (101, Event)]),
+        // The kernel sends a child's exit event before its parent can reap
+        // it, so it comes first; should the table still hold the old child
+        // (its exit not yet handled), the count reads it again.
+        ("the next fork's event before the last child's exit event: no halt",
+            with(born(100, T0), vec![Gone(100), Proc(child(101, T0 + 50)), fork(1, 101), exit(100)]),
+            vec![], vec![(100, Event), (101, Event)]),
+        ("the last child a zombie when the next fork comes: no halt",
+            with(born(100, T0), vec![Listed(100, ended(100, Liveness::Zombie, T0)), Proc(child(101, T0 + 50)), fork(1, 101)]),
+            vec![], vec![(100, Event), (101, Event)]),
+        ("the last child exiting, read so by a rescan, when the next fork comes: no halt",
+            with(born(100, T0), vec![Listed(100, ended(100, Liveness::Exiting, T0)), Rescan, Proc(child(101, T0 + 50)), fork(1, 101), Rescan]),
+            vec![], vec![(100, Event), (101, Event)]),
+        ("the table's last child is another process now (pid reused): no halt",
+            with(born(100, T0), vec![Proc(ProcInfo::new(100, 2, 0, "/x")), Then(100, Read::Complete(child(100, T0 + 70))),
+                Proc(child(101, T0 + 50)), fork(1, 101)]),
+            vec![], vec![(100, Event), (101, Event)]),
+        ("two children found by a rescan (events lost): the newer halts",
+            with(vec![Proc(child(100, T0)), Proc(child(101, T0 + 50))], vec![Rescan, Rescan]),
+            vec![(Some(101), too_many(2), ByRescan)], vec![(100, ByRescan)]),
+        ("two children by a rescan, the newer with the lower pid (pid wrap): the newer halts",
+            with(vec![Proc(child(100, T0 + 50)), Proc(child(101, T0))], vec![Rescan]),
+            vec![(Some(100), too_many(2), ByRescan)], vec![(101, ByRescan)]),
+        ("a child of the child (a grandchild) halts",
+            with(born(100, T0), vec![Proc(ProcInfo { start_time: T0 + 50, ..server(101, 100) }), fork(100, 101)]),
+            vec![(Some(101), Reason::Unlisted, Event)], vec![(100, Event)]),
+        ("exec in the child halts",
+            with(born(100, T0), vec![Proc(ProcInfo { start_time: T0, ..ProcInfo::new(100, 1, SERVER_UID, "/bin/sh") }), exec(100)]),
+            vec![(Some(100), Reason::ExecAfterSeal, Event)], vec![(100, Event)]),
+        ("uid change in the child halts",
+            with(born(100, T0), vec![Ev(ProcEvent::Uid { pid: 100, tgid: 100, ruid: 0, euid: 0 })]),
+            vec![(Some(100), uid_change((999, 999), (0, 0)), Event)], vec![(100, Event)]),
+        ("a child at the bound is allowed",
+            with(born(100, T0), vec![Clock(T0 + BOUND_TICKS), Rescan]), vec![], vec![(100, Event)]),
+        ("a child older than the bound halts on the next rescan",
+            with(born(100, T0), vec![Clock(T0 + BOUND_TICKS), Rescan, Clock(T0 + BOUND_TICKS + 1), Rescan, Rescan]),
+            vec![(Some(100), too_old(BOUND_TICKS + 1), ByRescan)], vec![(100, Event)]),
+        ("a child first seen late by a rescan is judged by its real age",
+            with(vec![Proc(child(100, T0 - BOUND_TICKS - 100))], vec![Rescan]),
+            vec![(Some(100), too_old(BOUND_TICKS + 100), ByRescan)], vec![]),
+        ("a child first seen late by its fork event is judged by its real age",
+            with(born(100, T0 - 2 * BOUND_TICKS), vec![]),
+            vec![(Some(100), too_old(2 * BOUND_TICKS), Event)], vec![]),
+        ("a child older than the bound that has exited (a zombie) is not judged",
+            with(born(100, T0), vec![Listed(100, ended(100, Liveness::Zombie, T0)), Clock(T0 + 2 * BOUND_TICKS), Rescan]),
+            vec![], vec![(100, Event)]),
+        // Its record is its parent's copy: the server's start time (0)
+        // would make it 1000 s old.
+        ("a fork gone before it is read is not as old as its parent",
+            with(vec![fork(1, 103)], vec![]), vec![], vec![(103, Event)]),
+    ];
+    for (name, steps, halts, notes) in cases {
+        let (engine, _) = run_engine(bounded_policy(), sealed_table(), &steps);
+        assert_eq!(seen(&engine), Seen { halts, notes }, "case: {name}");
+    }
+}
+
+/// What a second child costs: the count reads the candidates again only
+/// when the bound is exceeded.
+#[test]
+fn the_count_reads_again_only_beyond_the_bound() {
+    let steps = [
+        Clock(T0),
+        Proc(child(100, T0)),
+        fork(1, 100),
+        Rescan,
+        Rescan,
+    ];
+    let (mut engine, _) = run_engine(bounded_policy(), sealed_table(), &steps);
+    // The fork event's read only.
+    assert_eq!(engine.source_mut().reads.get(&100), Some(&1));
+    assert_eq!(engine.stats().halts, 0);
+    let steps = [
+        Clock(T0),
+        Proc(child(100, T0)),
+        fork(1, 100),
+        Proc(child(101, T0 + 1)),
+        fork(1, 101),
+    ];
+    let (mut engine, _) = run_engine(bounded_policy(), sealed_table(), &steps);
+    let reads = &engine.source_mut().reads;
+    assert_eq!((reads.get(&100), reads.get(&101)), (Some(&2), Some(&2)));
+    assert_eq!(engine.stats().halts, 1);
+}
+
+/// Without a clock in the source, a child's age counts from when the
+/// engine first saw it: no false halt of a child first seen now.
+#[test]
+fn without_a_clock_age_counts_from_first_sight() {
+    let steps = [Proc(child(100, 0)), fork(1, 100), Rescan];
+    let (engine, _) = run_engine(bounded_policy(), sealed_table(), &steps);
+    assert_eq!(seen(&engine).halts, vec![]);
+    // A bound of 0 shows the age measured: the time since the fork event.
+    let mut p = bounded_policy();
+    p.children[0].max_lifetime = Some(Duration::ZERO);
+    let (engine, _) = run_engine(p, sealed_table(), &[Proc(child(100, 0)), fork(1, 100)]);
+    let halts = seen(&engine).halts;
+    assert_eq!(halts.len(), 1, "{halts:?}");
+    assert!(
+        matches!(&halts[0].1, Reason::ChildTooOld { age, .. } if *age < Duration::from_secs(1)),
+        "{halts:?}"
+    );
+}
+
+/// "Two processes, forever": with no child rule, any new process halts,
+/// a plain fork of the server included.
+#[test]
+fn strict_policy_halts_any_fork() {
+    let mut p = policy(OnEventLoss::Halt);
+    p.children.clear();
+    let (engine, _) = run_engine(
+        p.clone(),
+        sealed_table(),
+        &[Proc(child(100, 0)), fork(1, 100)],
+    );
+    assert_eq!(
+        seen(&engine).halts,
+        vec![(Some(100), Reason::Unlisted, DetectedBy::Event)]
+    );
+    let (engine, _) = run_engine(p, sealed_table(), &[Proc(child(100, 0)), Rescan]);
+    assert_eq!(
+        seen(&engine).halts,
+        vec![(Some(100), Reason::Unlisted, DetectedBy::Rescan)]
+    );
+}
+
+fn alarm(what: &str) -> Reason {
+    Reason::Alarm {
+        source: ALARM.into(),
+        what: what.into(),
+    }
+}
+
+/// Alarm reports halt at once, before the seal as after it, naming the
+/// process as read now (or what is known of it, or an unknown one).
+#[test]
+fn alarms_table() {
+    use DetectedBy::Alarm as ByAlarm;
+    type AlarmCase = (&'static str, Vec<ProcInfo>, Vec<Step>, Vec<Halt>, Vec<Note>);
+    #[rustfmt::skip]
+    let cases: Vec<AlarmCase> = vec![
+        ("an alarm before the seal halts",
+            boot_table(), vec![Alarm(1, "fork refused", true)],
+            vec![(Some(1), alarm("fork refused"), ByAlarm)], vec![]),
+        ("an alarm after the seal halts",
+            sealed_table(), vec![Alarm(1, "fork refused", true)],
+            vec![(Some(1), alarm("fork refused"), ByAlarm)], vec![]),
+        ("an alarm about a process that cannot be read still halts",
+            sealed_table(), vec![Alarm(4000, "fork refused", true)],
+            vec![(Some(4000), alarm("fork refused"), ByAlarm)], vec![]),
+        ("each report is one verdict",
+            sealed_table(), vec![Alarm(1, "a", true), Alarm(1, "b", true)],
+            vec![(Some(1), alarm("a"), ByAlarm), (Some(1), alarm("b"), ByAlarm)], vec![]),
+        ("a note is logged, not halted",
+            sealed_table(), vec![Alarm(1, "would refuse fork", false)], vec![], vec![(1, ByAlarm)]),
+        ("a note before the seal too",
+            boot_table(), vec![Alarm(1, "would refuse fork", false)], vec![], vec![(1, ByAlarm)]),
+    ];
+    for (name, initial, steps, halts, notes) in cases {
+        let (engine, stats) = run_engine(policy(OnEventLoss::Halt), initial, &steps);
+        assert_eq!(seen(&engine), Seen { halts, notes }, "case: {name}");
+        let reports = steps.iter().filter(|s| matches!(s, Alarm(..))).count();
+        assert_eq!(
+            stats.alarms,
+            u64::try_from(reports).unwrap(),
+            "case: {name}"
+        );
+    }
+    // The verdict names the process as read now; one that cannot be read is
+    // an unknown process with that pid.
+    let (engine, _) = run_engine(
+        policy(OnEventLoss::Halt),
+        sealed_table(),
+        &[Alarm(1, "x", true), Alarm(4000, "y", true)],
+    );
+    let halts = &engine.enforcer().halts;
+    assert_eq!(halts[0].process, Some(server(1, 0)));
+    assert_eq!(halts[1].process, Some(ProcInfo::unknown(4000, 0)));
 }

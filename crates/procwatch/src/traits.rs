@@ -33,6 +33,49 @@ pub trait ProcessSource {
     fn reread(&mut self, pid: u32) -> Result<Read, Error> {
         self.process(pid)
     }
+
+    /// How long ago a process whose [`ProcInfo::start_time`](crate::ProcInfo::start_time)
+    /// is `start_time` started, on the clock the source reads start times
+    /// from (Linux: `CLOCK_BOOTTIME` against `stat`'s start time, both
+    /// counted from boot). `None` when the source has no such clock; the
+    /// engine then counts from when it first saw the process, which
+    /// underestimates the age of a process first seen late. The default
+    /// has none.
+    fn age_of(&self, _start_time: u64) -> Option<Duration> {
+        None
+    }
+}
+
+/// One report of an [`Alarm`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmReport {
+    /// The process (or thread) the report is about, in the PID namespace of
+    /// the engine's process source.
+    pub pid: u32,
+    /// What happened, for the console line (escaped there).
+    pub what: String,
+    /// Whether it halts the machine; `false` makes it a logged note (a
+    /// mechanism in a measuring mode, for instance).
+    pub halt: bool,
+}
+
+/// A kernel mechanism beside the process table whose reports the governor
+/// turns into verdicts (a seccomp user-notification listener, for
+/// instance). A report halts even before the seal: the mechanism has
+/// already acted, so something happened that the appliance never does.
+pub trait Alarm {
+    /// Names the alarm on the console (`alarm from <name>: <what>`).
+    fn name(&self) -> &str;
+
+    /// A descriptor that polls readable while reports are pending. If it
+    /// hangs up or fails and [`Alarm::read`] then gives nothing, the
+    /// governor stops with [`Error::AlarmGone`].
+    #[cfg(target_os = "linux")]
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_>;
+
+    /// Appends what is pending to `out`, without blocking (possibly
+    /// nothing). An error stops the governor: reports could be missed.
+    fn read(&mut self, out: &mut Vec<AlarmReport>) -> Result<(), Error>;
 }
 
 /// A stream of process events.

@@ -5,7 +5,9 @@
 //! - the proc connector: a forbidden exec is caught by the event path, not
 //!   by the (hour-long) rescan;
 //! - `run_governor` in a child process with a printing machine: watchdog
-//!   pets, a power-button press from a FIFO, a forbidden exec halting.
+//!   pets, a power-button press from a FIFO, a forbidden exec halting;
+//! - forks of the root bounded in number and lifetime, and alarms
+//!   (`linux/fork_bounds.rs`).
 //!
 //! The proc connector ignores listeners outside the initial PID namespace,
 //! so the connector cases run in it, scoped to this process's descendants.

@@ -6,7 +6,7 @@
 //! finds, on the server's command line.
 #![forbid(unsafe_code)]
 
-use appliance_spec::Spec;
+use appliance_spec::{Forks, Spec};
 use std::fmt::Write as _;
 use stream_guard::{AppendOnly, GuardConfig};
 
@@ -140,11 +140,36 @@ pub fn render(spec: &Spec, module: Option<&ModuleLoad>) -> String {
     ));
     line(String::new());
     line("# Durability: every acknowledged write is fsynced to the AOF before the reply.".into());
-    line("# No periodic RDB snapshots: they would only add forks; BGSAVE stays available.".into());
+    match s.forks {
+        Forks::Bounded => {
+            line(
+                "# No periodic RDB snapshots: they would only add forks; BGSAVE stays available."
+                    .into(),
+            );
+        }
+        Forks::Never => {
+            line(
+                "# The server never forks (server.forks = \"never\"): no RDB snapshots and no"
+                    .into(),
+            );
+            line(
+                "# automatic AOF rewrite, so the AOF only grows. BGSAVE and BGREWRITEAOF are"
+                    .into(),
+            );
+            line(
+                "# refused by the ACL (SYNC, PSYNC, CONFIG, DEBUG, MODULE were already), and"
+                    .into(),
+            );
+            line("# the governor halts the machine on any new process.".into());
+        }
+    }
     line(format!("dir {}", quote(&s.data_dir)));
     line("appendonly yes".into());
     line("appendfsync always".into());
     line("save \"\"".into());
+    if s.forks == Forks::Never {
+        line("auto-aof-rewrite-percentage 0".into());
+    }
     if let Some(m) = module {
         line(String::new());
         line("# stream-guard: append-only users may only XADD <key> * field value ...,".into());
@@ -186,6 +211,53 @@ mod tests {
     fn seed_000_with_the_guard() {
         let spec = Spec::reference().unwrap();
         insta::assert_snapshot!(render(&spec, Some(&ModuleLoad::stream_guard(&spec))));
+    }
+
+    /// The reference with `forks = "never"` (strict mode).
+    fn strict() -> Spec {
+        let text =
+            appliance_spec::REFERENCE_TOML.replacen("forks = \"bounded\"", "forks = \"never\"", 1);
+        Spec::from_toml_str(&text).unwrap()
+    }
+
+    #[test]
+    fn strict_with_the_guard() {
+        let spec = strict();
+        insta::assert_snapshot!(render(&spec, Some(&ModuleLoad::stream_guard(&spec))));
+    }
+
+    /// What makes Valkey 9.1.2 fork on its own is off in strict mode, and
+    /// only there: RDB save points (`save ""`, in both modes) and the AOF's
+    /// growth trigger (`auto-aof-rewrite-percentage 0`). Nothing else forks
+    /// by itself: the first AOF base is written in the server's own process
+    /// at start, shutdown saves (if at all) in its own process, replication
+    /// needs a SYNC/PSYNC (refused by the ACL), cluster slot migration needs
+    /// `cluster-enabled` (off), modules cannot be loaded at run time and
+    /// ours does not fork, the Lua debugger needs Lua (not built).
+    #[test]
+    fn strict_mode_turns_off_what_forks_on_its_own() {
+        let bounded = render(&Spec::reference().unwrap(), None);
+        let strict = render(&strict(), None);
+        let settings = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let (b, s) = (settings(&bounded), settings(&strict));
+        let added: Vec<&String> = s.iter().filter(|l| !b.contains(l)).collect();
+        assert_eq!(added, ["auto-aof-rewrite-percentage 0"]);
+        assert!(
+            b.iter().all(|l| s.contains(l)),
+            "strict mode dropped a setting"
+        );
+        for text in [&bounded, &strict] {
+            assert!(text.contains("\nsave \"\"\n"));
+            assert!(!text.contains("cluster-enabled yes"));
+            assert!(text.contains("\nenable-module-command no\n"));
+            assert!(text.contains("\nenable-debug-command no\n"));
+        }
+        assert!(!bounded.contains("auto-aof-rewrite-percentage"));
     }
 
     #[test]

@@ -43,6 +43,11 @@ fn policy(root: u32, rescan: Duration) -> Policy {
             setuid_to: vec![],
             nested: false,
             log: false,
+            // The appliance's bounds (one child, 600 s), unless
+            // PROCWATCH_BENCH_CHILD_BOUNDS=0: the census and the age check
+            // then have nothing to do, for comparison.
+            max_alive: child_bounds().then_some(1),
+            max_lifetime: child_bounds().then_some(Duration::from_secs(600)),
         }],
         sealed: SealedRules {
             halt_on_exec: true,
@@ -65,6 +70,10 @@ enum Reader {
     Held,
     /// The default: held files, and live kernel threads taken unread.
     Pidfds,
+}
+
+fn child_bounds() -> bool {
+    env_num("PROCWATCH_BENCH_CHILD_BOUNDS", 1) != 0
 }
 
 fn env_num(name: &str, default: u64) -> u64 {

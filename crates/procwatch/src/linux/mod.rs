@@ -23,7 +23,7 @@ pub use procfs::{ProcFs, ReadStats, DEFAULT_CMDLINE_LIMIT};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::policy::Policy;
-use crate::traits::{Machine, MachineEnforcer};
+use crate::traits::{Alarm, AlarmReport, Machine, MachineEnforcer};
 
 /// Where the power button is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,10 +88,28 @@ pub(crate) fn timeout_ms(d: Duration) -> libc::c_int {
 /// Returns only on a fatal error (the connector cannot be opened or read,
 /// `/proc` cannot be listed, halting failed): the caller should then halt
 /// itself; an armed watchdog reboots the machine if the governor exits.
+///
+/// [`run_governor_with_alarms`] with no alarms.
 pub fn run_governor<M: Machine>(
     policy: Policy,
     machine: M,
     config: &GovernorConfig,
+) -> Result<Infallible, Error> {
+    run_governor_with_alarms(policy, machine, config, Vec::new())
+}
+
+/// [`run_governor`], also polling `alarms` beside the connector and the
+/// power buttons: each report becomes a verdict at once
+/// ([`Engine::handle_alarm`]: a halt even before the seal).
+///
+/// Also returns on an alarm's failure: its read failed, or its descriptor
+/// hung up or failed with nothing to read ([`Error::AlarmGone`]), since
+/// its reports could no longer arrive.
+pub fn run_governor_with_alarms<M: Machine>(
+    policy: Policy,
+    machine: M,
+    config: &GovernorConfig,
+    mut alarms: Vec<Box<dyn Alarm>>,
 ) -> Result<Infallible, Error> {
     // Subscribe before the snapshot, so nothing falls between the two.
     let mut connector = ProcConnector::open(config.rcvbuf)?;
@@ -104,6 +122,7 @@ pub fn run_governor<M: Machine>(
     let mut next_scan = Instant::now() + interval;
     let mut next_pet = Instant::now();
     let mut events = Vec::new();
+    let mut reports: Vec<AlarmReport> = Vec::new();
     let mut pet_failed = false;
 
     loop {
@@ -132,6 +151,7 @@ pub fn run_governor<M: Machine>(
         }
         let mut fds: Vec<libc::pollfd> = std::iter::once(connector.as_raw_fd())
             .chain(buttons.iter().map(AsRawFd::as_raw_fd))
+            .chain(alarms.iter().map(|a| a.as_fd().as_raw_fd()))
             .map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -159,7 +179,30 @@ pub fn run_governor<M: Machine>(
                 engine.handle(&ev)?;
             }
         }
-        let button_ready: Vec<bool> = ready.map(|r| r != 0).collect();
+        let button_ready: Vec<bool> = ready.by_ref().take(buttons.len()).map(|r| r != 0).collect();
+        // Alarms first: a halt they report must not wait for a button.
+        for (alarm, revents) in alarms.iter_mut().zip(ready) {
+            if revents == 0 {
+                continue;
+            }
+            alarm.read(&mut reports)?;
+            if reports.is_empty() && revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+            {
+                return Err(Error::AlarmGone {
+                    name: alarm.name().to_owned(),
+                    detail: if revents & libc::POLLNVAL != 0 {
+                        "descriptor not open"
+                    } else if revents & libc::POLLERR != 0 {
+                        "descriptor reports an error"
+                    } else {
+                        "descriptor hung up"
+                    },
+                });
+            }
+            for report in reports.drain(..) {
+                engine.handle_alarm(alarm.name(), &report)?;
+            }
+        }
         let mut keep = Vec::with_capacity(buttons.len());
         for (mut button, is_ready) in buttons.into_iter().zip(button_ready) {
             if !is_ready {

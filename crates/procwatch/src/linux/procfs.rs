@@ -7,6 +7,7 @@ use std::io::{self, Read as _};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::sys;
 use crate::error::Error;
@@ -62,6 +63,8 @@ pub struct ProcFs {
     fd_budget: usize,
     files_read: Cell<u64>,
     kernel_threads_reused: u64,
+    /// Clock ticks per second of `stat`'s start time (`_SC_CLK_TCK`).
+    ticks_per_second: u64,
 }
 
 /// A buffer kept between calls of a `&self` method (taken, used, put back).
@@ -250,6 +253,7 @@ impl ProcFs {
             fd_budget,
             files_read: Cell::new(0),
             kernel_threads_reused: 0,
+            ticks_per_second: sys::clock_ticks_per_second(),
         }
     }
 
@@ -733,6 +737,20 @@ impl ProcessSource for ProcFs {
     /// descriptor budget, or a kernel thread held by a pidfd) the pid is
     /// read afresh, and a start time other than the last one read is
     /// another process: the one asked about is gone.
+    /// `CLOCK_BOOTTIME` now, less the start time: the kernel counts both
+    /// from boot, suspended time included (and shifts both alike in a time
+    /// namespace), so the age is right for a process first seen late. The
+    /// start time is cut down to a clock tick (10 ms), so the process
+    /// started before the end of that tick: the age is counted from there,
+    /// never more than the true age.
+    fn age_of(&self, start_time: u64) -> Option<Duration> {
+        let now = sys::boot_time().ok()?;
+        let nanos = u128::from(start_time.saturating_add(1)).saturating_mul(1_000_000_000)
+            / u128::from(self.ticks_per_second.max(1));
+        let started = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        Some(now.saturating_sub(started))
+    }
+
     fn reread(&mut self, pid: u32) -> Result<Read, Error> {
         let Some(mut k) = self.known.remove(&pid) else {
             return self.read_process(pid);

@@ -5,6 +5,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::error::Error;
 
@@ -173,4 +174,29 @@ pub(crate) fn is_procfs(fd: BorrowedFd<'_>) -> bool {
         return false;
     }
     st.f_type == libc::PROC_SUPER_MAGIC
+}
+
+/// Clock ticks per second of `/proc`'s times (`sysconf(_SC_CLK_TCK)`,
+/// `USER_HZ`); 100, the value on every Linux architecture, if it cannot be
+/// read.
+pub(crate) fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf takes a constant and returns a number; no memory is
+    // passed.
+    let ret = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ret).ok().filter(|&t| t > 0).unwrap_or(100)
+}
+
+/// `CLOCK_BOOTTIME` now: time since boot, suspended time included, the
+/// clock `stat`'s start time counts.
+pub(crate) fn boot_time() -> io::Result<Duration> {
+    // SAFETY: an all-zero timespec is valid; clock_gettime fills it.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is a live, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let secs = u64::try_from(ts.tv_sec).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    let nanos =
+        u32::try_from(ts.tv_nsec).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    Ok(Duration::new(secs, nanos))
 }

@@ -13,6 +13,8 @@ use procwatch::{
     SealedRules, Stats, Verdict,
 };
 
+mod fork_bounds;
+
 const ROLE: &str = "PROCWATCH_TEST_ROLE";
 
 /// Kills and reaps a child on drop, so a failing test leaves nothing behind.
@@ -63,6 +65,8 @@ fn test_policy(root: u32, governor: Option<u32>, scope: Scope, rescan: Duration)
             setuid_to: vec![],
             nested: false,
             log: false,
+            max_alive: None,
+            max_lifetime: None,
         }],
         sealed: SealedRules {
             halt_on_exec: true,
@@ -925,9 +929,11 @@ pub(crate) fn main() {
         Ok("governor") => return role_governor(),
         Ok("pid-reuse") => return role_pid_reuse(),
         Ok("fork-storm") => return role_fork_storm(),
+        Ok("fork-bounds") => return fork_bounds::role_fork_bounds(),
+        Ok("governor-alarm") => return fork_bounds::role_governor_alarm(),
         _ => {}
     }
-    let tests: [(&str, fn()); 11] = [
+    let tests: [(&str, fn()); 14] = [
         (
             "procfs_reads_hostile_names_and_skips_vanished",
             procfs_reads_hostile_names_and_skips_vanished,
@@ -968,6 +974,12 @@ pub(crate) fn main() {
         (
             "run_governor_pets_powers_off_and_halts",
             run_governor_pets_powers_off_and_halts,
+        ),
+        ("pidns_fork_bounds", fork_bounds::pidns_fork_bounds),
+        ("connector_fork_bounds", fork_bounds::connector_fork_bounds),
+        (
+            "run_governor_halts_on_an_alarm_before_the_seal",
+            fork_bounds::run_governor_halts_on_an_alarm_before_the_seal,
         ),
     ];
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
