@@ -11,7 +11,10 @@ use nlwire::{attrs, messages, Attr, AttrWriter, Builder};
 /// a framing error.
 fn walk(bytes: &[u8]) -> Option<Vec<(u16, Vec<u8>)>> {
     attrs(bytes)
-        .map(|a| a.ok().map(|a: Attr<'_>| (a.raw_kind(), a.payload().to_vec())))
+        .map(|a| {
+            a.ok()
+                .map(|a: Attr<'_>| (a.raw_kind(), a.payload().to_vec()))
+        })
         .collect()
 }
 
@@ -22,7 +25,13 @@ fn walk_deep(bytes: &[u8], depth: u8) {
     }
     for attr in attrs(bytes) {
         let Ok(attr) = attr else { break };
-        let _ = (attr.u8(), attr.u16(), attr.be_u32(), attr.u64(), attr.to_string_lossy());
+        let _ = (
+            attr.u8(),
+            attr.u16(),
+            attr.be_u32(),
+            attr.u64(),
+            attr.to_string_lossy(),
+        );
         walk_deep(attr.payload(), depth - 1);
     }
 }
@@ -55,10 +64,19 @@ fuzz_target!(|data: &[u8]| {
         }
         walk_deep(m.payload, 6);
         // Rebuilt with the payload as its family header, it walks the same.
-        let rebuilt = nlwire::build::message(m.header.kind, m.header.flags, m.header.seq, m.payload, |_| {})
-            .expect("a walked message fits a message");
+        let rebuilt = nlwire::build::message(
+            m.header.kind,
+            m.header.flags,
+            m.header.seq,
+            m.payload,
+            |_| {},
+        )
+        .expect("a walked message fits a message");
         let back = nlwire::Message::parse(&rebuilt).expect("rebuilt message walks");
-        assert_eq!((back.header.kind, back.header.flags, back.header.seq), (m.header.kind, m.header.flags, m.header.seq));
+        assert_eq!(
+            (back.header.kind, back.header.flags, back.header.seq),
+            (m.header.kind, m.header.flags, m.header.seq)
+        );
         assert_eq!(&back.payload[..m.payload.len()], m.payload);
     }
 });
