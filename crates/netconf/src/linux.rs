@@ -1,10 +1,10 @@
 //! Linux: an rtnetlink socket behind [`LinkOps`], a packet socket behind
 //! [`DhcpTransport`], and [`bring_up`], which runs the whole thing.
 //!
-//! This is the crate's only `unsafe` code: the socket syscalls, each block
-//! with a `// SAFETY:` comment, raw return codes turned into errors by
-//! `check`. Building and parsing what goes through the sockets is in the
-//! pure modules.
+//! This is the crate's only `unsafe` code: the packet socket's syscalls,
+//! each block with a `// SAFETY:` comment, raw return codes turned into
+//! errors by `nlwire::check`. The netlink socket is `nlwire`'s. Building and
+//! parsing what goes through the sockets is in the pure modules.
 
 use std::hash::{BuildHasher, Hasher};
 use std::io;
@@ -12,6 +12,8 @@ use std::mem;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+use nlwire::{OsError, SocketError, SocketOptions};
 
 use crate::client::{obtain_lease, ClientConfig, DhcpTransport};
 use crate::dhcp::Lease;
@@ -72,15 +74,11 @@ fn random_xid(mac: &[u8; 6]) -> u32 {
     u32::from_le_bytes([a, b, c, d])
 }
 
-/// Turns a raw syscall return into a result: negative means `errno`.
-fn check<T: Copy + PartialOrd + Default>(ret: T, call: &'static str) -> Result<T, NetconfError> {
-    if ret < T::default() {
-        Err(NetconfError::Syscall {
-            call,
-            source: io::Error::last_os_error(),
-        })
-    } else {
-        Ok(ret)
+/// A failed syscall as the crate's error.
+fn syscall(error: OsError) -> NetconfError {
+    NetconfError::Syscall {
+        call: error.op,
+        source: error.source,
     }
 }
 
@@ -91,10 +89,10 @@ fn new_socket(
     call: &'static str,
 ) -> Result<OwnedFd, NetconfError> {
     // SAFETY: socket() takes no pointers; the result is checked before use.
-    let fd = check(
-        unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, protocol) },
-        call,
-    )?;
+    let fd = nlwire::check(call, unsafe {
+        libc::socket(domain, kind | libc::SOCK_CLOEXEC, protocol)
+    })
+    .map_err(syscall)?;
     // SAFETY: `fd` is a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -107,9 +105,25 @@ fn socklen_of<T>() -> libc::socklen_t {
 /// answer, matched by sequence number.
 #[derive(Debug)]
 pub struct Netlink {
-    fd: OwnedFd,
+    socket: nlwire::Socket,
     seq: u32,
     buf: Vec<u8>,
+}
+
+/// A netlink socket failure as the crate's error; `call` names the
+/// operation for the kinds that are not a failed syscall of their own.
+fn netlink_error(call: &'static str, error: SocketError) -> NetconfError {
+    match error {
+        SocketError::Os(error) => syscall(error),
+        SocketError::Truncated { .. } => NetconfError::NetlinkMalformed {
+            what: "reply larger than the receive buffer",
+        },
+        SocketError::ShortSend { .. } => NetconfError::NetlinkMalformed { what: "short send" },
+        other => NetconfError::Syscall {
+            call,
+            source: other.into_io(),
+        },
+    }
 }
 
 impl Netlink {
@@ -118,27 +132,14 @@ impl Netlink {
     /// # Errors
     /// A failed syscall.
     pub fn open() -> Result<Self, NetconfError> {
-        let fd = new_socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW,
-            libc::NETLINK_ROUTE,
-            "socket(AF_NETLINK)",
-        )?;
-        // SAFETY: sockaddr_nl is plain old data; all zeros is a valid value.
-        let mut addr: libc::sockaddr_nl = unsafe { mem::zeroed() };
-        addr.nl_family = libc::sa_family_t::try_from(libc::AF_NETLINK).unwrap_or_default();
-        // SAFETY: `addr` is a valid sockaddr_nl and the length passed is its size.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const addr).cast::<libc::sockaddr>(),
-                socklen_of::<libc::sockaddr_nl>(),
-            )
+        let options = SocketOptions {
+            receive_timeout: Some(NETLINK_TIMEOUT),
+            ..SocketOptions::default()
         };
-        check(rc, "bind(AF_NETLINK)")?;
-        set_receive_timeout(&fd, NETLINK_TIMEOUT)?;
+        let socket = nlwire::Socket::open(nlwire::socket::NETLINK_ROUTE, &options)
+            .map_err(|e| netlink_error("socket(AF_NETLINK)", e))?;
         Ok(Self {
-            fd,
+            socket,
             seq: 0,
             buf: vec![0; RECV_BUF_LEN],
         })
@@ -150,43 +151,17 @@ impl Netlink {
     }
 
     fn send(&self, message: &[u8]) -> Result<(), NetconfError> {
-        // SAFETY: the pointer and length describe `message`, which outlives the call.
-        let sent = check(
-            unsafe {
-                libc::send(
-                    self.fd.as_raw_fd(),
-                    message.as_ptr().cast(),
-                    message.len(),
-                    0,
-                )
-            },
-            "send(netlink)",
-        )?;
-        if usize::try_from(sent).ok() != Some(message.len()) {
-            return Err(NetconfError::NetlinkMalformed { what: "short send" });
-        }
-        Ok(())
+        self.socket
+            .send(message)
+            .map_err(|e| netlink_error("send(netlink)", e))
     }
 
     fn receive(&mut self) -> Result<Vec<netlink::Reply>, NetconfError> {
-        // MSG_TRUNC makes recv report the datagram's real length, so a reply
-        // larger than the buffer is an error instead of silently cut.
-        // SAFETY: the pointer and length describe `self.buf`, owned and live.
-        let len = check(
-            unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    libc::MSG_TRUNC,
-                )
-            },
-            "recv(netlink)",
-        )?;
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        let datagram = self.buf.get(..len).ok_or(NetconfError::NetlinkMalformed {
-            what: "reply larger than the receive buffer",
-        })?;
+        let received = self
+            .socket
+            .recv(&mut self.buf)
+            .map_err(|e| netlink_error("recv(netlink)", e))?;
+        let datagram = self.buf.get(..received.len).unwrap_or_default();
         netlink::parse_replies(datagram)
     }
 
@@ -274,25 +249,6 @@ impl LinkOps for Netlink {
     }
 }
 
-fn set_receive_timeout(fd: &OwnedFd, timeout: Duration) -> Result<(), NetconfError> {
-    let tv = libc::timeval {
-        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
-    };
-    // SAFETY: `tv` is a valid timeval and the length passed is its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const tv).cast(),
-            socklen_of::<libc::timeval>(),
-        )
-    };
-    check(rc, "setsockopt(SO_RCVTIMEO)")?;
-    Ok(())
-}
-
 /// DHCP over an `AF_PACKET` datagram socket bound to one interface: frames
 /// carry our own IPv4/UDP headers, so no address is needed and no IP-layer
 /// filter (reverse path, firewall input) sees the exchange.
@@ -331,7 +287,7 @@ impl PacketTransport {
                 socklen_of::<libc::sockaddr_ll>(),
             )
         };
-        check(rc, "bind(AF_PACKET)")?;
+        nlwire::check("bind(AF_PACKET)", rc).map_err(syscall)?;
         Ok(Self {
             fd,
             index,
@@ -352,17 +308,11 @@ impl PacketTransport {
         let millis = libc::c_int::try_from(millis).unwrap_or(libc::c_int::MAX);
         // SAFETY: `pollfd` is one valid pollfd, matching the count of 1.
         let ready = unsafe { libc::poll(&raw mut pollfd, 1, millis) };
-        if ready < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(NetconfError::Syscall {
-                call: "poll(AF_PACKET)",
-                source: error,
-            });
+        match nlwire::check("poll(AF_PACKET)", ready) {
+            Ok(ready) => Ok(ready > 0),
+            Err(error) if error.source.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(error) => Err(syscall(error)),
         }
-        Ok(ready > 0)
     }
 
     /// Reads one frame without blocking; `None` if there was none or it was
@@ -383,16 +333,15 @@ impl PacketTransport {
                 &raw mut from_len,
             )
         };
-        if len < 0 {
-            let error = io::Error::last_os_error();
-            return match error.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(NetconfError::Syscall {
-                    call: "recvfrom(AF_PACKET)",
-                    source: error,
-                }),
-            };
-        }
+        let len = match nlwire::check("recvfrom(AF_PACKET)", len) {
+            Ok(len) => len,
+            Err(error) => {
+                return match error.source.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+                    _ => Err(syscall(error)),
+                }
+            }
+        };
         if from.sll_pkttype == libc::PACKET_OUTGOING {
             return Ok(None);
         }
@@ -420,19 +369,20 @@ impl DhcpTransport for PacketTransport {
                 socklen_of::<libc::sockaddr_ll>(),
             )
         };
-        if sent < 0 {
-            let error = io::Error::last_os_error();
+        match nlwire::check("sendto(AF_PACKET)", sent) {
+            Ok(_) => Ok(()),
             // No carrier yet or a full queue: the packet is lost and the
             // client's retransmission covers it.
-            return match error.raw_os_error() {
-                Some(libc::ENETDOWN | libc::ENOBUFS | libc::EAGAIN | libc::ENXIO) => Ok(()),
-                _ => Err(NetconfError::Syscall {
-                    call: "sendto(AF_PACKET)",
-                    source: error,
-                }),
-            };
+            Err(error)
+                if matches!(
+                    error.source.raw_os_error(),
+                    Some(libc::ENETDOWN | libc::ENOBUFS | libc::EAGAIN | libc::ENXIO)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(syscall(error)),
         }
-        Ok(())
     }
 
     fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>, NetconfError> {

@@ -2,9 +2,11 @@
 //!
 //! The request builders and the reply parser are pure functions over bytes
 //! (host byte order for netlink's own integers, network order for
-//! addresses, as the kernel expects); the `linux` module only moves those
-//! bytes through a socket. The constants are the kernel's stable ABI, copied
-//! here so this module needs no `libc` and builds on every target.
+//! addresses, as the kernel expects); the framing (headers, attributes,
+//! lengths) is `nlwire`'s, the rtnetlink messages are ours, and the `linux`
+//! module only moves those bytes through a socket. The constants are the
+//! kernel's stable ABI, copied here so this module needs no `libc` and
+//! builds on every target.
 //!
 //! [`apply_lease`] and [`bring_links_up`] hold the ordering rules over the
 //! [`LinkOps`] trait, so a fake checks them without a kernel.
@@ -15,19 +17,15 @@ use std::net::Ipv4Addr;
 use crate::dhcp::Lease;
 use crate::NetconfError;
 
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
+use nlwire::message::{
+    NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST,
+};
+use nlwire::WireError;
+
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
-
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_DUMP: u16 = 0x300;
-const NLM_F_REPLACE: u16 = 0x100;
-const NLM_F_CREATE: u16 = 0x400;
 
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
@@ -39,8 +37,6 @@ const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_PREFSRC: u16 = 7;
-/// Attribute type bits that are flags (nested, byte order), not the type.
-const NLA_TYPE_MASK: u16 = 0x3FFF;
 
 const AF_UNSPEC: u8 = 0;
 const AF_INET: u8 = 2;
@@ -331,34 +327,17 @@ fn ifinfomsg(family: u8, index: u32, flags: u32, change: u32) -> Vec<u8> {
     out
 }
 
-fn align4(len: usize) -> usize {
-    len.saturating_add(3) & !3
-}
-
-/// One netlink message: header, fixed family header, attributes, each
-/// padded to 4 bytes. Lengths are bounded by the callers (a few dozen bytes).
+/// One request: header, family header, attributes. Ours are a few
+/// fixed-size values, far below netlink's length limits, so building cannot
+/// fail; if it ever did, the empty datagram would get no acknowledgement and
+/// the request would time out rather than go out wrong.
 fn message(msg_type: u16, flags: u16, seq: u32, fixed: &[u8], attrs: &[(u16, &[u8])]) -> Vec<u8> {
-    let mut out = vec![0; NLMSG_HDRLEN];
-    out.extend_from_slice(fixed);
-    out.resize(align4(out.len()), 0);
-    for (attr_type, value) in attrs {
-        let rta_len = u16::try_from(value.len().saturating_add(4)).unwrap_or(u16::MAX);
-        out.extend_from_slice(&rta_len.to_ne_bytes());
-        out.extend_from_slice(&attr_type.to_ne_bytes());
-        out.extend_from_slice(value);
-        out.resize(align4(out.len()), 0);
-    }
-    let total = u32::try_from(out.len()).unwrap_or(u32::MAX);
-    let mut header = Vec::with_capacity(NLMSG_HDRLEN);
-    header.extend_from_slice(&total.to_ne_bytes());
-    header.extend_from_slice(&msg_type.to_ne_bytes());
-    header.extend_from_slice(&flags.to_ne_bytes());
-    header.extend_from_slice(&seq.to_ne_bytes());
-    header.extend_from_slice(&0_u32.to_ne_bytes()); // port id: the kernel fills ours
-    if let Some(slot) = out.get_mut(..NLMSG_HDRLEN) {
-        slot.copy_from_slice(&header);
-    }
-    out
+    nlwire::build::message(msg_type, flags, seq, fixed, |w| {
+        for (attr_type, value) in attrs {
+            w.bytes(*attr_type, value);
+        }
+    })
+    .unwrap_or_default()
 }
 
 /// What one message from the kernel says.
@@ -394,49 +373,41 @@ pub struct Reply {
 /// # Errors
 /// [`NetconfError::NetlinkMalformed`] on any length inconsistency.
 pub fn parse_replies(datagram: &[u8]) -> Result<Vec<Reply>, NetconfError> {
-    let malformed = |what| NetconfError::NetlinkMalformed { what };
     let mut replies = Vec::new();
-    let mut rest = datagram;
-    while !rest.is_empty() {
-        let &[l0, l1, l2, l3, t0, t1, _, _, s0, s1, s2, s3, ..] = rest else {
-            return Err(malformed("short message header"));
-        };
-        let len = usize::try_from(u32::from_ne_bytes([l0, l1, l2, l3]))
-            .map_err(|_| malformed("message length"))?;
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            return Err(malformed("message length"));
-        }
-        let msg_type = u16::from_ne_bytes([t0, t1]);
-        let seq = u32::from_ne_bytes([s0, s1, s2, s3]);
-        let payload = rest
-            .get(NLMSG_HDRLEN..len)
-            .ok_or(malformed("message length"))?;
-        let response = match msg_type {
+    for message in nlwire::messages(datagram) {
+        let message = message.map_err(malformed)?;
+        let response = match message.header.kind {
             NLMSG_DONE => Response::Done,
-            NLMSG_ERROR => {
-                let &[e0, e1, e2, e3, ..] = payload else {
-                    return Err(malformed("short error message"));
-                };
-                Response::Ack {
-                    errno: i32::from_ne_bytes([e0, e1, e2, e3]).saturating_neg(),
-                }
-            }
-            RTM_NEWLINK => Response::Link(parse_link(payload)?),
+            NLMSG_ERROR => Response::Ack {
+                errno: message.error().map_err(malformed)?.errno,
+            },
+            RTM_NEWLINK => Response::Link(parse_link(message.payload)?),
             other => Response::Other { msg_type: other },
         };
-        replies.push(Reply { seq, response });
-        rest = rest.get(align4(len)..).unwrap_or_default();
+        replies.push(Reply {
+            seq: message.header.seq,
+            response,
+        });
     }
     Ok(replies)
 }
 
+fn malformed(error: WireError) -> NetconfError {
+    NetconfError::NetlinkMalformed {
+        what: error.detail(),
+    }
+}
+
 fn parse_link(payload: &[u8]) -> Result<Link, NetconfError> {
-    let malformed = |what| NetconfError::NetlinkMalformed { what };
     let Some((fixed, attrs)) = payload.split_at_checked(16) else {
-        return Err(malformed("short ifinfomsg"));
+        return Err(NetconfError::NetlinkMalformed {
+            what: "short ifinfomsg",
+        });
     };
     let &[_, _, t0, t1, i0, i1, i2, i3, f0, f1, f2, f3, ..] = fixed else {
-        return Err(malformed("short ifinfomsg"));
+        return Err(NetconfError::NetlinkMalformed {
+            what: "short ifinfomsg",
+        });
     };
     let mut link = Link {
         index: u32::from_ne_bytes([i0, i1, i2, i3]),
@@ -446,28 +417,14 @@ fn parse_link(payload: &[u8]) -> Result<Link, NetconfError> {
         mac: None,
         mtu: None,
     };
-    let mut rest = attrs;
-    while !rest.is_empty() {
-        let &[l0, l1, t0, t1, ..] = rest else {
-            return Err(malformed("short attribute header"));
-        };
-        let len = usize::from(u16::from_ne_bytes([l0, l1]));
-        if len < 4 || len > rest.len() {
-            return Err(malformed("attribute length"));
-        }
-        let value = rest.get(4..len).ok_or(malformed("attribute length"))?;
-        match u16::from_ne_bytes([t0, t1]) & NLA_TYPE_MASK {
-            IFLA_IFNAME => {
-                let name = value.split(|&b| b == 0).next().unwrap_or_default();
-                link.name = String::from_utf8_lossy(name).into_owned();
-            }
-            IFLA_ADDRESS => link.mac = <[u8; 6]>::try_from(value).ok(),
-            IFLA_MTU => {
-                link.mtu = <[u8; 4]>::try_from(value).ok().map(u32::from_ne_bytes);
-            }
+    for attr in nlwire::attrs(attrs) {
+        let attr = attr.map_err(malformed)?;
+        match attr.kind() {
+            IFLA_IFNAME => link.name = attr.to_string_lossy(),
+            IFLA_ADDRESS => link.mac = <[u8; 6]>::try_from(attr.payload()).ok(),
+            IFLA_MTU => link.mtu = attr.u32().ok(),
             _ => {}
         }
-        rest = rest.get(align4(len)..).unwrap_or_default();
     }
     Ok(link)
 }

@@ -23,8 +23,10 @@
 //!   from one intermediate ruleset, so they cannot say different things.
 //! - Loading a phase replaces our table in one kernel transaction: there is no
 //!   moment with the old rules gone and the new ones not yet in force.
-//! - `unsafe` lives only in `os/linux.rs`, at the socket syscalls.
+//! - No `unsafe`: netlink framing and the socket are `nlwire`'s; this crate
+//!   keeps only nf_tables' messages and expressions.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod firewall;
 mod ir;

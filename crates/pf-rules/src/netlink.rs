@@ -1,12 +1,18 @@
-//! The nf_tables netlink wire format: the batch that replaces our table, and
+//! The nf_tables netlink messages: the batch that replaces our table, and
 //! the parser for the kernel's acknowledgements. Pure bytes in, bytes out;
-//! the socket lives in `os/linux.rs`.
+//! netlink's own framing (headers, attributes, lengths, `NLMSG_ERROR`) is
+//! `nlwire`'s, and the socket lives in `os/linux.rs`.
 //!
 //! The encoding mirrors what `nft` 1.0 sends for the text of
 //! [`crate::render_nft`] (checked against `nft --debug=netlink,mnl`), so
 //! `nft list` prints the two identically. Layouts are those of
 //! `linux/netfilter/nf_tables.h` and `linux/netfilter/nfnetlink.h`.
 #![forbid(unsafe_code)]
+
+use nlwire::message::{
+    NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST,
+};
+use nlwire::{AttrWriter, Builder, Message, WireError};
 
 use crate::ir::{self, Action, Hook, Match, Meter, Rule, TABLE};
 use crate::policy::{Phase, Policy, RateLimit};
@@ -16,21 +22,6 @@ mod readback;
 pub use readback::{
     encode_rule_dump, expected_rules, parse_rule_dump, verify_rules, DumpedRule, ReadBack, RuleDump,
 };
-
-// netlink.h
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_NOOP: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_DUMP: u16 = 0x300;
-const NLM_F_CAPPED: u16 = 0x100;
-const NLM_F_ACK_TLVS: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_APPEND: u16 = 0x800;
-const NLA_F_NESTED: u16 = 0x8000;
-const NLMSGERR_ATTR_MSG: u16 = 1;
 
 // nfnetlink.h
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -179,37 +170,33 @@ pub struct Batch {
 pub fn encode_batch(policy: &Policy, phase: Phase, first_seq: u32) -> Result<Batch, FirewallError> {
     let rs = ir::ruleset(policy, phase);
     let mut enc = BatchEncoder {
-        bytes: Vec::with_capacity(8192),
+        builder: Builder::with_capacity(8192),
         messages: Vec::new(),
         seq: first_seq,
     };
     enc.control(NFNL_MSG_BATCH_BEGIN)?;
 
     enc.message(NFT_MSG_NEWTABLE, NLM_F_CREATE, "declare table", |m| {
-        m.str(NFTA_TABLE_NAME, TABLE);
-        m.u32(NFTA_TABLE_FLAGS, 0);
-        Ok(())
+        m.c_str(NFTA_TABLE_NAME, TABLE);
+        m.be_u32(NFTA_TABLE_FLAGS, 0);
     })?;
     enc.message(NFT_MSG_DELTABLE, 0, "delete table", |m| {
-        m.str(NFTA_TABLE_NAME, TABLE);
-        Ok(())
+        m.c_str(NFTA_TABLE_NAME, TABLE);
     })?;
     enc.message(NFT_MSG_NEWTABLE, NLM_F_CREATE, "add table", |m| {
-        m.str(NFTA_TABLE_NAME, TABLE);
-        m.u32(NFTA_TABLE_FLAGS, 0);
-        Ok(())
+        m.c_str(NFTA_TABLE_NAME, TABLE);
+        m.be_u32(NFTA_TABLE_FLAGS, 0);
     })?;
     for chain in &rs.chains {
         let what = format!("add chain {}", chain.hook.name());
         enc.message(NFT_MSG_NEWCHAIN, NLM_F_CREATE, &what, |m| {
-            m.str(NFTA_CHAIN_TABLE, TABLE);
-            m.str(NFTA_CHAIN_NAME, chain.hook.name());
-            m.str(NFTA_CHAIN_TYPE, "filter");
-            m.u32(NFTA_CHAIN_POLICY, NF_DROP);
-            m.nest(NFTA_CHAIN_HOOK, |m| {
-                m.u32(NFTA_HOOK_HOOKNUM, hook_number(chain.hook));
-                m.u32(NFTA_HOOK_PRIORITY, 0);
-                Ok(())
+            m.c_str(NFTA_CHAIN_TABLE, TABLE);
+            m.c_str(NFTA_CHAIN_NAME, chain.hook.name());
+            m.c_str(NFTA_CHAIN_TYPE, "filter");
+            m.be_u32(NFTA_CHAIN_POLICY, NF_DROP);
+            m.nested(NFTA_CHAIN_HOOK, |m| {
+                m.be_u32(NFTA_HOOK_HOOKNUM, hook_number(chain.hook));
+                m.be_u32(NFTA_HOOK_PRIORITY, 0);
             })
         })?;
     }
@@ -217,49 +204,46 @@ pub fn encode_batch(policy: &Policy, phase: Phase, first_seq: u32) -> Result<Bat
         let name = set.meter.set_name();
         let what = format!("add set {name}");
         enc.message(NFT_MSG_NEWSET, NLM_F_CREATE, &what, |m| {
-            m.str(NFTA_SET_TABLE, TABLE);
-            m.str(NFTA_SET_NAME, name);
+            m.c_str(NFTA_SET_TABLE, TABLE);
+            m.c_str(NFTA_SET_NAME, name);
             let flags = match set.timeout_secs {
                 Some(_) => NFT_SET_TIMEOUT | NFT_SET_EVAL,
                 None => NFT_SET_EVAL,
             };
-            m.u32(NFTA_SET_FLAGS, flags);
-            m.u32(NFTA_SET_KEY_TYPE, NFT_TYPE_IPADDR);
-            m.u32(NFTA_SET_KEY_LEN, 4);
+            m.be_u32(NFTA_SET_FLAGS, flags);
+            m.be_u32(NFTA_SET_KEY_TYPE, NFT_TYPE_IPADDR);
+            m.be_u32(NFTA_SET_KEY_LEN, 4);
             // The rules refer to the set by this id: it only exists by
             // name once the transaction commits.
-            m.u32(NFTA_SET_ID, set.meter.set_id());
-            m.nest(NFTA_SET_DESC, |m| {
-                m.u32(NFTA_SET_DESC_SIZE, set.size);
-                Ok(())
-            })?;
+            m.be_u32(NFTA_SET_ID, set.meter.set_id());
+            m.nested(NFTA_SET_DESC, |m| {
+                m.be_u32(NFTA_SET_DESC_SIZE, set.size);
+            });
             if let Some(secs) = set.timeout_secs {
-                m.u64(NFTA_SET_TIMEOUT, u64::from(secs) * 1000);
+                m.be_u64(NFTA_SET_TIMEOUT, u64::from(secs) * 1000);
             }
             let mut udata = vec![NFTNL_UDATA_SET_KEYBYTEORDER, 4];
             udata.extend_from_slice(&BYTEORDER_BIG_ENDIAN.to_ne_bytes());
-            m.attr(NFTA_SET_USERDATA, &udata);
-            Ok(())
+            m.bytes(NFTA_SET_USERDATA, &udata);
         })?;
     }
     for chain in &rs.chains {
         for (i, rule) in chain.rules.iter().enumerate() {
             let what = format!("add rule #{} to chain {}", i + 1, chain.hook.name());
             enc.message(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, &what, |m| {
-                m.str(NFTA_RULE_TABLE, TABLE);
-                m.str(NFTA_RULE_CHAIN, chain.hook.name());
-                m.nest(NFTA_RULE_EXPRESSIONS, |m| {
+                m.c_str(NFTA_RULE_TABLE, TABLE);
+                m.c_str(NFTA_RULE_CHAIN, chain.hook.name());
+                m.nested(NFTA_RULE_EXPRESSIONS, |m| {
                     for expr in rule_exprs(rule) {
-                        m.nest(NFTA_LIST_ELEM, |m| encode_expr(m, &expr))?;
+                        m.nested(NFTA_LIST_ELEM, |m| encode_expr(m, &expr));
                     }
-                    Ok(())
                 })
             })?;
         }
     }
     enc.control(NFNL_MSG_BATCH_END)?;
     Ok(Batch {
-        bytes: enc.bytes,
+        bytes: enc.builder.into_bytes(),
         messages: enc.messages,
     })
 }
@@ -417,7 +401,7 @@ fn ipv4_saddr() -> Expr {
     }
 }
 
-pub(crate) fn encode_expr(m: &mut MsgEncoder<'_>, expr: &Expr) -> Result<(), FirewallError> {
+pub(crate) fn encode_expr(m: &mut AttrWriter<'_>, expr: &Expr) {
     let name = match expr {
         Expr::Meta(_) => "meta",
         Expr::Cmp { .. } => "cmp",
@@ -429,106 +413,95 @@ pub(crate) fn encode_expr(m: &mut MsgEncoder<'_>, expr: &Expr) -> Result<(), Fir
         Expr::ConnlimitOver(_) => "connlimit",
         Expr::Verdict(_) => "immediate",
     };
-    m.str(NFTA_EXPR_NAME, name);
-    m.nest(NFTA_EXPR_DATA, |m| match expr {
+    m.c_str(NFTA_EXPR_NAME, name);
+    m.nested(NFTA_EXPR_DATA, |m| match expr {
         Expr::Meta(key) => {
-            m.u32(NFTA_META_KEY, *key);
-            m.u32(NFTA_META_DREG, NFT_REG_1);
-            Ok(())
+            m.be_u32(NFTA_META_KEY, *key);
+            m.be_u32(NFTA_META_DREG, NFT_REG_1);
         }
         Expr::Cmp { op, data } => {
-            m.u32(NFTA_CMP_SREG, NFT_REG_1);
-            m.u32(NFTA_CMP_OP, *op);
-            m.nest(NFTA_CMP_DATA, |m| {
-                m.attr(NFTA_DATA_VALUE, data);
-                Ok(())
+            m.be_u32(NFTA_CMP_SREG, NFT_REG_1);
+            m.be_u32(NFTA_CMP_OP, *op);
+            m.nested(NFTA_CMP_DATA, |m| {
+                m.bytes(NFTA_DATA_VALUE, data);
             })
         }
         Expr::Payload { base, offset, len } => {
-            m.u32(NFTA_PAYLOAD_DREG, NFT_REG_1);
-            m.u32(NFTA_PAYLOAD_BASE, *base);
-            m.u32(NFTA_PAYLOAD_OFFSET, *offset);
-            m.u32(NFTA_PAYLOAD_LEN, *len);
-            Ok(())
+            m.be_u32(NFTA_PAYLOAD_DREG, NFT_REG_1);
+            m.be_u32(NFTA_PAYLOAD_BASE, *base);
+            m.be_u32(NFTA_PAYLOAD_OFFSET, *offset);
+            m.be_u32(NFTA_PAYLOAD_LEN, *len);
         }
         Expr::Bitwise { mask } => {
-            m.u32(NFTA_BITWISE_SREG, NFT_REG_1);
-            m.u32(NFTA_BITWISE_DREG, NFT_REG_1);
-            m.u32(NFTA_BITWISE_LEN, 4);
-            m.nest(NFTA_BITWISE_MASK, |m| {
-                m.attr(NFTA_DATA_VALUE, &mask.to_ne_bytes());
-                Ok(())
-            })?;
-            m.nest(NFTA_BITWISE_XOR, |m| {
-                m.attr(NFTA_DATA_VALUE, &0u32.to_ne_bytes());
-                Ok(())
+            m.be_u32(NFTA_BITWISE_SREG, NFT_REG_1);
+            m.be_u32(NFTA_BITWISE_DREG, NFT_REG_1);
+            m.be_u32(NFTA_BITWISE_LEN, 4);
+            m.nested(NFTA_BITWISE_MASK, |m| {
+                m.bytes(NFTA_DATA_VALUE, &mask.to_ne_bytes());
+            });
+            m.nested(NFTA_BITWISE_XOR, |m| {
+                m.bytes(NFTA_DATA_VALUE, &0u32.to_ne_bytes());
             })
         }
         Expr::CtState => {
-            m.u32(NFTA_CT_KEY, NFT_CT_STATE);
-            m.u32(NFTA_CT_DREG, NFT_REG_1);
-            Ok(())
+            m.be_u32(NFTA_CT_KEY, NFT_CT_STATE);
+            m.be_u32(NFTA_CT_DREG, NFT_REG_1);
         }
         Expr::DynsetLimitOver(limit) => {
-            m.u32(NFTA_DYNSET_SREG_KEY, NFT_REG_1);
-            m.u32(NFTA_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
-            m.str(NFTA_DYNSET_SET_NAME, Meter::Rate.set_name());
-            m.u32(NFTA_DYNSET_SET_ID, Meter::Rate.set_id());
-            m.nest(NFTA_DYNSET_EXPR, |m| {
-                m.str(NFTA_EXPR_NAME, "limit");
-                m.nest(NFTA_EXPR_DATA, |m| {
-                    m.u64(NFTA_LIMIT_RATE, u64::from(limit.per_second));
-                    m.u64(NFTA_LIMIT_UNIT, 1);
-                    m.u32(NFTA_LIMIT_BURST, limit.burst);
-                    m.u32(NFTA_LIMIT_TYPE, NFT_LIMIT_PKTS);
-                    m.u32(NFTA_LIMIT_FLAGS, NFT_LIMIT_F_INV);
-                    Ok(())
+            m.be_u32(NFTA_DYNSET_SREG_KEY, NFT_REG_1);
+            m.be_u32(NFTA_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
+            m.c_str(NFTA_DYNSET_SET_NAME, Meter::Rate.set_name());
+            m.be_u32(NFTA_DYNSET_SET_ID, Meter::Rate.set_id());
+            m.nested(NFTA_DYNSET_EXPR, |m| {
+                m.c_str(NFTA_EXPR_NAME, "limit");
+                m.nested(NFTA_EXPR_DATA, |m| {
+                    m.be_u64(NFTA_LIMIT_RATE, u64::from(limit.per_second));
+                    m.be_u64(NFTA_LIMIT_UNIT, 1);
+                    m.be_u32(NFTA_LIMIT_BURST, limit.burst);
+                    m.be_u32(NFTA_LIMIT_TYPE, NFT_LIMIT_PKTS);
+                    m.be_u32(NFTA_LIMIT_FLAGS, NFT_LIMIT_F_INV);
                 })
             })
         }
         Expr::DynsetCountOver(max) => {
-            m.u32(NFTA_DYNSET_SREG_KEY, NFT_REG_1);
-            m.u32(NFTA_DYNSET_OP, NFT_DYNSET_OP_ADD);
-            m.str(NFTA_DYNSET_SET_NAME, Meter::Count.set_name());
-            m.u32(NFTA_DYNSET_SET_ID, Meter::Count.set_id());
-            m.nest(NFTA_DYNSET_EXPR, |m| {
-                m.str(NFTA_EXPR_NAME, "connlimit");
-                m.nest(NFTA_EXPR_DATA, |m| {
+            m.be_u32(NFTA_DYNSET_SREG_KEY, NFT_REG_1);
+            m.be_u32(NFTA_DYNSET_OP, NFT_DYNSET_OP_ADD);
+            m.c_str(NFTA_DYNSET_SET_NAME, Meter::Count.set_name());
+            m.be_u32(NFTA_DYNSET_SET_ID, Meter::Count.set_id());
+            m.nested(NFTA_DYNSET_EXPR, |m| {
+                m.c_str(NFTA_EXPR_NAME, "connlimit");
+                m.nested(NFTA_EXPR_DATA, |m| {
                     encode_connlimit(m, *max);
-                    Ok(())
                 })
             })
         }
         Expr::LookupNot(meter) => {
-            m.u32(NFTA_LOOKUP_SREG, NFT_REG_1);
-            m.str(NFTA_LOOKUP_SET, meter.set_name());
-            m.u32(NFTA_LOOKUP_SET_ID, meter.set_id());
-            m.u32(NFTA_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
-            Ok(())
+            m.be_u32(NFTA_LOOKUP_SREG, NFT_REG_1);
+            m.c_str(NFTA_LOOKUP_SET, meter.set_name());
+            m.be_u32(NFTA_LOOKUP_SET_ID, meter.set_id());
+            m.be_u32(NFTA_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
         }
         Expr::ConnlimitOver(max) => {
             encode_connlimit(m, *max);
-            Ok(())
         }
         Expr::Verdict(code) => {
-            m.u32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
-            m.nest(NFTA_IMMEDIATE_DATA, |m| {
-                m.nest(NFTA_DATA_VERDICT, |m| {
-                    m.u32(NFTA_VERDICT_CODE, *code);
-                    Ok(())
+            m.be_u32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
+            m.nested(NFTA_IMMEDIATE_DATA, |m| {
+                m.nested(NFTA_DATA_VERDICT, |m| {
+                    m.be_u32(NFTA_VERDICT_CODE, *code);
                 })
             })
         }
     })
 }
 
-fn encode_connlimit(m: &mut MsgEncoder<'_>, max: u32) {
-    m.u32(NFTA_CONNLIMIT_COUNT, max);
-    m.u32(NFTA_CONNLIMIT_FLAGS, NFT_CONNLIMIT_F_INV);
+fn encode_connlimit(m: &mut AttrWriter<'_>, max: u32) {
+    m.be_u32(NFTA_CONNLIMIT_COUNT, max);
+    m.be_u32(NFTA_CONNLIMIT_FLAGS, NFT_CONNLIMIT_F_INV);
 }
 
 struct BatchEncoder {
-    bytes: Vec<u8>,
+    builder: Builder,
     messages: Vec<BatchMessage>,
     seq: u32,
 }
@@ -544,13 +517,11 @@ impl BatchEncoder {
     /// acknowledged on their own.
     fn control(&mut self, ty: u16) -> Result<(), FirewallError> {
         let seq = self.next_seq();
-        let start = self.bytes.len();
-        push_header(&mut self.bytes, ty, NLM_F_REQUEST, seq);
-        self.bytes.push(NFPROTO_UNSPEC);
-        self.bytes.push(0);
-        self.bytes
-            .extend_from_slice(&NFNL_SUBSYS_NFTABLES.to_be_bytes());
-        finish_message(&mut self.bytes, start)
+        let [res_hi, res_lo] = NFNL_SUBSYS_NFTABLES.to_be_bytes();
+        let nfgenmsg = [NFPROTO_UNSPEC, 0, res_hi, res_lo];
+        self.builder
+            .message(ty, NLM_F_REQUEST, seq, &nfgenmsg, |_| {})
+            .map_err(wire_error)
     }
 
     fn message(
@@ -558,20 +529,15 @@ impl BatchEncoder {
         msg: u16,
         flags: u16,
         what: &str,
-        body: impl FnOnce(&mut MsgEncoder<'_>) -> Result<(), FirewallError>,
+        body: impl FnOnce(&mut AttrWriter<'_>),
     ) -> Result<(), FirewallError> {
         let seq = self.next_seq();
-        let start = self.bytes.len();
         let ty = (NFNL_SUBSYS_NFTABLES << 8) | msg;
-        push_header(&mut self.bytes, ty, NLM_F_REQUEST | NLM_F_ACK | flags, seq);
-        // struct nfgenmsg: family, version (NFNETLINK_V0), res_id.
-        self.bytes.push(NFPROTO_INET);
-        self.bytes.push(0);
-        self.bytes.extend_from_slice(&0u16.to_be_bytes());
-        body(&mut MsgEncoder {
-            bytes: &mut self.bytes,
-        })?;
-        finish_message(&mut self.bytes, start)?;
+        // struct nfgenmsg: family, version (NFNETLINK_V0), res_id 0.
+        let nfgenmsg = [NFPROTO_INET, 0, 0, 0];
+        self.builder
+            .message(ty, NLM_F_REQUEST | NLM_F_ACK | flags, seq, &nfgenmsg, body)
+            .map_err(wire_error)?;
         self.messages.push(BatchMessage {
             seq,
             what: what.to_owned(),
@@ -580,82 +546,12 @@ impl BatchEncoder {
     }
 }
 
-pub(crate) fn push_header(bytes: &mut Vec<u8>, ty: u16, flags: u16, seq: u32) {
-    bytes.extend_from_slice(&0u32.to_ne_bytes()); // length, patched later
-    bytes.extend_from_slice(&ty.to_ne_bytes());
-    bytes.extend_from_slice(&flags.to_ne_bytes());
-    bytes.extend_from_slice(&seq.to_ne_bytes());
-    bytes.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
-}
-
-pub(crate) fn finish_message(bytes: &mut [u8], start: usize) -> Result<(), FirewallError> {
-    let len = bytes.len().saturating_sub(start);
-    let len = u32::try_from(len).map_err(|_| FirewallError::TooLarge("message"))?;
-    patch(bytes, start, &len.to_ne_bytes())
-}
-
-fn patch(bytes: &mut [u8], at: usize, value: &[u8]) -> Result<(), FirewallError> {
-    let end = at.saturating_add(value.len());
-    match bytes.get_mut(at..end) {
-        Some(slot) => {
-            slot.copy_from_slice(value);
-            Ok(())
-        }
-        None => Err(FirewallError::TooLarge("patch outside the buffer")),
-    }
-}
-
-/// Appends attributes to the message being built. Every attribute is padded
-/// to 4 bytes (NLA_ALIGNTO).
-pub(crate) struct MsgEncoder<'a> {
-    pub(crate) bytes: &'a mut Vec<u8>,
-}
-
-impl MsgEncoder<'_> {
-    fn pad(&mut self) {
-        while self.bytes.len() % 4 != 0 {
-            self.bytes.push(0);
-        }
-    }
-
-    /// An attribute whose payload fits in a u16 length (all of ours: the
-    /// longest is a set name).
-    pub(crate) fn attr(&mut self, ty: u16, data: &[u8]) {
-        let len = u16::try_from(4 + data.len()).unwrap_or(u16::MAX);
-        self.bytes.extend_from_slice(&len.to_ne_bytes());
-        self.bytes.extend_from_slice(&ty.to_ne_bytes());
-        self.bytes.extend_from_slice(data);
-        self.pad();
-    }
-
-    pub(crate) fn u32(&mut self, ty: u16, value: u32) {
-        self.attr(ty, &value.to_be_bytes());
-    }
-
-    fn u64(&mut self, ty: u16, value: u64) {
-        self.attr(ty, &value.to_be_bytes());
-    }
-
-    /// A NUL-terminated string (NLA_STRING, as nftnl sends names).
-    pub(crate) fn str(&mut self, ty: u16, value: &str) {
-        let mut data = value.as_bytes().to_vec();
-        data.push(0);
-        self.attr(ty, &data);
-    }
-
-    pub(crate) fn nest(
-        &mut self,
-        ty: u16,
-        body: impl FnOnce(&mut MsgEncoder<'_>) -> Result<(), FirewallError>,
-    ) -> Result<(), FirewallError> {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(&0u16.to_ne_bytes());
-        self.bytes
-            .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
-        body(&mut MsgEncoder { bytes: self.bytes })?;
-        let len = self.bytes.len().saturating_sub(start);
-        let len = u16::try_from(len).map_err(|_| FirewallError::TooLarge("nested attribute"))?;
-        patch(self.bytes, start, &len.to_ne_bytes())
+/// A framing error as the crate's: too large while building, malformed
+/// while parsing.
+pub(crate) fn wire_error(error: WireError) -> FirewallError {
+    match error {
+        WireError::TooLarge { what, .. } => FirewallError::TooLarge(what),
+        other => FirewallError::MalformedReply(other.detail()),
     }
 }
 
@@ -683,144 +579,33 @@ pub enum AckOutcome {
 /// panics: every length is checked before use.
 pub fn parse_acks(bytes: &[u8]) -> Result<Vec<AckOutcome>, FirewallError> {
     let mut out = Vec::new();
-    for m in messages(bytes) {
-        let m = m?;
-        match m.ty {
+    for m in nlwire::messages(bytes) {
+        let m = m.map_err(wire_error)?;
+        match m.header.kind {
             NLMSG_NOOP | NLMSG_DONE => {}
-            NLMSG_ERROR => out.push(parse_error(m.msg, m.flags, m.seq)?),
+            NLMSG_ERROR => out.push(parse_error(&m)?),
             _ => return Err(FirewallError::MalformedReply("unexpected message type")),
         }
     }
     Ok(out)
 }
 
-/// One netlink message of a datagram: header fields and the whole message
-/// (header included).
-pub(crate) struct NlMessage<'a> {
-    pub(crate) ty: u16,
-    pub(crate) flags: u16,
-    pub(crate) seq: u32,
-    pub(crate) msg: &'a [u8],
-}
-
-/// The messages of one datagram, in order; a framing error ends the walk.
-/// Every length is checked before use.
-pub(crate) fn messages(bytes: &[u8]) -> Messages<'_> {
-    Messages { rest: bytes }
-}
-
-/// Iterator of [`messages`].
-pub(crate) struct Messages<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Messages<'a> {
-    fn next_message(&mut self) -> Result<NlMessage<'a>, FirewallError> {
-        let bytes = self.rest;
-        let header = bytes
-            .get(..NLMSG_HDRLEN)
-            .ok_or(FirewallError::MalformedReply("truncated message header"))?;
-        let len = usize::try_from(ne_u32(header, 0)?)
-            .map_err(|_| FirewallError::MalformedReply("message length"))?;
-        if len < NLMSG_HDRLEN {
-            return Err(FirewallError::MalformedReply(
-                "message length below header size",
-            ));
-        }
-        let msg = bytes.get(..len).ok_or(FirewallError::MalformedReply(
-            "message longer than datagram",
-        ))?;
-        let message = NlMessage {
-            ty: ne_u16(header, 4)?,
-            flags: ne_u16(header, 6)?,
-            seq: ne_u32(header, 8)?,
-            msg,
-        };
-        // Messages are padded to 4 bytes; the last may not be.
-        let advance = len.saturating_add(3) & !3;
-        self.rest = bytes.get(advance..).unwrap_or(&[]);
-        Ok(message)
-    }
-}
-
-impl<'a> Iterator for Messages<'a> {
-    type Item = Result<NlMessage<'a>, FirewallError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let item = self.next_message();
-        if item.is_err() {
-            self.rest = &[];
-        }
-        Some(item)
-    }
-}
-
-/// `struct nlmsgerr`: i32 error, the original header, then (unless capped)
-/// the original payload, then (with ACK_TLVS) extended-ack attributes.
-fn parse_error(msg: &[u8], flags: u16, seq: u32) -> Result<AckOutcome, FirewallError> {
-    let body = msg.get(NLMSG_HDRLEN..).unwrap_or(&[]);
-    let error = i32::from_ne_bytes(
-        body.get(..4)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(FirewallError::MalformedReply("truncated error code"))?,
-    );
-    let original = body
-        .get(4..4 + NLMSG_HDRLEN)
+/// An acknowledgement or a refusal, named by the sequence number of the
+/// request it answers (from the echoed request header, which the kernel
+/// always sends).
+fn parse_error(m: &Message<'_>) -> Result<AckOutcome, FirewallError> {
+    let reply = m.error().map_err(wire_error)?;
+    let request = reply
+        .request
         .ok_or(FirewallError::MalformedReply("truncated original header"))?;
-    // The reply's own seq is the original's; prefer the original header.
-    let orig_seq = ne_u32(original, 8).unwrap_or(seq);
-    if error == 0 {
-        return Ok(AckOutcome::Ack { seq: orig_seq });
+    if reply.is_ack() {
+        return Ok(AckOutcome::Ack { seq: request.seq });
     }
-    let mut tlvs_at = 4 + NLMSG_HDRLEN;
-    if flags & NLM_F_CAPPED == 0 {
-        let orig_len = usize::try_from(ne_u32(original, 0)?).unwrap_or(usize::MAX);
-        tlvs_at = tlvs_at.saturating_add(orig_len.saturating_sub(NLMSG_HDRLEN));
-    }
-    let message = if flags & NLM_F_ACK_TLVS != 0 {
-        body.get(tlvs_at..).and_then(extack_message)
-    } else {
-        None
-    };
     Ok(AckOutcome::Error {
-        seq: orig_seq,
-        errno: error.saturating_neg(),
-        message,
+        seq: request.seq,
+        errno: reply.errno,
+        message: reply.message(),
     })
-}
-
-fn extack_message(mut attrs: &[u8]) -> Option<String> {
-    while attrs.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([*attrs.first()?, *attrs.get(1)?]));
-        let ty = u16::from_ne_bytes([*attrs.get(2)?, *attrs.get(3)?]) & !NLA_F_NESTED;
-        if len < 4 {
-            return None;
-        }
-        let payload = attrs.get(4..len)?;
-        if ty == NLMSGERR_ATTR_MSG {
-            let text = payload.split(|b| *b == 0).next().unwrap_or(&[]);
-            return Some(String::from_utf8_lossy(text).into_owned());
-        }
-        attrs = attrs.get((len.saturating_add(3) & !3)..).unwrap_or(&[]);
-    }
-    None
-}
-
-pub(crate) fn ne_u16(b: &[u8], at: usize) -> Result<u16, FirewallError> {
-    b.get(at..at + 2)
-        .and_then(|s| s.try_into().ok())
-        .map(u16::from_ne_bytes)
-        .ok_or(FirewallError::MalformedReply("truncated field"))
-}
-
-pub(crate) fn ne_u32(b: &[u8], at: usize) -> Result<u32, FirewallError> {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_ne_bytes)
-        .ok_or(FirewallError::MalformedReply("truncated field"))
 }
 
 /// Where a batch stands given the replies so far.
@@ -875,6 +660,8 @@ pub fn ack_status(messages: &[BatchMessage], replies: &[AckOutcome]) -> AckStatu
 
 #[cfg(test)]
 mod tests {
+    use nlwire::message::{NLM_F_ACK_TLVS, NLM_F_CAPPED};
+
     use super::*;
 
     fn reference() -> Policy {
@@ -882,20 +669,19 @@ mod tests {
     }
 
     /// Splits a batch into (type, flags, seq, payload) per message.
-    fn messages(mut bytes: &[u8]) -> Vec<(u16, u16, u32, Vec<u8>)> {
-        let mut out = Vec::new();
-        while !bytes.is_empty() {
-            let len = ne_u32(bytes, 0).unwrap() as usize;
-            assert_eq!(len % 4, 0, "message not padded");
-            out.push((
-                ne_u16(bytes, 4).unwrap(),
-                ne_u16(bytes, 6).unwrap(),
-                ne_u32(bytes, 8).unwrap(),
-                bytes[16..len].to_vec(),
-            ));
-            bytes = &bytes[len..];
-        }
-        out
+    fn messages(bytes: &[u8]) -> Vec<(u16, u16, u32, Vec<u8>)> {
+        nlwire::messages(bytes)
+            .map(|m| {
+                let m = m.unwrap();
+                assert_eq!(m.header.len % 4, 0, "message not padded");
+                (
+                    m.header.kind,
+                    m.header.flags,
+                    m.header.seq,
+                    m.payload.to_vec(),
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -985,11 +771,7 @@ mod tests {
     /// rule-level connlimit.
     #[test]
     fn count_meter_expressions_match_nft() {
-        let encoded = |expr: Expr| {
-            let mut bytes = Vec::new();
-            encode_expr(&mut MsgEncoder { bytes: &mut bytes }, &expr).unwrap();
-            bytes
-        };
+        let encoded = |expr: Expr| nlwire::build::attributes(|m| encode_expr(m, &expr)).unwrap();
         #[rustfmt::skip]
         let dynset: Vec<u8> = [
             &[11u8, 0, 1, 0][..], b"dynset\0", &[0],                 // EXPR_NAME

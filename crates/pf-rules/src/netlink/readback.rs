@@ -14,21 +14,17 @@
 
 use sha2::{Digest, Sha256};
 
+use nlwire::message::{NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLM_F_DUMP, NLM_F_REQUEST};
+
 use super::{
-    encode_expr, finish_message, messages, ne_u16, push_header, rule_exprs, MsgEncoder, NlMessage,
-    NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFTA_DYNSET_SET_ID, NFTA_EXPR_DATA, NFTA_EXPR_NAME,
-    NFTA_LIST_ELEM, NFTA_LOOKUP_SET_ID, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE,
-    NFT_MSG_GETRULE, NFT_MSG_NEWRULE, NLA_F_NESTED, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN,
-    NLMSG_NOOP, NLM_F_DUMP, NLM_F_REQUEST,
+    encode_expr, rule_exprs, wire_error, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFTA_DYNSET_SET_ID,
+    NFTA_EXPR_DATA, NFTA_EXPR_NAME, NFTA_LIST_ELEM, NFTA_LOOKUP_SET_ID, NFTA_RULE_CHAIN,
+    NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE, NFT_MSG_GETRULE, NFT_MSG_NEWRULE,
 };
 use crate::ir::{self, TABLE};
 use crate::nft::render_nft;
 use crate::policy::{Phase, Policy};
 use crate::FirewallError;
-
-/// NLA_F_NET_BYTEORDER: a flag bit of the attribute type, not part of it.
-const NLA_F_NET_BYTEORDER: u16 = 0x4000;
-const NLA_TYPE_MASK: u16 = !(NLA_F_NESTED | NLA_F_NET_BYTEORDER);
 
 /// One rule of our table: its chain and the payload of its
 /// `NFTA_RULE_EXPRESSIONS` attribute (a list of `NFTA_LIST_ELEM`).
@@ -85,19 +81,15 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// The request for every rule of `table inet appliance`
 /// (`NFT_MSG_GETRULE`, `NLM_F_DUMP`, filtered by table in the kernel).
 pub fn encode_rule_dump(seq: u32) -> Result<Vec<u8>, FirewallError> {
-    let mut bytes = Vec::with_capacity(40);
-    push_header(
-        &mut bytes,
+    nlwire::build::message(
         (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
         NLM_F_REQUEST | NLM_F_DUMP,
         seq,
-    );
-    bytes.push(NFPROTO_INET);
-    bytes.push(0);
-    bytes.extend_from_slice(&0u16.to_be_bytes());
-    MsgEncoder { bytes: &mut bytes }.str(NFTA_RULE_TABLE, TABLE);
-    finish_message(&mut bytes, 0)?;
-    Ok(bytes)
+        // struct nfgenmsg: inet, NFNETLINK_V0, res_id 0.
+        &[NFPROTO_INET, 0, 0, 0],
+        |m| m.c_str(NFTA_RULE_TABLE, TABLE),
+    )
+    .map_err(wire_error)
 }
 
 /// The rules we load for `policy` in `phase`, in load order.
@@ -106,11 +98,12 @@ pub fn expected_rules(policy: &Policy, phase: Phase) -> Result<Vec<DumpedRule>, 
     let mut out = Vec::new();
     for chain in &rs.chains {
         for rule in &chain.rules {
-            let mut exprs = Vec::new();
-            let mut m = MsgEncoder { bytes: &mut exprs };
-            for expr in rule_exprs(rule) {
-                m.nest(NFTA_LIST_ELEM, |m| encode_expr(m, &expr))?;
-            }
+            let exprs = nlwire::build::attributes(|m| {
+                for expr in rule_exprs(rule) {
+                    m.nested(NFTA_LIST_ELEM, |m| encode_expr(m, &expr));
+                }
+            })
+            .map_err(wire_error)?;
             out.push(DumpedRule {
                 chain: chain.hook.name().to_owned(),
                 exprs,
@@ -125,48 +118,42 @@ pub fn expected_rules(policy: &Policy, phase: Phase) -> Result<Vec<DumpedRule>, 
 /// Never panics: every length is checked before use.
 pub fn parse_rule_dump(bytes: &[u8]) -> Result<RuleDump, FirewallError> {
     let mut out = RuleDump::default();
-    for m in messages(bytes) {
-        let NlMessage { ty, seq, msg, .. } = m?;
-        let body = msg.get(NLMSG_HDRLEN..).unwrap_or(&[]);
-        match ty {
+    for m in nlwire::messages(bytes) {
+        let m = m.map_err(wire_error)?;
+        match m.header.kind {
             NLMSG_NOOP => {}
             NLMSG_DONE | NLMSG_ERROR => {
-                // Both carry an i32 status first (DONE of a dump: 0 or a
-                // negative errno; ERROR: 0 is an ack).
-                let status = match body.get(..4) {
-                    Some(b) => i32::from_ne_bytes([
-                        *b.first().unwrap_or(&0),
-                        *b.get(1).unwrap_or(&0),
-                        *b.get(2).unwrap_or(&0),
-                        *b.get(3).unwrap_or(&0),
-                    ]),
-                    None if ty == NLMSG_DONE => 0,
-                    None => return Err(FirewallError::MalformedReply("truncated error code")),
+                // DONE of a dump: 0 or a negative errno; ERROR: 0 is an ack.
+                let errno = if m.header.kind == NLMSG_DONE {
+                    m.done_status().saturating_neg()
+                } else {
+                    m.error().map_err(wire_error)?.errno
                 };
-                if status != 0 {
+                if errno != 0 {
                     return Err(FirewallError::Refused {
-                        seq,
+                        seq: m.header.seq,
                         what: "dump of the rules of table inet appliance".to_owned(),
-                        errno: status.saturating_neg(),
+                        errno,
                     });
                 }
-                if ty == NLMSG_DONE {
+                if m.header.kind == NLMSG_DONE {
                     out.done = true;
                 }
             }
             t if t == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE => {
                 // struct nfgenmsg, then the rule's attributes.
-                let attrs_bytes = body
-                    .get(4..)
+                let attrs = m
+                    .attrs_after(4)
                     .ok_or(FirewallError::MalformedReply("truncated nfgenmsg"))?;
                 let mut table = None;
                 let mut chain = None;
                 let mut exprs = None;
-                for (ty, payload) in attrs(attrs_bytes)? {
-                    match ty {
-                        NFTA_RULE_TABLE => table = Some(c_string(payload)),
-                        NFTA_RULE_CHAIN => chain = Some(c_string(payload)),
-                        NFTA_RULE_EXPRESSIONS => exprs = Some(payload.to_vec()),
+                for attr in attrs {
+                    let attr = attr.map_err(wire_error)?;
+                    match attr.kind() {
+                        NFTA_RULE_TABLE => table = Some(attr.to_string_lossy()),
+                        NFTA_RULE_CHAIN => chain = Some(attr.to_string_lossy()),
+                        NFTA_RULE_EXPRESSIONS => exprs = Some(attr.payload().to_vec()),
                         _ => {}
                     }
                 }
@@ -185,26 +172,14 @@ pub fn parse_rule_dump(bytes: &[u8]) -> Result<RuleDump, FirewallError> {
 }
 
 fn c_string(payload: &[u8]) -> String {
-    let text = payload.split(|b| *b == 0).next().unwrap_or(&[]);
-    String::from_utf8_lossy(text).into_owned()
+    String::from_utf8_lossy(nlwire::c_str(payload)).into_owned()
 }
 
 /// Splits attribute bytes into (type without flag bits, payload).
-fn attrs(mut bytes: &[u8]) -> Result<Vec<(u16, &[u8])>, FirewallError> {
-    let mut out = Vec::new();
-    while !bytes.is_empty() {
-        let len = usize::from(ne_u16(bytes, 0)?);
-        let ty = ne_u16(bytes, 2)? & NLA_TYPE_MASK;
-        if len < 4 {
-            return Err(FirewallError::MalformedReply("attribute length below 4"));
-        }
-        let payload = bytes.get(4..len).ok_or(FirewallError::MalformedReply(
-            "attribute longer than message",
-        ))?;
-        out.push((ty, payload));
-        bytes = bytes.get((len.saturating_add(3) & !3)..).unwrap_or(&[]);
-    }
-    Ok(out)
+fn attrs(bytes: &[u8]) -> Result<Vec<(u16, &[u8])>, FirewallError> {
+    nlwire::attrs(bytes)
+        .map(|a| a.map(|a| (a.kind(), a.payload())).map_err(wire_error))
+        .collect()
 }
 
 /// Checks that the kernel holds exactly the rules of `policy` in `phase`:
@@ -307,24 +282,17 @@ fn compare_expr(want: &[u8], got: &[u8]) -> Result<(), String> {
 /// (by our own encoding's flag) recursively.
 fn compare_attrs(want: &[u8], got: &[u8], skip: &[u16]) -> Result<(), String> {
     let got = attrs(got).map_err(|e| e.to_string())?;
-    let mut rest = want;
-    while !rest.is_empty() {
-        let len = usize::from(ne_u16(rest, 0).map_err(|e| e.to_string())?);
-        let raw_ty = ne_u16(rest, 2).map_err(|e| e.to_string())?;
-        let ty = raw_ty & NLA_TYPE_MASK;
-        let payload = rest
-            .get(4..len.max(4))
-            .ok_or_else(|| "our encoding: attribute overruns".to_owned())?;
-        rest = rest
-            .get((len.saturating_add(3) & !3).max(4)..)
-            .unwrap_or(&[]);
+    for attr in nlwire::attrs(want) {
+        let attr = attr.map_err(|e| format!("our encoding: {e}"))?;
+        let ty = attr.kind();
         if skip.contains(&ty) {
             continue;
         }
         let Some((_, other)) = got.iter().find(|(t, _)| *t == ty) else {
             return Err(format!("attribute {ty} missing"));
         };
-        if raw_ty & NLA_F_NESTED != 0 {
+        let payload = attr.payload();
+        if attr.is_nested() {
             compare_attrs(payload, other, &[]).map_err(|d| format!("in attribute {ty}: {d}"))?;
         } else if payload != *other {
             return Err(format!(
@@ -346,34 +314,24 @@ mod tests {
     /// A kernel-style NEWRULE reply for `rule`, with the extras the kernel
     /// adds (handle, position) around the expressions.
     fn reply(rule: &DumpedRule, table: &str, seq: u32) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        push_header(
-            &mut bytes,
+        nlwire::build::message(
             (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE,
             0x2, // NLM_F_MULTI
             seq,
-        );
-        bytes.extend_from_slice(&[NFPROTO_INET, 0, 0, 7]);
-        let mut m = MsgEncoder { bytes: &mut bytes };
-        m.str(NFTA_RULE_TABLE, table);
-        m.str(NFTA_RULE_CHAIN, &rule.chain);
-        m.attr(3, &42u64.to_be_bytes()); // NFTA_RULE_HANDLE
-        m.nest(NFTA_RULE_EXPRESSIONS, |m| {
-            m.bytes.extend_from_slice(&rule.exprs);
-            Ok(())
-        })
-        .unwrap();
-        m.attr(6, &41u64.to_be_bytes()); // NFTA_RULE_POSITION
-        finish_message(&mut bytes, 0).unwrap();
-        bytes
+            &[NFPROTO_INET, 0, 0, 7],
+            |m| {
+                m.c_str(NFTA_RULE_TABLE, table);
+                m.c_str(NFTA_RULE_CHAIN, &rule.chain);
+                m.bytes(3, &42u64.to_be_bytes()); // NFTA_RULE_HANDLE
+                m.nested(NFTA_RULE_EXPRESSIONS, |m| m.raw(&rule.exprs));
+                m.bytes(6, &41u64.to_be_bytes()); // NFTA_RULE_POSITION
+            },
+        )
+        .unwrap()
     }
 
     fn done(seq: u32, status: i32) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        push_header(&mut bytes, NLMSG_DONE, 0x2, seq);
-        bytes.extend_from_slice(&status.to_ne_bytes());
-        finish_message(&mut bytes, 0).unwrap();
-        bytes
+        nlwire::build::message(NLMSG_DONE, 0x2, seq, &status.to_ne_bytes(), |_| {}).unwrap()
     }
 
     #[test]
@@ -452,30 +410,26 @@ mod tests {
             .unwrap();
         let mut with_extra = rules.clone();
         let list = attrs(&rules[idx].exprs).unwrap();
-        let mut exprs = Vec::new();
-        let mut m = MsgEncoder { bytes: &mut exprs };
-        for (_, elem) in &list {
-            m.nest(NFTA_LIST_ELEM, |m| {
-                for (ty, payload) in attrs(elem).unwrap() {
-                    if ty == NFTA_EXPR_DATA && c_string(attrs(elem).unwrap()[0].1) == "bitwise" {
-                        m.nest(NFTA_EXPR_DATA, |m| {
-                            m.bytes.extend_from_slice(payload);
-                            m.u32(6, 0); // NFTA_BITWISE_OP
-                            Ok(())
-                        })?;
-                    } else if ty == NFTA_EXPR_DATA {
-                        m.nest(ty, |m| {
-                            m.bytes.extend_from_slice(payload);
-                            Ok(())
-                        })?;
-                    } else {
-                        m.attr(ty, payload);
+        let exprs = nlwire::build::attributes(|m| {
+            for (_, elem) in &list {
+                m.nested(NFTA_LIST_ELEM, |m| {
+                    for (ty, payload) in attrs(elem).unwrap() {
+                        if ty == NFTA_EXPR_DATA && c_string(attrs(elem).unwrap()[0].1) == "bitwise"
+                        {
+                            m.nested(NFTA_EXPR_DATA, |m| {
+                                m.raw(payload);
+                                m.be_u32(6, 0); // NFTA_BITWISE_OP
+                            });
+                        } else if ty == NFTA_EXPR_DATA {
+                            m.nested(ty, |m| m.raw(payload));
+                        } else {
+                            m.bytes(ty, payload);
+                        }
                     }
-                }
-                Ok(())
-            })
-            .unwrap();
-        }
+                });
+            }
+        })
+        .unwrap();
         with_extra[idx].exprs = exprs;
         verify_rules(&policy, Phase::Sealed, &with_extra).unwrap();
 

@@ -1,3 +1,3 @@
-//! The OS edge: the only place with `unsafe`.
+//! The OS edge: the loader over `nlwire`'s netlink socket.
 
 pub(crate) mod linux;

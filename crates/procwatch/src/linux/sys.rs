@@ -9,25 +9,13 @@ use std::time::Duration;
 
 use crate::error::Error;
 
-/// `-1` → the thread's `errno` as [`Error::Os`].
+/// A raw return code as [`Error::Os`]: `nlwire::check`, the workspace's
+/// one conversion of raw return codes, with this crate's error.
 pub(crate) fn cvt(ret: libc::c_int, op: &'static str) -> Result<libc::c_int, Error> {
-    if ret == -1 {
-        Err(Error::Os {
-            op,
-            source: io::Error::last_os_error(),
-        })
-    } else {
-        Ok(ret)
-    }
-}
-
-/// Like [`cvt`] for `ssize_t` returns.
-pub(crate) fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        usize::try_from(ret).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
-    }
+    nlwire::check(op, ret).map_err(|e| Error::Os {
+        op: e.op,
+        source: e.source,
+    })
 }
 
 /// `pidfd_open(2)`: a descriptor naming exactly the process that has `pid`
@@ -109,8 +97,8 @@ pub(crate) fn readlinkat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<PathBuf
             buf.len(),
         )
     };
-    let len = cvt_size(ret)?;
-    buf.truncate(len);
+    let len = nlwire::check("readlinkat", ret).map_err(|e| e.source)?;
+    buf.truncate(usize::try_from(len).unwrap_or(0));
     Ok(PathBuf::from(OsString::from_vec(buf)))
 }
 

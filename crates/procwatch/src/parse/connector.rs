@@ -1,6 +1,9 @@
 //! The Linux proc connector's wire format: netlink header, connector
 //! header, `struct proc_event` (include/uapi/linux/cn_proc.h). Host byte
-//! order, as netlink is.
+//! order, as netlink is. The netlink framing is `nlwire`'s; the connector
+//! header and the events are ours.
+
+use nlwire::message::{Header, HEADER_LEN, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN};
 
 use crate::error::Error;
 use crate::model::ProcEvent;
@@ -14,14 +17,9 @@ pub const PROC_CN_MCAST_LISTEN: u32 = 1;
 /// `PROC_CN_MCAST_IGNORE`.
 pub const PROC_CN_MCAST_IGNORE: u32 = 2;
 
-const NLMSG_HDRLEN: usize = 16;
 const CN_MSG_LEN: usize = 20;
 /// `what`, `cpu`, `timestamp_ns` before the event union.
 const PROC_EVENT_HDR: usize = 16;
-const NLMSG_NOOP: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_OVERRUN: u16 = 4;
 
 const PROC_EVENT_NONE: u32 = 0;
 const PROC_EVENT_FORK: u32 = 0x1;
@@ -56,42 +54,32 @@ fn u32_at(b: &[u8], off: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(a))
 }
 
+fn framing(error: nlwire::WireError) -> Error {
+    Error::parse(WHAT, error.detail())
+}
+
 /// Parses every netlink message in one datagram, in order.
 pub fn parse_datagram(bytes: &[u8]) -> Result<Vec<Message>, Error> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let len = u32_at(rest, 0).ok_or(Error::parse(WHAT, "short netlink header"))?;
-        let len = usize::try_from(len).map_err(|_| Error::parse(WHAT, "bad length"))?;
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            return Err(Error::parse(WHAT, "netlink length out of range"));
-        }
-        let msg = rest
-            .get(..len)
-            .ok_or(Error::parse(WHAT, "netlink length out of range"))?;
-        out.push(parse_netlink_message(msg)?);
-        // Messages are 4-byte aligned within a datagram.
-        let aligned = len.saturating_add(3) & !3;
-        rest = rest.get(aligned..).unwrap_or_default();
-    }
-    Ok(out)
+    nlwire::messages(bytes)
+        .map(|m| parse_message(&m.map_err(framing)?))
+        .collect()
 }
 
 /// Parses one netlink message (header included, exactly `nlmsg_len` bytes).
 pub fn parse_netlink_message(msg: &[u8]) -> Result<Message, Error> {
-    let ty = u16_at(msg, 4).ok_or(Error::parse(WHAT, "short netlink header"))?;
-    match ty {
+    parse_message(&nlwire::Message::parse(msg).map_err(framing)?)
+}
+
+fn parse_message(msg: &nlwire::Message<'_>) -> Result<Message, Error> {
+    match msg.header.kind {
         NLMSG_NOOP => return Ok(Message::Ignored),
         NLMSG_OVERRUN => return Ok(Message::Overrun),
         NLMSG_ERROR => return Err(Error::parse(WHAT, "netlink error message")),
-        _ => {}
+        // The connector sends its messages as NLMSG_DONE.
+        NLMSG_DONE => {}
+        _ => return Ok(Message::Ignored),
     }
-    if ty != NLMSG_DONE {
-        return Ok(Message::Ignored);
-    }
-    let cn = msg
-        .get(NLMSG_HDRLEN..)
-        .ok_or(Error::parse(WHAT, "no connector header"))?;
+    let cn = msg.payload;
     let idx = u32_at(cn, 0).ok_or(Error::parse(WHAT, "short connector header"))?;
     let val = u32_at(cn, 4).ok_or(Error::parse(WHAT, "short connector header"))?;
     let data_len = u16_at(cn, 16).ok_or(Error::parse(WHAT, "short connector header"))?;
@@ -170,11 +158,14 @@ pub fn control_message(op: u32, seq: u32, port: u32) -> [u8; 40] {
             dst.copy_from_slice(bytes);
         }
     };
-    put(0, &40u32.to_ne_bytes()); // nlmsg_len
-    put(4, &NLMSG_DONE.to_ne_bytes()); // nlmsg_type
-    put(6, &0u16.to_ne_bytes()); // nlmsg_flags
-    put(8, &seq.to_ne_bytes()); // nlmsg_seq
-    put(12, &port.to_ne_bytes()); // nlmsg_pid
+    let header = Header {
+        len: 40,
+        kind: NLMSG_DONE,
+        flags: 0,
+        seq,
+        port,
+    };
+    put(0, &header.to_bytes());
     put(16, &CN_IDX_PROC.to_ne_bytes()); // cn_msg.id.idx
     put(20, &CN_VAL_PROC.to_ne_bytes()); // cn_msg.id.val
     put(24, &seq.to_ne_bytes()); // cn_msg.seq
@@ -245,13 +236,14 @@ pub fn encode_event(ev: &ProcEvent) -> Vec<u8> {
             }
         }
     }
-    let total = NLMSG_HDRLEN + CN_MSG_LEN + ev_bytes.len();
+    let total = HEADER_LEN + CN_MSG_LEN + ev_bytes.len();
     let mut m = Vec::with_capacity(total);
-    m.extend_from_slice(&u32::try_from(total).unwrap_or(u32::MAX).to_ne_bytes());
-    m.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
-    m.extend_from_slice(&0u16.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
+    let header = Header {
+        len: u32::try_from(total).unwrap_or(u32::MAX),
+        kind: NLMSG_DONE,
+        ..Header::default()
+    };
+    m.extend_from_slice(&header.to_bytes());
     m.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
     m.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
