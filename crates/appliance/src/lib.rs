@@ -12,8 +12,8 @@
 //! - The governor's policy is data built from the spec ([`governor_policy`]):
 //!   the sealed PID 1 is the spec's server binary running as the spec's uid;
 //!   the governor is the forked child's own pid.
-//! - Without the `test-intruder` feature the binary holds no test code; with
-//!   it, it holds [`TEST_INTRUDER_MARKER`], which `cargo xtask verify` looks
+//! - Without the `test-hooks` feature the binary holds no test code; with
+//!   it, it holds [`TEST_HOOKS_MARKER`], which `cargo xtask verify` looks
 //!   for to fail a production image.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -25,13 +25,13 @@ use procwatch::Policy;
 
 #[cfg(target_os = "linux")]
 mod governor;
-#[cfg(feature = "test-intruder")]
-pub mod intruder;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 
 #[cfg(target_os = "linux")]
 pub use governor::governor_main;
-#[cfg(feature = "test-intruder")]
-pub use intruder::TEST_INTRUDER_MARKER;
+#[cfg(feature = "test-hooks")]
+pub use test_hooks::TEST_HOOKS_MARKER;
 
 /// The init's version, shown in the banner `appliance: init <version> starting`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
