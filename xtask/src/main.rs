@@ -165,20 +165,22 @@ fn ci() -> Result<()> {
     )?;
     // The Valkey glue is behind a feature (it needs a running server's
     // allocator), so the workspace pass above does not see it.
-    step(
-        "clippy stream-guard module",
-        "cargo",
-        &[
-            "clippy",
-            "-p",
-            "stream-guard",
-            "--features",
-            "module",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
+    for module in ["stream-guard", "intruder"] {
+        step(
+            &format!("clippy {module} module"),
+            "cargo",
+            &[
+                "clippy",
+                "-p",
+                module,
+                "--features",
+                "module",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        )?;
+    }
     step(
         "deny",
         "cargo",

@@ -38,7 +38,10 @@ mod tests {
     #[test]
     fn delay_from_the_command_line() {
         let cases = [
-            ("console=ttyS0 appliance.test_governor_delay=40 quiet", Some(40)),
+            (
+                "console=ttyS0 appliance.test_governor_delay=40 quiet",
+                Some(40),
+            ),
             ("console=ttyS0", None),
             ("appliance.test_governor_delay=x", None),
             ("appliance.test_governor_delay=", None),
