@@ -2,7 +2,9 @@
 //! module ([`intruder::STEPS`]), named `intrude-<step>`, each in its own VM
 //! of the test-profile image.
 //!
-//! Each case boots, waits until the admin can PING, has the visitor write
+//! Each case boots directly (`-kernel/-initrd`, whatever `--direct` says:
+//! no step needs the firmware, and a direct boot under TCG is the cheaper
+//! one by several seconds), waits until the admin can PING, has the visitor write
 //! [`ACKED_XADDS`] acknowledged XADDs, checks that the visitor may not call
 //! `INTRUDER.STEP`, then sends `INTRUDER.STEP <step>` as the admin and
 //! watches both the reply and the console. Two endings count:
@@ -28,7 +30,7 @@ use intruder::{judge, HaltWait, Observed, Outcome, Step, COMMAND, MARKER, STEPS}
 use super::console;
 use super::resp::{self, Value};
 use super::{check_acked, Acked, Ctx, ReadyProbe, Session};
-use crate::qemu::{self, TempDir};
+use crate::qemu::{self, BootMode, TempDir};
 use crate::standin::Mode;
 
 /// Every intrusion case name starts with this.
@@ -186,7 +188,14 @@ fn watch_halt(
 
 /// The case `intrude-<step>`.
 pub(super) fn step_case(ctx: &mut Ctx, step: &'static Step) -> Result<Vec<String>> {
-    ctx.require(&ctx.test_image, "test-profile image")?;
+    let missing = ctx.test_image.missing(true);
+    if !missing.is_empty() {
+        bail!(
+            "no test-profile image at {} (missing {}); build it with `cargo xtask image --test`",
+            ctx.test_image.dir.display(),
+            missing.join(", ")
+        );
+    }
     let mut notes = vec![format!(
         "step {}: {}; the table expects {}",
         step.name, step.does, step.expect
@@ -212,7 +221,7 @@ pub(super) fn step_case(ctx: &mut Ctx, step: &'static Step) -> Result<Vec<String
         .join(format!("{PREFIX}{}.console.log", step.name));
     let mut s = Session::boot(
         &ctx.test_image,
-        ctx.opts.boot,
+        BootMode::Direct,
         &disk,
         ctx.state(Mode::Normal),
         log,
@@ -297,7 +306,7 @@ pub(super) fn step_case(ctx: &mut Ctx, step: &'static Step) -> Result<Vec<String
                 .join(format!("{PREFIX}{}-after.console.log", step.name));
             let mut fresh = Session::boot(
                 &ctx.test_image,
-                ctx.opts.boot,
+                BootMode::Direct,
                 &disk,
                 ctx.state(Mode::Normal),
                 log,

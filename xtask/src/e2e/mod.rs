@@ -185,6 +185,8 @@ pub fn main(args: &[String]) -> Result<()> {
     for (profile, dir, wanted) in wants {
         if wanted {
             let image = ImageFiles { dir: dir.clone() };
+            // The intrusion cases boot the test image directly, always.
+            let direct = direct || profile == Profile::Test;
             // A failed build shows again in every case that needs the image.
             if let Err(e) = crate::run::ensure_image(profile, &image, direct) {
                 println!("xtask: no {} image: {e:#}", profile.as_str());
