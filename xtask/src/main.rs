@@ -180,20 +180,22 @@ fn ci() -> Result<()> {
     )?;
     // The Valkey glue is behind a feature (it needs a running server's
     // allocator), so the workspace pass above does not see it.
-    step(
-        "clippy stream-guard module",
-        "cargo",
-        &[
-            "clippy",
-            "-p",
-            "stream-guard",
-            "--features",
-            "module",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
+    for module in ["stream-guard", "intruder"] {
+        step(
+            &format!("clippy {module} module"),
+            "cargo",
+            &[
+                "clippy",
+                "-p",
+                module,
+                "--features",
+                "module",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        )?;
+    }
     step(
         "deny",
         "cargo",
@@ -218,11 +220,23 @@ fn ci() -> Result<()> {
     let cache = xtask::image::fetch::Cache::new(root.join(xtask::image::fetch::DEFAULT_CACHE));
     let (_, _, valkey) = build::pinned_valkey(&root, &cache, false)?;
     let module = root.join("target/image-build/module/release/libstream_guard.so");
+    // The test image is built after the tests; its intruder module (the
+    // same build, so cached for it) is needed by the module's own test.
+    let intruder = root.join("target/image-build/module/release/libintruder.so");
+    timed_ci("intruder module", || {
+        build::cargo_release(
+            &root,
+            "intruder",
+            &["module"],
+            &root.join("target/image-build/module"),
+        )
+    })?;
     timed_ci("test", || {
         let status = Command::new("cargo")
             .args(["test", "--workspace"])
             .env("APPLIANCE_VALKEY_SERVER", &valkey.server)
             .env("STREAM_GUARD_MODULE", &module)
+            .env("INTRUDER_MODULE", &intruder)
             .status()
             .context("cannot run cargo test")?;
         if !status.success() {

@@ -20,11 +20,13 @@ use crate::image::assemble::{
 };
 use crate::image::cpio::{self, S_IFCHR, S_IFDIR, S_IFREG};
 use crate::image::manifest::{hash_file, sha256_hex, Manifest, Profile};
-use crate::image::valkey_conf::{self, ModuleLoad, STREAM_GUARD_PATH};
+use crate::image::valkey_conf::{self, ModuleLoad, INTRUDER_PATH, STREAM_GUARD_PATH};
 use crate::image::{fat, gcetar, gpt, uki};
 
-/// The string a test-profile init carries (the `test-intruder` feature).
-pub const TEST_INTRUDER_MARKER: &[u8] = b"appliance-test-intruder-v1";
+/// The string a test-profile init carries (the `test-hooks` feature).
+pub const TEST_HOOKS_MARKER: &[u8] = b"appliance-test-hooks-v1";
+/// The string compiled into the test-only intruder module.
+pub const INTRUDER_MARKER: &[u8] = intruder::MARKER.as_bytes();
 /// The UKI size goal.
 pub const UKI_MAX_BYTES: u64 = 20 * 1024 * 1024;
 /// Decompressed initramfs bigger than this is refused (a zstd bomb).
@@ -351,12 +353,17 @@ fn initramfs_checks(
     let mut may_exec: BTreeSet<String> = ["/init".to_string(), server_path.to_string()].into();
     let mut may_be_elf = may_exec.clone();
     let mut queue: Vec<&[u8]> = init.into_iter().chain(server).collect();
-    if let Some(g) = file(STREAM_GUARD_PATH) {
-        // Valkey refuses to load a module file without execute permission;
-        // the server maps it, nothing can execve it (it has no entry point).
-        may_exec.insert(STREAM_GUARD_PATH.into());
-        may_be_elf.insert(STREAM_GUARD_PATH.into());
-        queue.push(g);
+    let test_image = manifest.profile == Profile::Test;
+    let modules = [Some(STREAM_GUARD_PATH), test_image.then_some(INTRUDER_PATH)];
+    for path in modules.into_iter().flatten() {
+        if let Some(m) = file(path) {
+            // Valkey refuses to load a module file without execute
+            // permission; the server maps it, nothing can execve it (it has
+            // no entry point).
+            may_exec.insert(path.into());
+            may_be_elf.insert(path.into());
+            queue.push(m);
+        }
     }
     let mut seen = BTreeSet::new();
     while let Some(bytes) = queue.pop() {
@@ -487,8 +494,13 @@ fn initramfs_checks(
             },
         )?;
     }
-    // The config is exactly what the spec renders to.
-    let want = valkey_conf::render(&spec, module.as_ref());
+    // The config is exactly what the spec renders to (plus, in a test image
+    // holding the intruder module, its loadmodule line).
+    let mut want = valkey_conf::render(&spec, module.as_ref());
+    let intruder = file(INTRUDER_PATH);
+    if test_image && intruder.is_some() {
+        valkey_conf::add_intruder(&mut want);
+    }
     let have = file(&spec.server.config);
     r.line(
         have == Some(want.as_bytes()),
@@ -500,15 +512,48 @@ fn initramfs_checks(
         },
     )?;
 
-    let marker = init.is_some_and(|i| contains(i, TEST_INTRUDER_MARKER));
-    let ok = manifest.profile == Profile::Test || !marker;
+    let marker = init.is_some_and(|i| contains(i, TEST_HOOKS_MARKER));
+    let ok = test_image || !marker;
     r.line(
         ok,
         "no test features in a production image",
         match (manifest.profile, marker) {
-            (Profile::Production, true) => "production image whose /init has test-intruder",
-            (Profile::Production, false) => "production /init has no test-intruder",
+            (Profile::Production, true) => "production image whose /init has test-hooks",
+            (Profile::Production, false) => "production /init has no test-hooks",
             (Profile::Test, _) => "test image",
+        },
+    )?;
+
+    // The intruder module is an attacker's foothold by design: a production
+    // image must hold no trace of it (the file, its loadmodule line, or its
+    // marker in any file).
+    let conf = file(&spec.server.config).unwrap_or_default();
+    let loads_intruder = String::from_utf8_lossy(conf)
+        .lines()
+        .any(|l| l.trim_start().starts_with("loadmodule") && l.contains("intruder"));
+    let marked: Vec<String> = entries
+        .iter()
+        .filter(|e| contains(e.data, INTRUDER_MARKER))
+        .map(|e| e.abs_path())
+        .collect();
+    let mut traces = Vec::new();
+    if intruder.is_some() {
+        traces.push(format!("{INTRUDER_PATH} present"));
+    }
+    if loads_intruder {
+        traces.push(format!("{} loads it", spec.server.config));
+    }
+    if !marked.is_empty() {
+        traces.push(format!("its marker in {marked:?}"));
+    }
+    r.line(
+        test_image || traces.is_empty(),
+        "no intruder module in a production image",
+        match (test_image, traces.is_empty()) {
+            (false, true) => "no module file, no loadmodule line, no marker".to_owned(),
+            (false, false) => format!("production image with the intruder: {}", traces.join("; ")),
+            (true, true) => "test image without the intruder module".to_owned(),
+            (true, false) => format!("test image: {}", traces.join("; ")),
         },
     )?;
     Ok(())

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use xtask::image::assemble::{assemble, AssembleInputs, AssembleOptions};
 use xtask::image::cpio::{self, Archive, S_IFCHR, S_IFDIR, S_IFMT};
 use xtask::image::manifest::{Pin, Profile};
-use xtask::verify::{unzstd, verify_with, VerifyOptions, TEST_INTRUDER_MARKER};
+use xtask::verify::{unzstd, verify_with, VerifyOptions, INTRUDER_MARKER, TEST_HOOKS_MARKER};
 
 const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 const EPOCH: u64 = 1_700_000_000;
@@ -67,6 +67,7 @@ fn inputs(dir: &Path, server: Option<PathBuf>, lib_dirs: Vec<PathBuf>) -> Assemb
         server: server.unwrap_or_else(|| write(&d, "valkey-server", &fake_elf(3, b"valkey"))),
         init: write(&d, "init", &fake_elf(3, b"appliance init")),
         stream_guard: Some(write(&d, "stream-guard.so", &fake_elf(3, b"guard"))),
+        intruder: None,
         spec: write(
             &d,
             "appliance.toml",
@@ -238,11 +239,51 @@ fn tampered_images_fail_on_the_right_line() {
             Box::new(|d| {
                 tamper_initramfs(d, |e| {
                     let mut init = fake_elf(3, b"appliance init ");
-                    init.extend_from_slice(TEST_INTRUDER_MARKER);
+                    init.extend_from_slice(TEST_HOOKS_MARKER);
                     replace(e, "/init", init);
                 })
             }),
-            &["[FAIL] no test features in a production image: production image whose /init has test-intruder"],
+            &["[FAIL] no test features in a production image: production image whose /init has test-hooks"],
+        ),
+        (
+            "intruder module in a production image",
+            Box::new(|d| {
+                tamper_initramfs(d, |e| {
+                    let mut module = fake_elf(3, b"intruder ");
+                    module.extend_from_slice(INTRUDER_MARKER);
+                    e.push(("/usr/lib/valkey/intruder.so".into(), 0o100_755, module, (0, 0)));
+                })
+            }),
+            &[
+                "[FAIL] no intruder module in a production image: production image with the intruder: /usr/lib/valkey/intruder.so present; its marker in [\"/usr/lib/valkey/intruder.so\"]",
+                "[FAIL] only init, server, its loader and the module executable: [\"/usr/lib/valkey/intruder.so\"]",
+            ],
+        ),
+        (
+            "intruder loadmodule line in a production config",
+            Box::new(|d| {
+                tamper_initramfs(d, |e| {
+                    let conf = e.iter().find(|e| e.0 == "/etc/valkey/valkey.conf").unwrap().2.clone();
+                    let mut conf = String::from_utf8(conf).unwrap();
+                    conf.push_str("loadmodule \"/usr/lib/valkey/intruder.so\"\n");
+                    replace(e, "/etc/valkey/valkey.conf", conf.into_bytes());
+                })
+            }),
+            &[
+                "[FAIL] no intruder module in a production image: production image with the intruder: /etc/valkey/valkey.conf loads it",
+                "[FAIL] server config as specified",
+            ],
+        ),
+        (
+            "intruder marker inside another file",
+            Box::new(|d| {
+                tamper_initramfs(d, |e| {
+                    let mut guard = fake_elf(3, b"guard ");
+                    guard.extend_from_slice(INTRUDER_MARKER);
+                    replace(e, "/usr/lib/valkey/stream-guard.so", guard);
+                })
+            }),
+            &["[FAIL] no intruder module in a production image: production image with the intruder: its marker in [\"/usr/lib/valkey/stream-guard.so\"]"],
         ),
         (
             "server with Lua",
@@ -302,6 +343,62 @@ fn tampered_images_fail_on_the_right_line() {
         }
         std::fs::remove_dir_all(&d).unwrap();
     }
+}
+
+#[test]
+fn a_test_image_carries_the_intruder_and_verifies() {
+    let s = Scratch::new("test-profile");
+    let out = s.0.join("appliance-test");
+    let mut i = inputs(&s.0, None, vec![]);
+    let mut init = fake_elf(3, b"appliance init ");
+    init.extend_from_slice(TEST_HOOKS_MARKER);
+    i.init = write(&s.0, "init-test", &init);
+    let mut module = fake_elf(3, b"intruder ");
+    module.extend_from_slice(INTRUDER_MARKER);
+    i.intruder = Some(write(&s.0, "intruder.so", &module));
+    let opts = AssembleOptions {
+        profile: Profile::Test,
+        ..options()
+    };
+    assemble(&i, &out, &opts).unwrap();
+    let (ok, report) = check(&out);
+    assert!(ok, "{report}");
+    for want in [
+        "[OK]   no test features in a production image: test image",
+        "[OK]   no intruder module in a production image: test image: /usr/lib/valkey/intruder.so present; /etc/valkey/valkey.conf loads it; its marker in [\"/usr/lib/valkey/intruder.so\"]",
+        "[OK]   server config as specified",
+    ] {
+        assert!(report.lines().any(|l| l.starts_with(want)), "no {want:?} in:\n{report}");
+    }
+    let bytes = unzstd(&std::fs::read(out.join("initramfs.cpio.zst")).unwrap()).unwrap();
+    let entries = cpio::parse(&bytes).unwrap();
+    let module_entry = entries
+        .iter()
+        .find(|e| e.abs_path() == "/usr/lib/valkey/intruder.so")
+        .unwrap();
+    assert_eq!(
+        module_entry.mode & 0o7777,
+        0o755,
+        "Valkey loads only executable modules"
+    );
+    let conf = entries
+        .iter()
+        .find(|e| e.abs_path() == "/etc/valkey/valkey.conf")
+        .unwrap();
+    let conf = String::from_utf8(conf.data.to_vec()).unwrap();
+    assert!(
+        conf.ends_with("loadmodule \"/usr/lib/valkey/intruder.so\"\n"),
+        "{conf}"
+    );
+
+    // The same inputs for a production image: refused before anything is
+    // written.
+    let refused = assemble(&i, &s.0.join("appliance"), &options()).unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("test image only"),
+        "{refused:#}"
+    );
+    assert!(!s.0.join("appliance").exists());
 }
 
 #[test]

@@ -28,25 +28,21 @@ pub fn governor_main(spec: &Spec) -> i32 {
         spec.server.uid,
         spec.governor.rescan_interval_ms
     ));
-    #[cfg(feature = "test-intruder")]
-    match crate::intruder::governor_delay() {
-        // Benchmark mode: no intruder; the governor idles (petting the
-        // watchdog) so the server can be measured without it, then watches.
-        Some(secs) => {
-            machine.console_line(&format!(
-                "appliance: {}: governor idle for {secs} s (benchmark)",
-                crate::intruder::TEST_INTRUDER_MARKER
-            ));
-            for _ in 0..secs {
-                let _ = machine.pet_watchdog();
-                std::thread::sleep(std::time::Duration::from_secs(1));
-            }
-            machine.console_line(&format!(
-                "appliance: {}: governor watching from now on",
-                crate::intruder::TEST_INTRUDER_MARKER
-            ));
+    // Benchmark mode (test images only): the governor idles, petting the
+    // watchdog, so the server can be measured without it, then watches.
+    #[cfg(feature = "test-hooks")]
+    if let Some(secs) = crate::test_hooks::governor_delay() {
+        let marker = crate::test_hooks::TEST_HOOKS_MARKER;
+        machine.console_line(&format!(
+            "appliance: {marker}: governor idle for {secs} s (benchmark)"
+        ));
+        for _ in 0..secs {
+            let _ = machine.pet_watchdog();
+            std::thread::sleep(std::time::Duration::from_secs(1));
         }
-        None => crate::intruder::arm(spec),
+        machine.console_line(&format!(
+            "appliance: {marker}: governor watching from now on"
+        ));
     }
     match run_governor(policy, machine, &GovernorConfig::default()) {
         Ok(never) => match never {},

@@ -14,8 +14,8 @@
 //!   the governor is the forked child's own pid; the server's forks are
 //!   bounded (one at a time, `governor.max_child_seconds`) or, with
 //!   `server.forks = "never"`, not allowed at all.
-//! - Without the `test-intruder` feature the binary holds no test code; with
-//!   it, it holds [`TEST_INTRUDER_MARKER`], which `cargo xtask verify` looks
+//! - Without the `test-hooks` feature the binary holds no test code; with
+//!   it, it holds [`TEST_HOOKS_MARKER`], which `cargo xtask verify` looks
 //!   for to fail a production image.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -27,13 +27,13 @@ use procwatch::Policy;
 
 #[cfg(target_os = "linux")]
 mod governor;
-#[cfg(feature = "test-intruder")]
-pub mod intruder;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 
 #[cfg(target_os = "linux")]
 pub use governor::governor_main;
-#[cfg(feature = "test-intruder")]
-pub use intruder::TEST_INTRUDER_MARKER;
+#[cfg(feature = "test-hooks")]
+pub use test_hooks::TEST_HOOKS_MARKER;
 
 /// The init's version, shown in the banner `appliance: init <version> starting`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -8,12 +8,6 @@
 
 #[cfg(target_os = "linux")]
 fn main() {
-    #[cfg(feature = "test-intruder")]
-    if std::env::args_os().nth(1).as_deref()
-        == Some(std::ffi::OsStr::new(appliance::intruder::INTRUDER_ARG))
-    {
-        appliance::intruder::be_the_intruder();
-    }
     let mut os = init_seq::os::linux::LinuxOs::new();
     let result = init_seq::boot(&mut os, appliance::VERSION, &appliance::governor_main);
     if let Err(fatal) = result {

@@ -64,11 +64,11 @@ fn as_pid_1_without_a_spec_it_halts() {
 }
 
 #[test]
-fn test_intruder_marker_only_with_the_feature() {
+fn test_hooks_marker_only_with_the_feature() {
     let binary = std::fs::read(BIN).unwrap();
-    let marker = b"appliance-test-intruder-v1";
+    let marker = b"appliance-test-hooks-v1";
     let present = binary.windows(marker.len()).any(|w| w == marker);
-    assert_eq!(present, cfg!(feature = "test-intruder"));
-    #[cfg(feature = "test-intruder")]
-    assert_eq!(appliance::TEST_INTRUDER_MARKER.as_bytes(), marker);
+    assert_eq!(present, cfg!(feature = "test-hooks"));
+    #[cfg(feature = "test-hooks")]
+    assert_eq!(appliance::TEST_HOOKS_MARKER.as_bytes(), marker);
 }

@@ -1,5 +1,5 @@
 //! The governor policy the appliance builds from the seed-000 spec, judged on
-//! the processes the machine may show after the seal, the test intruder
+//! the processes the machine may show after the seal, a child of the governor
 //! included.
 #![allow(
     clippy::unwrap_used,
@@ -173,9 +173,10 @@ fn judged_after_the_seal() {
         ),
         ("PID 1 still init", ProcInfo::new(1, 0, 0, "/init"), false),
         ("PID 1 as root", ProcInfo::new(1, 0, 0, server), false),
-        // The test-intruder: a child of the governor running /init as root.
+        // A child of the governor running /init as root (what the old
+        // governor-spawned test intruder was).
         (
-            "the test intruder",
+            "a child of the governor",
             ProcInfo::new(41, GOVERNOR, 0, "/init"),
             false,
         ),

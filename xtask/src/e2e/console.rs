@@ -35,8 +35,6 @@ pub const POWER_BUTTON: &str = "procwatch: power button pressed";
 pub const KERNEL_HALTED: &str = "reboot: System halted";
 /// The kernel's last word after `reboot(RB_POWER_OFF)`.
 pub const KERNEL_POWER_DOWN: &str = "reboot: Power down";
-/// The test intruder announcing itself (`appliance::intruder`).
-pub const INTRUDER_START: &str = "appliance-test-intruder-v1: starting a forbidden process";
 /// Init's exec of the server.
 pub const EXEC_SERVER: &str = "appliance: exec ";
 /// The read-back firewall line (format defined here; see the module docs).
@@ -339,7 +337,7 @@ mod tests {
     /// Lines as `procwatch::render` prints them.
     #[test]
     fn verdicts_and_processes() {
-        let line = r#"procwatch: HALT process not allowed by policy [event]: pid=91 ppid=73 uid=0/0 exe="/init" comm="init" cmdline="/proc/self/exe --test-intruder""#;
+        let line = r#"procwatch: HALT process not allowed by policy [event]: pid=91 ppid=73 uid=0/0 exe="/init" comm="init" cmdline="/proc/self/exe --stray""#;
         let v = halt_verdict(line).unwrap();
         assert_eq!(v.reason, "process not allowed by policy");
         assert_eq!(v.path, "event");
@@ -353,7 +351,7 @@ mod tests {
                 euid: 0,
                 exe: "/init".into(),
                 comm: "init".into(),
-                cmdline: "/proc/self/exe --test-intruder".into(),
+                cmdline: "/proc/self/exe --stray".into(),
             }
         );
         let line = r#"procwatch: allow allowed child (server fork) [event]: pid=120 ppid=1 uid=6379/6379 exe="/usr/bin/valkey-server" comm="redis-rdb-bgsave" cmdline="/usr/bin/valkey-server *:6379""#;

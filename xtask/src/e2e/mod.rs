@@ -7,8 +7,9 @@
 //! (ready, acl-wall, no-lua, two-processes, firewall, bgsave, guard-attacks,
 //! guard-flood, then
 //! power-button restarts it on the same data disk, then no-cleartext scans
-//! the disks); the intrusion cases boot the test-profile image; each
-//! fail-closed metadata case boots its own VM. Images are never modified:
+//! the disks); each `intrude-<step>` case (one per step of the test-only
+//! intruder module, see [`intrusion`]) boots its own VM of the test-profile
+//! image; each fail-closed metadata case boots its own VM. Images are never modified:
 //! every run works on a sparse copy of `data.raw` in a private temporary
 //! directory.
 
@@ -42,8 +43,10 @@ pub const FATAL_TIMEOUT: Duration = Duration::from_secs(180);
 /// One command's reply.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Every case, in the order they run.
-pub const CASES: [&str; 29] = [
+/// Every case except the intrusion cases, in the order they run; the
+/// `intrude-<step>` cases ([`intrusion::case_names`]) follow them (see
+/// [`all_cases`]).
+pub const CASES: [&str; 27] = [
     "ready",
     "acl-wall",
     "no-lua",
@@ -65,8 +68,6 @@ pub const CASES: [&str; 29] = [
     "secret-control-char",
     "secret-short-admin",
     "secret-same",
-    "intrusion",
-    "nothing-lost",
     "metadata-missing-key",
     "metadata-wrong-header",
     "metadata-oversized",
@@ -75,12 +76,23 @@ pub const CASES: [&str; 29] = [
     "disk-label-fatal",
 ];
 
+/// Every case name, in the order they run: [`CASES`], then one
+/// `intrude-<step>` case per step of the intruder module.
+pub fn all_cases() -> Vec<String> {
+    CASES
+        .iter()
+        .map(|c| (*c).to_owned())
+        .chain(intrusion::case_names())
+        .collect()
+}
+
 /// Command-line options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// The production image directory.
     pub image: PathBuf,
-    /// The test-profile image directory (with `test-intruder`).
+    /// The test-profile image directory (the intruder module, the test
+    /// hooks).
     pub test_image: PathBuf,
     /// Run only these cases.
     pub only: Vec<String>,
@@ -96,7 +108,7 @@ usage: cargo xtask e2e [--only NAME]... [--direct] [--image DIR] [--test-image D
   --only NAME       run one case (repeatable); `--only list` prints the names
   --direct          boot with -kernel/-initrd (faster) instead of OVMF + disk.raw
   --image DIR       production image (default target/appliance)
-  --test-image DIR  test-profile image with test-intruder (default target/appliance-test)
+  --test-image DIR  test-profile image, with the intruder module (default target/appliance-test)
   --logs DIR        keep every VM's console log there (default: a temp dir, removed)
 ";
 
@@ -128,9 +140,10 @@ impl Options {
                 other => bail!("unknown argument `{other}`\n{USAGE}"),
             }
         }
+        let all = all_cases();
         for name in &o.only {
-            if name != "list" && !CASES.contains(&name.as_str()) {
-                bail!("no case named `{name}`; cases: {}", CASES.join(", "));
+            if name != "list" && !all.contains(name) {
+                bail!("no case named `{name}`; cases: {}", all.join(", "));
             }
         }
         Ok(o)
@@ -140,8 +153,9 @@ impl Options {
 /// Entry of `cargo xtask e2e`.
 pub fn main(args: &[String]) -> Result<()> {
     let opts = Options::parse(args)?;
+    let all = all_cases();
     if opts.only.iter().any(|n| n == "list") {
-        for c in CASES {
+        for c in &all {
             println!("{c}");
         }
         return Ok(());
@@ -150,9 +164,9 @@ pub fn main(args: &[String]) -> Result<()> {
     qemu::ensure_tools(&qemu::DISK_TOOLS, "to inspect the data disk")?;
     qemu::ensure_tools(&qemu::NET_TOOLS, "for the many-address test network")?;
     raise_fd_limit();
-    let selected: Vec<&str> = CASES
+    let selected: Vec<&str> = all
         .iter()
-        .copied()
+        .map(String::as_str)
         .filter(|c| opts.only.is_empty() || opts.only.iter().any(|o| o == c))
         .collect();
     let direct = opts.boot == BootMode::Direct;
@@ -160,19 +174,19 @@ pub fn main(args: &[String]) -> Result<()> {
         (
             Profile::Production,
             &opts.image,
-            selected.iter().any(|c| *c != "intrusion"),
+            selected.iter().any(|c| !c.starts_with(intrusion::PREFIX)),
         ),
         (
             Profile::Test,
             &opts.test_image,
-            selected
-                .iter()
-                .any(|c| matches!(*c, "intrusion" | "nothing-lost")),
+            selected.iter().any(|c| c.starts_with(intrusion::PREFIX)),
         ),
     ];
     for (profile, dir, wanted) in wants {
         if wanted {
             let image = ImageFiles { dir: dir.clone() };
+            // The intrusion cases boot the test image directly, always.
+            let direct = direct || profile == Profile::Test;
             // A failed build shows again in every case that needs the image.
             if let Err(e) = crate::run::ensure_image(profile, &image, direct) {
                 println!("xtask: no {} image: {e:#}", profile.as_str());
@@ -181,10 +195,7 @@ pub fn main(args: &[String]) -> Result<()> {
     }
     let mut ctx = Ctx::new(opts)?;
     let mut report = Report::default();
-    for name in CASES {
-        if !ctx.opts.only.is_empty() && !ctx.opts.only.iter().any(|o| o == name) {
-            continue;
-        }
+    for name in selected {
         let start = Instant::now();
         let result = run_case(&mut ctx, name);
         report.record(name, start.elapsed(), result);
@@ -209,8 +220,6 @@ fn run_case(ctx: &mut Ctx, name: &str) -> Result<Vec<String>> {
         "guard-flood" => guard::guard_flood(ctx),
         "power-button" => shared::power_button(ctx),
         "no-cleartext" => shared::no_cleartext(ctx),
-        "intrusion" => intrusion::intrusion(ctx),
-        "nothing-lost" => intrusion::nothing_lost(ctx),
         "metadata-missing-key" => {
             metadata::fail_closed(ctx, Mode::MissingKey(crate::standin::VISITOR_KEY.into()))
         }
@@ -230,7 +239,10 @@ fn run_case(ctx: &mut Ctx, name: &str) -> Result<Vec<String>> {
         "secret-same" => metadata::fail_closed(ctx, Mode::SameSecrets),
         "disk-interfaces" => disks::disk_interfaces(ctx),
         "disk-label-fatal" => disks::disk_label_fatal(ctx),
-        other => bail!("no case `{other}`"),
+        other => match intrusion::step_for(other) {
+            Some(step) => intrusion::step_case(ctx, step),
+            None => bail!("no case `{other}`"),
+        },
     }
 }
 
@@ -1010,10 +1022,12 @@ mod tests {
 
     #[test]
     fn case_names_are_unique() {
-        let mut names = CASES.to_vec();
+        let mut names = all_cases();
+        let n = names.len();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), CASES.len());
+        assert_eq!(names.len(), n);
+        assert_eq!(n, CASES.len() + intruder::STEPS.len());
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!
 //! The initramfs holds exactly: `/init`, the server binary and (if dynamic)
 //! its ELF interpreter and libraries, the `stream-guard` module and its
-//! libraries, `/etc/valkey/valkey.conf`, `/etc/appliance.toml`,
+//! libraries (and, in a test image only, the `intruder` module),
+//! `/etc/valkey/valkey.conf`, `/etc/appliance.toml`,
 //! `/etc/modules.order`, the kernel modules under `/lib/modules/`, the mount
 //! points init uses, and `/dev/console` (the kernel opens it for init's
 //! stdio before any devtmpfs exists). Nothing else.
@@ -23,7 +24,7 @@ use std::time::Instant;
 
 use super::cpio::Archive;
 use super::manifest::{hash_file, sha256_hex, FileEntry, InitramfsEntry, Manifest, Pin, Profile};
-use super::valkey_conf::{self, ModuleLoad, STREAM_GUARD_PATH};
+use super::valkey_conf::{self, ModuleLoad, INTRUDER_PATH, STREAM_GUARD_PATH};
 use super::{ext4, fat, gcetar, gpt, uki};
 
 /// Directory the kernel modules go to inside the image.
@@ -65,6 +66,9 @@ pub struct AssembleInputs {
     pub init: PathBuf,
     /// The `stream-guard` Valkey module, when built.
     pub stream_guard: Option<PathBuf>,
+    /// TEST IMAGES ONLY: the `intruder` Valkey module (`assemble` refuses
+    /// it for a production image).
+    pub intruder: Option<PathBuf>,
     /// The spec (`image/appliance.toml`).
     pub spec: PathBuf,
     /// systemd-boot's `linuxx64.efi.stub`.
@@ -302,11 +306,11 @@ pub fn build_initramfs(inputs: &AssembleInputs, spec: &Spec, spec_text: &[u8]) -
         inputs.init.display()
     );
     let guard = inputs.stream_guard.as_deref().map(read).transpose()?;
+    let intruder = inputs.intruder.as_deref().map(read).transpose()?;
 
     let mut roots: Vec<&[u8]> = vec![&init, &server];
-    if let Some(g) = &guard {
-        roots.push(g);
-    }
+    roots.extend(guard.as_deref());
+    roots.extend(intruder.as_deref());
     for (image_path, (host, exec)) in resolve_libraries(&roots, &inputs.lib_dirs)? {
         a.add_file(&image_path, if exec { 0o755 } else { 0o644 }, read(&host)?)?;
     }
@@ -319,7 +323,11 @@ pub fn build_initramfs(inputs: &AssembleInputs, spec: &Spec, spec_text: &[u8]) -
         Ok(ModuleLoad::stream_guard(spec))
     });
     let module = module.transpose()?;
-    let conf = valkey_conf::render(spec, module.as_ref());
+    let mut conf = valkey_conf::render(spec, module.as_ref());
+    if let Some(i) = intruder {
+        a.add_file(INTRUDER_PATH, 0o755, i)?;
+        valkey_conf::add_intruder(&mut conf);
+    }
     a.add_file(&spec.server.config, 0o644, conf.into_bytes())?;
     a.add_file(SPEC_PATH, 0o644, spec_text.to_vec())?;
     a.add_file(MODULES_ORDER, 0o644, read(&inputs.modules_order)?)?;
@@ -361,6 +369,11 @@ pub fn assemble(inputs: &AssembleInputs, out: &Path, opts: &AssembleOptions) -> 
     let total = Instant::now();
     let mtime = u32::try_from(opts.source_date_epoch)
         .context("SOURCE_DATE_EPOCH does not fit the cpio's 32-bit mtime")?;
+    ensure!(
+        inputs.intruder.is_none() || opts.profile == Profile::Test,
+        "the intruder module goes into a test image only, never into a {} image",
+        opts.profile.as_str()
+    );
     let spec_text = read(&inputs.spec)?;
     let spec =
         Spec::from_toml_str(std::str::from_utf8(&spec_text).context("the spec is not UTF-8")?)?;

@@ -141,19 +141,22 @@ pub fn cargo_release(
     Ok(())
 }
 
-/// Our binaries for the image: `/init` and the stream-guard module.
+/// Our binaries for the image: `/init`, the stream-guard module and, for a
+/// test image only, the intruder module.
 pub struct OwnBinaries {
-    /// The `appliance` binary (with `test-intruder` in the test profile).
+    /// The `appliance` binary (with `test-hooks` in the test profile).
     pub init: PathBuf,
     /// `libstream_guard.so`.
     pub stream_guard: PathBuf,
+    /// `libintruder.so`, built for the test profile only.
+    pub intruder: Option<PathBuf>,
 }
 
 /// Builds [`OwnBinaries`] for `profile`.
 pub fn own_binaries(root: &Path, profile: Profile) -> Result<OwnBinaries> {
     let (dir, features): (&str, &[&str]) = match profile {
         Profile::Production => ("target/image-build/production", &[]),
-        Profile::Test => ("target/image-build/test", &["test-intruder"]),
+        Profile::Test => ("target/image-build/test", &["test-hooks"]),
     };
     let target = root.join(dir);
     timed(&format!("build /init ({profile:?})"), || {
@@ -164,9 +167,19 @@ pub fn own_binaries(root: &Path, profile: Profile) -> Result<OwnBinaries> {
     timed("build the stream-guard module", || {
         cargo_release(root, "stream-guard", &["module"], &guard_target)
     })?;
+    let intruder = match profile {
+        Profile::Production => None,
+        Profile::Test => {
+            timed("build the intruder module (test image only)", || {
+                cargo_release(root, "intruder", &["module"], &guard_target)
+            })?;
+            Some(guard_target.join("release/libintruder.so"))
+        }
+    };
     Ok(OwnBinaries {
         init: target.join("release/appliance"),
         stream_guard: guard_target.join("release/libstream_guard.so"),
+        intruder,
     })
 }
 
@@ -279,6 +292,7 @@ pub fn image(args: &ImageArgs) -> Result<()> {
         server: built.server.clone(),
         init: own.init,
         stream_guard: Some(own.stream_guard),
+        intruder: own.intruder,
         spec: root.join("image/appliance.toml"),
         stub: fetched.stub.clone(),
         lib_dirs: [

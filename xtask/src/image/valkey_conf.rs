@@ -13,6 +13,9 @@ use stream_guard::{AppendOnly, GuardConfig};
 /// Where the `stream-guard` module lives in the image.
 pub const STREAM_GUARD_PATH: &str = "/usr/lib/valkey/stream-guard.so";
 
+/// TEST IMAGES ONLY: where the `intruder` module lives in a test image.
+pub const INTRUDER_PATH: &str = "/usr/lib/valkey/intruder.so";
+
 /// A module the server loads at start (`loadmodule <path> <args>...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleLoad {
@@ -185,6 +188,17 @@ pub fn render(spec: &Spec, module: Option<&ModuleLoad>) -> String {
     c
 }
 
+/// TEST IMAGES ONLY: appends the `intruder` module's `loadmodule` line to
+/// a rendered configuration. Its own function, not a [`ModuleLoad`] passed
+/// to [`render`]: the production rendering cannot reach it by accident.
+pub fn add_intruder(conf: &mut String) {
+    conf.push_str(
+        "\n# TEST IMAGE ONLY: the intruder module (crates/intruder): INTRUDER.STEP <step>\n\
+         # performs one attack step from inside the server. Never in a production image.\n",
+    );
+    conf.push_str(&format!("loadmodule {}\n", quote(INTRUDER_PATH)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +219,20 @@ mod tests {
         let text = render(&spec, Some(&m));
         assert!(text.ends_with("loadmodule \"/usr/lib/valkey/stream-guard.so\"\n"));
         assert_eq!(text.matches("loadmodule").count(), 1);
+    }
+
+    #[test]
+    fn the_intruder_comes_last() {
+        let spec = Spec::reference().unwrap();
+        let mut text = render(&spec, Some(&ModuleLoad::stream_guard(&spec)));
+        add_intruder(&mut text);
+        let loads: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("loadmodule "))
+            .collect();
+        assert_eq!(loads.len(), 2);
+        assert!(loads[0].contains(STREAM_GUARD_PATH));
+        assert_eq!(loads[1], "loadmodule \"/usr/lib/valkey/intruder.so\"");
     }
 
     #[test]
