@@ -216,6 +216,7 @@ fn field(offset: u32) -> String {
 fn action_name(k: u32) -> String {
     match Action::from_ret_value(k) {
         Some(Action::Errno(e)) => format!("errno {e}"),
+        Some(Action::KillProcess) => "kill_process".to_owned(),
         Some(a) => format!("{a:?}").to_lowercase(),
         None => "?".to_owned(),
     }
