@@ -57,12 +57,18 @@ const INTERESTING: &[(&str, &[ArgShown])] = &[
     ("fcntl", &[(1, "cmd", Kind::Fcntl)]),
     ("futex", &[(1, "op", Kind::Futex)]),
     ("getrlimit", &[(0, "resource", Kind::Hex32)]),
-    ("getsockopt", &[(1, "level", Kind::Hex32), (2, "optname", Kind::Hex32)]),
+    (
+        "getsockopt",
+        &[(1, "level", Kind::Hex32), (2, "optname", Kind::Hex32)],
+    ),
     ("ioctl", &[(1, "request", Kind::Ioctl)]),
     ("kill", &[(1, "signal", Kind::Signal)]),
     ("madvise", &[(2, "advice", Kind::Hex32)]),
     ("memfd_create", &[(1, "flags", Kind::Hex32)]),
-    ("mmap", &[(2, "prot", Kind::Prot), (3, "flags", Kind::MapFlags)]),
+    (
+        "mmap",
+        &[(2, "prot", Kind::Prot), (3, "flags", Kind::MapFlags)],
+    ),
     ("mprotect", &[(2, "prot", Kind::Prot)]),
     ("mremap", &[(3, "flags", Kind::Hex32)]),
     ("open", &[(1, "flags", Kind::Hex32)]),
@@ -73,16 +79,38 @@ const INTERESTING: &[(&str, &[ArgShown])] = &[
     ("prctl", &[(0, "option", Kind::Prctl)]),
     ("prlimit64", &[(1, "resource", Kind::Hex32)]),
     ("rt_sigaction", &[(0, "signal", Kind::Signal)]),
-    ("setns", &[(1, "nstype", Kind::CloneFlags { signal: false })]),
+    (
+        "setns",
+        &[(1, "nstype", Kind::CloneFlags { signal: false })],
+    ),
     ("setrlimit", &[(0, "resource", Kind::Hex32)]),
-    ("setsockopt", &[(1, "level", Kind::Hex32), (2, "optname", Kind::Hex32)]),
+    (
+        "setsockopt",
+        &[(1, "level", Kind::Hex32), (2, "optname", Kind::Hex32)],
+    ),
     ("signalfd4", &[(3, "flags", Kind::Hex32)]),
-    ("socket", &[(0, "family", Kind::Family), (1, "type", Kind::SockType), (2, "protocol", Kind::Hex32)]),
-    ("socketpair", &[(0, "family", Kind::Family), (1, "type", Kind::SockType)]),
+    (
+        "socket",
+        &[
+            (0, "family", Kind::Family),
+            (1, "type", Kind::SockType),
+            (2, "protocol", Kind::Hex32),
+        ],
+    ),
+    (
+        "socketpair",
+        &[(0, "family", Kind::Family), (1, "type", Kind::SockType)],
+    ),
     ("tgkill", &[(2, "signal", Kind::Signal)]),
-    ("timerfd_create", &[(0, "clock", Kind::Hex32), (1, "flags", Kind::Hex32)]),
+    (
+        "timerfd_create",
+        &[(0, "clock", Kind::Hex32), (1, "flags", Kind::Hex32)],
+    ),
     ("tkill", &[(1, "signal", Kind::Signal)]),
-    ("unshare", &[(0, "flags", Kind::CloneFlags { signal: false })]),
+    (
+        "unshare",
+        &[(0, "flags", Kind::CloneFlags { signal: false })],
+    ),
 ];
 
 const CLONE_FLAGS: &[(u64, &str)] = &[
@@ -247,7 +275,10 @@ const FUTEX_OPS: &[(u64, &str)] = &[
     (12, "FUTEX_CMP_REQUEUE_PI"),
     (13, "FUTEX_LOCK_PI2"),
 ];
-const FUTEX_FLAGS: &[(u64, &str)] = &[(0x80, "FUTEX_PRIVATE_FLAG"), (0x100, "FUTEX_CLOCK_REALTIME")];
+const FUTEX_FLAGS: &[(u64, &str)] = &[
+    (0x80, "FUTEX_PRIVATE_FLAG"),
+    (0x100, "FUTEX_CLOCK_REALTIME"),
+];
 
 const SIGNALS: &[(u64, &str)] = &[
     (0, "0"),
@@ -377,7 +408,11 @@ fn enum_name(value: u64, table: &[(u64, &str)]) -> String {
 /// `A|B|0x40` (leftover bits in hex), or `none` for zero.
 fn flags(value: u64, table: &[(u64, &str)], none: &str) -> String {
     if value == 0 {
-        return if none.is_empty() { "0".to_owned() } else { none.to_owned() };
+        return if none.is_empty() {
+            "0".to_owned()
+        } else {
+            none.to_owned()
+        };
     }
     let mut parts: Vec<String> = Vec::new();
     let mut rest = value;

@@ -186,7 +186,8 @@ fn accumulator_sources(program: &[Instruction]) -> Vec<Option<Option<u32>>> {
         match (op::class(ins.code), ins.code & 0xf0) {
             (op::RET, _) => {}
             (op::JMP, op::JA) => {
-                let to = usize::try_from(ins.k).map_or(usize::MAX, |k| pc.saturating_add(1).saturating_add(k));
+                let to = usize::try_from(ins.k)
+                    .map_or(usize::MAX, |k| pc.saturating_add(1).saturating_add(k));
                 merge(&mut state, to, after);
             }
             (op::JMP, _) => {
@@ -251,11 +252,16 @@ fn line(pc: usize, ins: &Instruction, a: Option<u32>) -> String {
                 op::XOR => "xor",
                 _ => "alu?",
             };
-            let operand = if code & op::X != 0 { "x".to_owned() } else { format!("#{k:#x}") };
+            let operand = if code & op::X != 0 {
+                "x".to_owned()
+            } else {
+                format!("#{k:#x}")
+            };
             (format!("{name:<4} {operand}"), String::new())
         }
         op::JMP if code & 0xf0 == op::JA => {
-            let to = usize::try_from(k).map_or(usize::MAX, |k| pc.saturating_add(1).saturating_add(k));
+            let to =
+                usize::try_from(k).map_or(usize::MAX, |k| pc.saturating_add(1).saturating_add(k));
             (format!("ja   {to}"), String::new())
         }
         op::JMP => {
@@ -266,7 +272,11 @@ fn line(pc: usize, ins: &Instruction, a: Option<u32>) -> String {
                 op::JSET => "jset",
                 _ => "j?",
             };
-            let operand = if code & op::X != 0 { "x".to_owned() } else { format!("#{k:#x}") };
+            let operand = if code & op::X != 0 {
+                "x".to_owned()
+            } else {
+                format!("#{k:#x}")
+            };
             let note = match a {
                 Some(0) if code & op::X == 0 && code & 0xf0 != op::JSET => {
                     name_of(k).map(str::to_owned).unwrap_or_default()
@@ -274,7 +284,14 @@ fn line(pc: usize, ins: &Instruction, a: Option<u32>) -> String {
                 Some(4) if k == AUDIT_ARCH_X86_64 => "x86_64".to_owned(),
                 _ => String::new(),
             };
-            (format!("{name:<4} {operand}, {}, {}", target(ins.jt), target(ins.jf)), note)
+            (
+                format!(
+                    "{name:<4} {operand}, {}, {}",
+                    target(ins.jt),
+                    target(ins.jf)
+                ),
+                note,
+            )
         }
         op::RET if code & op::A != 0 => ("ret  a".to_owned(), String::new()),
         op::RET => (format!("ret  #{k:#x}"), action_name(k)),

@@ -28,7 +28,9 @@
 #![forbid(unsafe_code)]
 
 use crate::bpf::{op, Instruction, Program};
-use crate::filter::{hi32, lo32, ArgCondition, ArgTest, Rule, Width, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
+use crate::filter::{
+    hi32, lo32, ArgCondition, ArgTest, Rule, Width, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT,
+};
 use crate::{Action, Error, Filter};
 
 /// Byte offset of `seccomp_data.nr`.
@@ -65,7 +67,12 @@ pub fn compile_with(filter: &Filter, layout: Layout) -> Result<Program, Error> {
 
     let arch_ok = asm.label();
     asm.load(ARCH);
-    asm.jump(op::JEQ, AUDIT_ARCH_X86_64, Target::To(arch_ok), Target::Next);
+    asm.jump(
+        op::JEQ,
+        AUDIT_ARCH_X86_64,
+        Target::To(arch_ok),
+        Target::Next,
+    );
     asm.ret(Action::KillProcess);
     asm.place(arch_ok);
     let native = asm.label();
@@ -247,7 +254,12 @@ enum Op {
     Place(Label),
     Load(u32),
     And(u32),
-    Jump { code: u16, k: u32, jt: Target, jf: Target },
+    Jump {
+        code: u16,
+        k: u32,
+        jt: Target,
+        jf: Target,
+    },
     Ret(u32),
 }
 
@@ -300,7 +312,9 @@ impl Asm {
         for op in self.ops.iter().rev() {
             match *op {
                 Op::Place(Label(l)) => {
-                    let slot = from_end.get_mut(l).ok_or(Error::Internal("label out of range"))?;
+                    let slot = from_end
+                        .get_mut(l)
+                        .ok_or(Error::Internal("label out of range"))?;
                     *slot = Some(rev.len());
                 }
                 Op::Load(offset) => rev.push(Instruction::stmt(op::LD | op::W | op::ABS, offset)),

@@ -17,7 +17,9 @@ pub enum Error {
         name: String,
     },
     /// An argument condition names an argument a syscall does not have.
-    #[error("rule {rule} ({syscall}): argument {index} does not exist (a syscall has arguments 0 to 5)")]
+    #[error(
+        "rule {rule} ({syscall}): argument {index} does not exist (a syscall has arguments 0 to 5)"
+    )]
     ArgIndex {
         /// Index of the rule in the filter.
         rule: usize,
@@ -84,7 +86,9 @@ pub enum Error {
     NoNewPrivs,
     /// The filter checks for x86_64 and this process is not x86_64: the
     /// kernel would kill it at its next system call.
-    #[error("this filter admits x86_64 system calls only and would kill a process of this architecture")]
+    #[error(
+        "this filter admits x86_64 system calls only and would kill a process of this architecture"
+    )]
     WrongArch,
     /// A descriptor passed as a seccomp listener is not one.
     #[error("descriptor is not a seccomp notification listener: {0}")]

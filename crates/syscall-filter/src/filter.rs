@@ -310,7 +310,11 @@ impl SeccompData {
             16..=63 => {
                 let i = usize::try_from((offset - 16) / 8).ok()?;
                 let arg = *self.args.get(i)?;
-                Some(if offset % 8 == 0 { lo32(arg) } else { hi32(arg) })
+                Some(if offset % 8 == 0 {
+                    lo32(arg)
+                } else {
+                    hi32(arg)
+                })
             }
             _ => None,
         }
@@ -463,7 +467,9 @@ pub(crate) fn hi32(x: u64) -> u32 {
 
 fn check_errno(action: Action, rule: Option<usize>) -> Result<(), Error> {
     match action {
-        Action::Errno(errno) if errno == 0 || errno > MAX_ERRNO => Err(Error::Errno { rule, errno }),
+        Action::Errno(errno) if errno == 0 || errno > MAX_ERRNO => {
+            Err(Error::Errno { rule, errno })
+        }
         _ => Ok(()),
     }
 }
@@ -509,8 +515,14 @@ mod tests {
             (ArgCondition::equal(0, 2), false),
             (ArgCondition::equal(0, 2).low32(), true),
             (ArgCondition::equal(0, 0x1_0000_0002), true),
-            (ArgCondition::masked_equal(1, 0x0100_0100, 0x0100_0000), true),
-            (ArgCondition::masked_equal(1, 0x0100_0100, 0x0100_0100), false),
+            (
+                ArgCondition::masked_equal(1, 0x0100_0100, 0x0100_0000),
+                true,
+            ),
+            (
+                ArgCondition::masked_equal(1, 0x0100_0100, 0x0100_0100),
+                false,
+            ),
             (ArgCondition::any_set(1, 0x0000_0100 | 0x10), true),
             (ArgCondition::any_set(1, 0x0000_0100), false),
             (ArgCondition::none_set(1, 0x0001_0000 | 0x8000_0000), true),
@@ -532,11 +544,20 @@ mod tests {
             .rule(Rule::new(sys("read"), Action::Allow));
         let clone = sys("clone").nr();
         let cases = [
-            (SeccompData::x86_64(clone, [0x100, 0, 0, 0, 0, 0]), Action::Notify),
-            (SeccompData::x86_64(clone, [0x11, 0, 0, 0, 0, 0]), Action::Allow),
+            (
+                SeccompData::x86_64(clone, [0x100, 0, 0, 0, 0, 0]),
+                Action::Notify,
+            ),
+            (
+                SeccompData::x86_64(clone, [0x11, 0, 0, 0, 0, 0]),
+                Action::Allow,
+            ),
             (SeccompData::x86_64(0, [0; 6]), Action::Allow),
             (SeccompData::x86_64(1, [0; 6]), Action::Errno(1)),
-            (SeccompData::x86_64(X32_SYSCALL_BIT, [0; 6]), Action::Errno(1)),
+            (
+                SeccompData::x86_64(X32_SYSCALL_BIT, [0; 6]),
+                Action::Errno(1),
+            ),
             (
                 SeccompData {
                     arch: 0x4000_0003,
@@ -644,9 +665,14 @@ mod tests {
         );
         let back: Filter = serde_json::from_str(&json).unwrap();
         assert_eq!(back, f);
-        let err = serde_json::from_str::<Filter>(r#"{"default":"Allow","rules":[{"syscall":"nope","action":"Allow"}]}"#)
-            .unwrap_err();
-        assert!(err.to_string().contains("unknown x86_64 syscall \"nope\""), "{err}");
+        let err = serde_json::from_str::<Filter>(
+            r#"{"default":"Allow","rules":[{"syscall":"nope","action":"Allow"}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown x86_64 syscall \"nope\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -661,7 +687,12 @@ mod tests {
         assert_eq!(g.default, Action::Notify);
         assert_eq!(
             actions,
-            [Action::Errno(38), Action::Notify, Action::Notify, Action::Allow]
+            [
+                Action::Errno(38),
+                Action::Notify,
+                Action::Notify,
+                Action::Allow
+            ]
         );
     }
 
@@ -669,9 +700,18 @@ mod tests {
     fn handoff_rule_comes_first_and_is_exact() {
         let f = Filter::new(Action::Notify).with_listener_handoff(7);
         let sendmsg = Syscall::SENDMSG.nr();
-        assert_eq!(f.evaluate(&SeccompData::x86_64(sendmsg, [7, 0, 0, 0, 0, 0])), Action::Allow);
-        assert_eq!(f.evaluate(&SeccompData::x86_64(sendmsg, [1 << 32 | 7, 0, 0, 0, 0, 0])), Action::Allow);
-        assert_eq!(f.evaluate(&SeccompData::x86_64(sendmsg, [8, 0, 0, 0, 0, 0])), Action::Notify);
+        assert_eq!(
+            f.evaluate(&SeccompData::x86_64(sendmsg, [7, 0, 0, 0, 0, 0])),
+            Action::Allow
+        );
+        assert_eq!(
+            f.evaluate(&SeccompData::x86_64(sendmsg, [1 << 32 | 7, 0, 0, 0, 0, 0])),
+            Action::Allow
+        );
+        assert_eq!(
+            f.evaluate(&SeccompData::x86_64(sendmsg, [8, 0, 0, 0, 0, 0])),
+            Action::Notify
+        );
         f.validate().unwrap();
     }
 }

@@ -69,7 +69,14 @@ pub fn verify(program: &[Instruction]) -> Result<(), Error> {
                     return bad(pc, "unknown ALU opcode");
                 }
                 match code & 0xf0 {
-                    op::ADD | op::SUB | op::MUL | op::OR | op::AND | op::LSH | op::RSH | op::XOR => {}
+                    op::ADD
+                    | op::SUB
+                    | op::MUL
+                    | op::OR
+                    | op::AND
+                    | op::LSH
+                    | op::RSH
+                    | op::XOR => {}
                     op::DIV | op::MOD => {
                         if code & op::X == 0 && k == 0 {
                             return bad(pc, "division by constant zero");

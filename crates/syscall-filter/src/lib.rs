@@ -64,4 +64,3 @@ pub use filter::{
 pub use notify::{call_name, Notification, Response};
 pub use record::{CallRecord, Recorder};
 pub use syscalls::Syscall;
-

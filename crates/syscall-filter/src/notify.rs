@@ -60,7 +60,13 @@ pub fn call_name(data: &SeccompData) -> String {
 /// only numbers and fixed names (no memory of the caller is read).
 impl fmt::Display for Notification {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pid {} syscall {}({})", self.pid, call_name(&self.data), self.data.nr)?;
+        write!(
+            f,
+            "pid {} syscall {}({})",
+            self.pid,
+            call_name(&self.data),
+            self.data.nr
+        )?;
         for (name, value) in describe_args(self.data.nr, &self.data.args) {
             write!(f, " {name}={value}")?;
         }

@@ -46,15 +46,22 @@ impl Recorder {
     pub fn record(&mut self, notification: &Notification) {
         let data = &notification.data;
         let entry = self.calls.entry(call_name(data)).or_default();
-        entry.syscall = notification.syscall_name().and_then(|_| Syscall::from_nr(data.nr));
+        entry.syscall = notification
+            .syscall_name()
+            .and_then(|_| Syscall::from_nr(data.nr));
         entry.count += 1;
-        *entry.signatures.entry(signature(data.nr, &data.args)).or_default() += 1;
+        *entry
+            .signatures
+            .entry(signature(data.nr, &data.args))
+            .or_default() += 1;
         self.total += 1;
     }
 
     /// Every call seen, by name.
     pub fn calls(&self) -> impl Iterator<Item = (&str, &CallRecord)> {
-        self.calls.iter().map(|(name, record)| (name.as_str(), record))
+        self.calls
+            .iter()
+            .map(|(name, record)| (name.as_str(), record))
     }
 
     /// Total calls recorded.

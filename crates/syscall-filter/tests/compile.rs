@@ -2,6 +2,12 @@
 //! disassembly snapshot, long jumps, limits, and a property test that the
 //! interpreted program answers what `Filter::evaluate` answers, for both
 //! layouts, on random filters and random calls.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use proptest::prelude::*;
 use syscall_filter::interpret::{interpret, verify};
@@ -37,7 +43,8 @@ fn check(filter: &Filter, data: SeccompData, want: Action) {
 
 const CLONE_VM: u64 = 0x100;
 const CLONE_THREAD: u64 = 0x1_0000;
-const NAMESPACES: u64 = 0x0002_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000 | 0x2000_0000 | 0x4000_0000 | 0x0200_0000;
+const NAMESPACES: u64 =
+    0x0002_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000 | 0x2000_0000 | 0x4000_0000 | 0x0200_0000;
 const PROT_WRITE: u64 = 2;
 const PROT_EXEC: u64 = 4;
 const MAP_ANONYMOUS: u64 = 0x20;
@@ -62,8 +69,11 @@ fn server_like() -> Filter {
         .rule(Rule::new(sys("socket"), Action::Allow).when(ArgCondition::equal(0, 2).low32()))
         .rule(Rule::new(sys("socket"), Action::Allow).when(ArgCondition::equal(0, 10).low32()))
         .rule(
-            Rule::new(sys("mmap"), refuse)
-                .when(ArgCondition::masked_equal(2, PROT_WRITE | PROT_EXEC, PROT_WRITE | PROT_EXEC)),
+            Rule::new(sys("mmap"), refuse).when(ArgCondition::masked_equal(
+                2,
+                PROT_WRITE | PROT_EXEC,
+                PROT_WRITE | PROT_EXEC,
+            )),
         )
         .rule(
             Rule::new(sys("mmap"), refuse)
@@ -89,10 +99,22 @@ fn server_like_filter_decides_as_described() {
         // glibc pthread_create, fork; a CLONE_VM process; namespaces.
         (call("clone", [0x3d0f00, 0, 0, 0, 0, 0]), Action::Allow),
         (call("clone", [0x0120_0011, 0, 0, 0, 0, 0]), Action::Allow),
-        (call("clone", [CLONE_VM | 17, 0, 0, 0, 0, 0]), Action::Notify),
-        (call("clone", [0x0002_0000 | 17, 0, 0, 0, 0, 0]), Action::Notify),
-        (call("clone", [0x0200_0000 | 17, 0, 0, 0, 0, 0]), Action::Notify),
-        (call("clone", [0x3d0f00 | 0x4000_0000, 0, 0, 0, 0, 0]), Action::Notify),
+        (
+            call("clone", [CLONE_VM | 17, 0, 0, 0, 0, 0]),
+            Action::Notify,
+        ),
+        (
+            call("clone", [0x0002_0000 | 17, 0, 0, 0, 0, 0]),
+            Action::Notify,
+        ),
+        (
+            call("clone", [0x0200_0000 | 17, 0, 0, 0, 0, 0]),
+            Action::Notify,
+        ),
+        (
+            call("clone", [0x3d0f00 | 0x4000_0000, 0, 0, 0, 0, 0]),
+            Action::Notify,
+        ),
         (call("clone3", [0; 6]), Action::Errno(ENOSYS)),
         // Families: unix, inet, inet6 yes; netlink, packet no; the kernel
         // ignores high bits of an int, and so does the filter.
@@ -101,7 +123,10 @@ fn server_like_filter_decides_as_described() {
         (call("socket", [10, 2, 0, 0, 0, 0]), Action::Allow),
         (call("socket", [2 | 1 << 32, 1, 0, 0, 0, 0]), Action::Allow),
         (call("socket", [16, 3, 0, 0, 0, 0]), Action::Notify),
-        (call("socket", [16 | 1 << 40, 3, 0, 0, 0, 0]), Action::Notify),
+        (
+            call("socket", [16 | 1 << 40, 3, 0, 0, 0, 0]),
+            Action::Notify,
+        ),
         (call("socket", [17, 3, 0, 0, 0, 0]), Action::Notify),
         // W^X.
         (call("mmap", [0, 4096, 3, 0x22, 0, 0]), Action::Allow),
@@ -118,7 +143,10 @@ fn server_like_filter_decides_as_described() {
         // Outside the table, x32, other architectures.
         (SeccompData::x86_64(1000, [0; 6]), Action::Notify),
         (SeccompData::x86_64(u32::MAX, [0; 6]), Action::Notify),
-        (SeccompData::x86_64(X32_SYSCALL_BIT | nr("read"), [0; 6]), Action::Notify),
+        (
+            SeccompData::x86_64(X32_SYSCALL_BIT | nr("read"), [0; 6]),
+            Action::Notify,
+        ),
         (
             SeccompData {
                 arch: 0x4000_0003, // AUDIT_ARCH_I386
@@ -136,7 +164,10 @@ fn server_like_filter_decides_as_described() {
 fn disassembly_snapshot() {
     let f = Filter::new(Action::Errno(1))
         .rule(Rule::new(sys("read"), Action::Allow))
-        .rule(Rule::new(sys("clone"), Action::Notify).when(ArgCondition::any_set(0, CLONE_VM | 1 << 33)))
+        .rule(
+            Rule::new(sys("clone"), Action::Notify)
+                .when(ArgCondition::any_set(0, CLONE_VM | 1 << 33)),
+        )
         .rule(Rule::new(sys("clone"), Action::Allow).when(ArgCondition::equal(0, 0x11)))
         .rule(Rule::new(sys("socket"), Action::Allow).when(ArgCondition::equal(0, 2).low32()))
         .rule(Rule::new(sys("mmap"), Action::KillProcess).when(ArgCondition::masked_equal(2, 6, 6)))
@@ -154,7 +185,8 @@ fn long_jumps_get_trampolines() {
     // 255 instructions, so skipping it needs a `ja`.
     let mut f = Filter::new(Action::Errno(1));
     for i in 0..200u64 {
-        f.rules.push(Rule::new(sys("ioctl"), Action::Allow).when(ArgCondition::equal(1, 0x5400 + i)));
+        f.rules
+            .push(Rule::new(sys("ioctl"), Action::Allow).when(ArgCondition::equal(1, 0x5400 + i)));
     }
     f.rules.push(Rule::new(sys("read"), Action::Allow));
     for layout in LAYOUTS {
@@ -173,14 +205,19 @@ fn long_jumps_get_trampolines() {
     check(&f, ioctl(0x5400 + 200), Action::Errno(1));
     check(&f, ioctl(1 << 32 | 0x5400), Action::Errno(1));
     check(&f, SeccompData::x86_64(nr("read"), [0; 6]), Action::Allow);
-    check(&f, SeccompData::x86_64(nr("write"), [0; 6]), Action::Errno(1));
+    check(
+        &f,
+        SeccompData::x86_64(nr("write"), [0; 6]),
+        Action::Errno(1),
+    );
 }
 
 #[test]
 fn too_long_is_an_error() {
     let mut f = Filter::new(Action::Errno(1));
     for i in 0..1500u64 {
-        f.rules.push(Rule::new(sys("ioctl"), Action::Allow).when(ArgCondition::equal(1, i)));
+        f.rules
+            .push(Rule::new(sys("ioctl"), Action::Allow).when(ArgCondition::equal(1, i)));
     }
     match compile(&f) {
         Err(Error::TooLong { len, max: 4096 }) => assert!(len > 4096),
@@ -198,9 +235,15 @@ fn an_allowlist_of_every_syscall_fits() {
         let program = compile_with(&f, layout).unwrap();
         verify(program.instructions()).unwrap();
         for s in Syscall::all() {
-            assert_eq!(run(&program, &SeccompData::x86_64(s.nr(), [0; 6])), Action::Allow);
+            assert_eq!(
+                run(&program, &SeccompData::x86_64(s.nr(), [0; 6])),
+                Action::Allow
+            );
         }
-        assert_eq!(run(&program, &SeccompData::x86_64(400, [0; 6])), Action::KillProcess);
+        assert_eq!(
+            run(&program, &SeccompData::x86_64(400, [0; 6])),
+            Action::KillProcess
+        );
     }
 }
 
@@ -209,7 +252,14 @@ fn validation_runs_before_compiling() {
     let f = Filter::new(Action::Allow)
         .rule(Rule::new(sys("read"), Action::Allow))
         .rule(Rule::new(sys("read"), Action::Errno(1)));
-    assert!(matches!(compile(&f), Err(Error::UnreachableRule { rule: 1, shadowed_by: 0, .. })));
+    assert!(matches!(
+        compile(&f),
+        Err(Error::UnreachableRule {
+            rule: 1,
+            shadowed_by: 0,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -217,14 +267,38 @@ fn verifier_refuses_what_the_kernel_refuses() {
     let ret = Instruction::stmt(op::RET | op::K, 0);
     let cases: &[(&[Instruction], &str)] = &[
         (&[], "BPF instruction 0: program length outside 1..=4096"),
-        (&[Instruction::stmt(op::LD | op::W | op::ABS, 2), ret], "BPF instruction 0: load outside seccomp_data or unaligned"),
-        (&[Instruction::stmt(op::LD | op::W | op::ABS, 64), ret], "BPF instruction 0: load outside seccomp_data or unaligned"),
-        (&[Instruction::stmt(op::LD | op::B | op::ABS, 0), ret], "BPF instruction 0: load mode seccomp does not allow"),
-        (&[Instruction::jump(op::JMP | op::JEQ, 0, 1, 0), ret], "BPF instruction 0: jump past the end"),
-        (&[Instruction::stmt(op::JMP | op::JA, 1), ret], "BPF instruction 0: jump past the end"),
-        (&[Instruction::stmt(op::ALU | op::DIV | op::K, 0), ret], "BPF instruction 0: division by constant zero"),
-        (&[ret, Instruction::stmt(op::LD | op::W | op::ABS, 0)], "BPF instruction 1: the last instruction is not a return"),
-        (&[Instruction::stmt(op::ST, 16), ret], "BPF instruction 0: scratch memory index out of range"),
+        (
+            &[Instruction::stmt(op::LD | op::W | op::ABS, 2), ret],
+            "BPF instruction 0: load outside seccomp_data or unaligned",
+        ),
+        (
+            &[Instruction::stmt(op::LD | op::W | op::ABS, 64), ret],
+            "BPF instruction 0: load outside seccomp_data or unaligned",
+        ),
+        (
+            &[Instruction::stmt(op::LD | op::B | op::ABS, 0), ret],
+            "BPF instruction 0: load mode seccomp does not allow",
+        ),
+        (
+            &[Instruction::jump(op::JMP | op::JEQ, 0, 1, 0), ret],
+            "BPF instruction 0: jump past the end",
+        ),
+        (
+            &[Instruction::stmt(op::JMP | op::JA, 1), ret],
+            "BPF instruction 0: jump past the end",
+        ),
+        (
+            &[Instruction::stmt(op::ALU | op::DIV | op::K, 0), ret],
+            "BPF instruction 0: division by constant zero",
+        ),
+        (
+            &[ret, Instruction::stmt(op::LD | op::W | op::ABS, 0)],
+            "BPF instruction 1: the last instruction is not a return",
+        ),
+        (
+            &[Instruction::stmt(op::ST, 16), ret],
+            "BPF instruction 0: scratch memory index out of range",
+        ),
     ];
     for (program, want) in cases {
         assert_eq!(verify(program).unwrap_err().to_string(), *want);
@@ -247,7 +321,8 @@ fn interpreter_runs_general_programs() {
         Instruction::stmt(op::RET | op::K, Action::Allow.ret_value()),
         Instruction::stmt(op::RET | op::K, Action::Errno(5).ret_value()),
     ];
-    let run = |nr: u32, a0: u64| interpret(&p, &SeccompData::x86_64(nr, [a0, 0, 0, 0, 0, 0])).unwrap();
+    let run =
+        |nr: u32, a0: u64| interpret(&p, &SeccompData::x86_64(nr, [a0, 0, 0, 0, 0, 0])).unwrap();
     assert_eq!(run(3, 7).ret, Action::Allow.ret_value());
     assert_eq!(run(3, 8).ret, Action::Errno(5).ret_value());
     assert_eq!(run(3, 7).executed, 9);
@@ -258,10 +333,13 @@ fn interpreter_runs_general_programs() {
 /// Syscalls drawn from a small pool, so rules share syscalls and groups get
 /// several rules.
 fn syscall_strategy() -> impl Strategy<Value = Syscall> {
-    let pool: Vec<Syscall> = ["read", "write", "clone", "socket", "mmap", "mprotect", "ioctl", "futex", "clone3", "openat", "close", "listns"]
-        .iter()
-        .map(|n| sys(n))
-        .collect();
+    let pool: Vec<Syscall> = [
+        "read", "write", "clone", "socket", "mmap", "mprotect", "ioctl", "futex", "clone3",
+        "openat", "close", "listns",
+    ]
+    .iter()
+    .map(|n| sys(n))
+    .collect();
     let all: Vec<Syscall> = Syscall::all().collect();
     prop_oneof![
         4 => proptest::sample::select(pool),
@@ -296,7 +374,10 @@ fn mask_strategy() -> impl Strategy<Value = u64> {
 fn condition_strategy() -> impl Strategy<Value = ArgCondition> {
     let test = prop_oneof![
         value_strategy().prop_map(ArgTest::Equal),
-        (mask_strategy(), any::<u64>()).prop_map(|(mask, v)| ArgTest::MaskedEqual { mask, value: v & mask }),
+        (mask_strategy(), any::<u64>()).prop_map(|(mask, v)| ArgTest::MaskedEqual {
+            mask,
+            value: v & mask
+        }),
         mask_strategy().prop_map(ArgTest::AnySet),
         mask_strategy().prop_map(ArgTest::NoneSet),
     ];
@@ -308,12 +389,22 @@ fn condition_strategy() -> impl Strategy<Value = ArgCondition> {
         let low = |x: u64| x & u64::from(u32::MAX);
         let test = match test {
             ArgTest::Equal(v) => ArgTest::Equal(low(v)),
-            ArgTest::MaskedEqual { mask, value } => ArgTest::MaskedEqual { mask: low(mask), value: low(value) },
+            ArgTest::MaskedEqual { mask, value } => ArgTest::MaskedEqual {
+                mask: low(mask),
+                value: low(value),
+            },
             ArgTest::AnySet(m) => ArgTest::AnySet(low(m)),
             ArgTest::NoneSet(m) => ArgTest::NoneSet(low(m)),
         };
-        let c = ArgCondition { width: Width::U32, test, arg };
-        let empty = matches!(test, ArgTest::MaskedEqual { mask: 0, .. } | ArgTest::AnySet(0) | ArgTest::NoneSet(0));
+        let c = ArgCondition {
+            width: Width::U32,
+            test,
+            arg,
+        };
+        let empty = matches!(
+            test,
+            ArgTest::MaskedEqual { mask: 0, .. } | ArgTest::AnySet(0) | ArgTest::NoneSet(0)
+        );
         (!empty).then_some(c)
     })
 }
@@ -338,7 +429,11 @@ fn rule_strategy() -> impl Strategy<Value = Rule> {
     )
         .prop_map(|(syscall, n, mut when, action)| {
             when.truncate(n);
-            Rule { syscall, when, action }
+            Rule {
+                syscall,
+                when,
+                action,
+            }
         })
 }
 
@@ -362,7 +457,10 @@ fn repaired(default: Action, rules: Vec<Rule>) -> Filter {
 }
 
 fn filter_strategy(max_rules: usize) -> impl Strategy<Value = Filter> {
-    (action_strategy(), proptest::collection::vec(rule_strategy(), 0..max_rules))
+    (
+        action_strategy(),
+        proptest::collection::vec(rule_strategy(), 0..max_rules),
+    )
         .prop_map(|(default, rules)| repaired(default, rules))
 }
 
@@ -370,7 +468,15 @@ fn filter_strategy(max_rules: usize) -> impl Strategy<Value = Filter> {
 /// its conditions (exact, and one bit off) as often as random ones.
 fn data_for(filter: &Filter) -> impl Strategy<Value = SeccompData> {
     let mut nrs: Vec<u32> = filter.rules.iter().map(|r| r.syscall.nr()).collect();
-    nrs.extend([0, 1, 435, 1000, u32::MAX, X32_SYSCALL_BIT, X32_SYSCALL_BIT | 1]);
+    nrs.extend([
+        0,
+        1,
+        435,
+        1000,
+        u32::MAX,
+        X32_SYSCALL_BIT,
+        X32_SYSCALL_BIT | 1,
+    ]);
     let mut values: Vec<u64> = vec![0, 1, u64::MAX, 1 << 32];
     for c in filter.rules.iter().flat_map(|r| &r.when) {
         let v = match c.test {
@@ -386,7 +492,12 @@ fn data_for(filter: &Filter) -> impl Strategy<Value = SeccompData> {
         arch,
         proptest::array::uniform6(arg),
     )
-        .prop_map(|(nr, arch, args)| SeccompData { nr, arch, instruction_pointer: 0, args })
+        .prop_map(|(nr, arch, args)| SeccompData {
+            nr,
+            arch,
+            instruction_pointer: 0,
+            args,
+        })
 }
 
 /// Compiles `filter` in both layouts and checks every call against
@@ -399,7 +510,13 @@ fn agree(filter: &Filter, calls: &[SeccompData]) -> Result<(), TestCaseError> {
         for data in calls {
             let got = interpret(program.instructions(), data).map_err(fail)?;
             let want = filter.evaluate(data);
-            prop_assert_eq!(Action::from_ret_value(got.ret), Some(want), "{:?} {:x?}", layout, data);
+            prop_assert_eq!(
+                Action::from_ret_value(got.ret),
+                Some(want),
+                "{:?} {:x?}",
+                layout,
+                data
+            );
         }
     }
     Ok(())

@@ -42,7 +42,8 @@ const _: () = {
 
 /// `SECCOMP_USER_NOTIF_FLAG_CONTINUE` in the response's `u32` field.
 const USER_NOTIF_FLAG_CONTINUE: u32 = 1;
-const _: () = assert!(libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE == USER_NOTIF_FLAG_CONTINUE as libc::c_ulong);
+const _: () =
+    assert!(libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE == USER_NOTIF_FLAG_CONTINUE as libc::c_ulong);
 
 /// Size of a descriptor in an `SCM_RIGHTS` message.
 const FD_SIZE: libc::c_uint = 4;
@@ -87,7 +88,11 @@ pub fn install(program: &Program, flags: InstallFlags) -> Result<Option<Listener
     let fprog = libc::sock_fprog {
         len,
         // The kernel only reads the program (the pointer is `*mut` in C).
-        filter: program.instructions().as_ptr().cast_mut().cast::<libc::sock_filter>(),
+        filter: program
+            .instructions()
+            .as_ptr()
+            .cast_mut()
+            .cast::<libc::sock_filter>(),
     };
     let mut bits: libc::c_ulong = 0;
     if flags.new_listener {
@@ -297,7 +302,10 @@ impl Listener {
                 })
             }
         }
-        let revents = fds.first().and_then(|f| f.revents()).unwrap_or(PollFlags::empty());
+        let revents = fds
+            .first()
+            .and_then(|f| f.revents())
+            .unwrap_or(PollFlags::empty());
         if revents.contains(PollFlags::POLLIN) {
             Ok(Readiness::Notification)
         } else if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
@@ -448,7 +456,9 @@ pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Error> 
     msg.msg_iov = std::ptr::from_mut(&mut iov);
     msg.msg_iovlen = 1;
     msg.msg_control = control.0.as_mut_ptr().cast();
-    msg.msg_controllen = usize::try_from(space).unwrap_or(usize::MAX).min(control.0.len());
+    msg.msg_controllen = usize::try_from(space)
+        .unwrap_or(usize::MAX)
+        .min(control.0.len());
     // SAFETY: `msg` points at `control`, which is large and aligned enough
     // for one header with one descriptor (CMSG_SPACE(4) = 24 <= 64), so
     // CMSG_FIRSTHDR is non-null and CMSG_DATA points inside `control`.
@@ -467,7 +477,9 @@ pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Error> 
         libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) as i64
     })?;
     if sent != 1 {
-        return Err(Error::FdPassing("the descriptor's message was not sent whole"));
+        return Err(Error::FdPassing(
+            "the descriptor's message was not sent whole",
+        ));
     }
     Ok(())
 }
@@ -515,10 +527,14 @@ pub fn recv_fd(socket: BorrowedFd<'_>) -> Result<OwnedFd, Error> {
         }
     }
     if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(Error::FdPassing("more descriptors arrived than expected (truncated)"));
+        return Err(Error::FdPassing(
+            "more descriptors arrived than expected (truncated)",
+        ));
     }
     match (got, fds.len()) {
-        (0, 0) => Err(Error::FdPassing("the peer closed without sending a descriptor")),
+        (0, 0) => Err(Error::FdPassing(
+            "the peer closed without sending a descriptor",
+        )),
         (_, 1) => fds.pop().ok_or(Error::FdPassing("no descriptor")),
         (_, 0) => Err(Error::FdPassing("a message arrived without a descriptor")),
         _ => Err(Error::FdPassing("more than one descriptor arrived")),

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
-use super::{install, recv_fd, send_fd, sys, sys_retry, InstallFlags, Listener, Readiness, Received};
+use super::{
+    install, recv_fd, send_fd, sys, sys_retry, InstallFlags, Listener, Readiness, Received,
+};
 use crate::{compile, Error, Filter, Recorder, Response};
 
 /// How long one wait for a notification lasts before `keep_going` is
@@ -91,7 +93,12 @@ const EXEC_FAILED: i32 = 127;
 ///
 /// To record everything, pass `Filter::new(Action::Notify)`; to check a
 /// draft allowlist, pass `draft.with_refusals_as(Action::Notify)`.
-pub fn run_traced(path: &CStr, argv: &[CString], envp: &[CString], filter: &Filter) -> Result<Traced, Error> {
+pub fn run_traced(
+    path: &CStr,
+    argv: &[CString],
+    envp: &[CString],
+    filter: &Filter,
+) -> Result<Traced, Error> {
     let (parent_end, child_end) = socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -102,7 +109,8 @@ pub fn run_traced(path: &CStr, argv: &[CString], envp: &[CString], filter: &Filt
         op: "socketpair",
         source: e.into(),
     })?;
-    let child_sock = u32::try_from(child_end.as_raw_fd()).map_err(|_| Error::FdPassing("negative descriptor"))?;
+    let child_sock = u32::try_from(child_end.as_raw_fd())
+        .map_err(|_| Error::FdPassing("negative descriptor"))?;
     // Everything the child needs is made before fork: it may only make
     // async-signal-safe calls afterwards.
     let program = compile(&filter.with_listener_handoff(child_sock))?;
@@ -124,7 +132,14 @@ pub fn run_traced(path: &CStr, argv: &[CString], envp: &[CString], filter: &Filt
     let pid = unsafe { libc::fork() };
     sys(i64::from(pid), "fork")?;
     if pid == 0 {
-        child_main(parent, child_end.as_fd(), &program, path, &argv_ptrs, &envp_ptrs);
+        child_main(
+            parent,
+            child_end.as_fd(),
+            &program,
+            path,
+            &argv_ptrs,
+            &envp_ptrs,
+        );
     }
     drop(child_end);
 
@@ -173,14 +188,19 @@ fn setup_step(status: libc::c_int) -> Option<&'static str> {
         return None;
     }
     let code = libc::WEXITSTATUS(status);
-    CHILD_STEPS.iter().find(|&&(c, _)| c == code).map(|&(_, step)| step)
+    CHILD_STEPS
+        .iter()
+        .find(|&&(c, _)| c == code)
+        .map(|&(_, step)| step)
 }
 
 /// `waitpid`; `None` when WNOHANG found the child still running.
 fn wait(pid: libc::pid_t, options: libc::c_int) -> Result<Option<libc::c_int>, Error> {
     let mut status = 0;
     // SAFETY: waitpid writes the status through a valid pointer.
-    let ret = sys_retry("waitpid(traced child)", || i64::from(unsafe { libc::waitpid(pid, &mut status, options) }))?;
+    let ret = sys_retry("waitpid(traced child)", || {
+        i64::from(unsafe { libc::waitpid(pid, &mut status, options) })
+    })?;
     Ok((ret != 0).then_some(status))
 }
 
