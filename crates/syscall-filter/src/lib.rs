@@ -8,11 +8,11 @@
 //! calls the program hands it. The description ([`Filter`]) is data that
 //! serializes and diffs; [`Filter::evaluate`] is its meaning, and the
 //! compiled program answers the same for every call (checked by a property
-//! test and a fuzz target against the [`interpret`] module, feature
+//! test and a fuzz target against the `interpret` module, feature
 //! `interpret`). On Linux, [`linux`] installs a program
 //! (`seccomp(SECCOMP_SET_MODE_FILTER)`), wraps the notification listener,
-//! passes it between processes, and [`record`]s what a program calls so an
-//! allowlist can be derived from a run.
+//! passes it between processes, and records what a program calls
+//! ([`Recorder`]) so an allowlist can be derived from a run.
 //!
 //! It deliberately does not choose which calls an application needs (the
 //! caller brings the description, typically measured with [`Recorder`]),

@@ -92,3 +92,48 @@ pub enum Response {
     /// Return this value without running the call.
     Value(i64),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_lines_name_the_call_and_decode_what_matters() {
+        let n = |nr, arch, args| Notification {
+            id: 7,
+            pid: 1,
+            data: SeccompData {
+                nr,
+                arch,
+                instruction_pointer: 0x7f00_0000_1234,
+                args,
+            },
+        };
+        let cases = [
+            (
+                n(56, AUDIT_ARCH_X86_64, [0x0001_0111, 0, 0, 0, 0, 0]),
+                "pid 1 syscall clone(56) flags=CLONE_VM|CLONE_THREAD|SIGCHLD args=[0x10111, 0x0, 0x0, 0x0, 0x0, 0x0]",
+            ),
+            (
+                n(425, AUDIT_ARCH_X86_64, [8, 0x7ffd_0000, 0, 0, 0, 0]),
+                "pid 1 syscall io_uring_setup(425) args=[0x8, 0x7ffd0000, 0x0, 0x0, 0x0, 0x0]",
+            ),
+            (
+                n(0x4000_0027, AUDIT_ARCH_X86_64, [0; 6]),
+                "pid 1 syscall x32:0x40000027(1073741863) args=[0x0, 0x0, 0x0, 0x0, 0x0, 0x0]",
+            ),
+            (
+                n(999, AUDIT_ARCH_X86_64, [0; 6]),
+                "pid 1 syscall nr:999(999) args=[0x0, 0x0, 0x0, 0x0, 0x0, 0x0]",
+            ),
+        ];
+        for (note, want) in cases {
+            assert_eq!(note.to_string(), want);
+        }
+        assert_eq!(cases[1].0.syscall_name(), Some("io_uring_setup"));
+        assert_eq!(cases[2].0.syscall_name(), None);
+        let i386 = n(20, 0x4000_0003, [0; 6]);
+        assert_eq!(i386.syscall_name(), None);
+        assert_eq!(call_name(&i386.data), "arch:0x40000003:20");
+    }
+}

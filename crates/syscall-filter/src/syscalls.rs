@@ -15,6 +15,7 @@
 //! when libc gains one, mark it `libc` and the compiler checks it too.
 //! The x32 ABI (numbers with bit 30 set) is not in the table: filters built
 //! by this crate refuse it wholesale.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 

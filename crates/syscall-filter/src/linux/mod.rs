@@ -472,9 +472,10 @@ pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<(), Error> 
         (*header).cmsg_len = libc::CMSG_LEN(FD_SIZE) as usize;
         std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<RawFd>(), fd.as_raw_fd());
     }
-    // SAFETY: `msg` and everything it points at live across the call.
-    let sent = sys_retry("sendmsg(SCM_RIGHTS)", || unsafe {
-        libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) as i64
+    let sent = sys_retry("sendmsg(SCM_RIGHTS)", || {
+        // SAFETY: `msg` and everything it points at live across the call.
+        let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        sent as i64
     })?;
     if sent != 1 {
         return Err(Error::FdPassing(
@@ -502,9 +503,10 @@ pub fn recv_fd(socket: BorrowedFd<'_>) -> Result<OwnedFd, Error> {
     msg.msg_iovlen = 1;
     msg.msg_control = control.0.as_mut_ptr().cast();
     msg.msg_controllen = control.0.len();
-    // SAFETY: `msg` points at live buffers of the lengths it states.
-    let got = sys_retry("recvmsg(SCM_RIGHTS)", || unsafe {
-        libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) as i64
+    let got = sys_retry("recvmsg(SCM_RIGHTS)", || {
+        // SAFETY: `msg` points at live buffers of the lengths it states.
+        let got = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        got as i64
     })?;
     let mut fds: Vec<OwnedFd> = Vec::new();
     // SAFETY: after recvmsg, `msg`'s control fields describe the headers the

@@ -197,9 +197,10 @@ fn setup_step(status: libc::c_int) -> Option<&'static str> {
 /// `waitpid`; `None` when WNOHANG found the child still running.
 fn wait(pid: libc::pid_t, options: libc::c_int) -> Result<Option<libc::c_int>, Error> {
     let mut status = 0;
-    // SAFETY: waitpid writes the status through a valid pointer.
     let ret = sys_retry("waitpid(traced child)", || {
-        i64::from(unsafe { libc::waitpid(pid, &mut status, options) })
+        // SAFETY: waitpid writes the status through a valid pointer.
+        let ret = unsafe { libc::waitpid(pid, &mut status, options) };
+        i64::from(ret)
     })?;
     Ok((ret != 0).then_some(status))
 }
