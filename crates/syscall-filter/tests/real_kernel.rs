@@ -16,10 +16,11 @@
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd};
+use std::io::Write as _;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use syscall_filter::linux::{
     install, recv_fd, run_traced, send_fd, ChildExit, InstallFlags, Listener, Readiness, Received,
     Responded,
@@ -114,13 +115,7 @@ impl Child {
 fn spawn(filter: Filter, layout: Layout, body: impl FnOnce() -> i32) -> Child {
     let notifies =
         filter.default == Action::Notify || filter.rules.iter().any(|r| r.action == Action::Notify);
-    let (parent_end, child_end) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .unwrap();
+    let (parent_end, child_end) = UnixStream::pair().unwrap();
     let sock = u32::try_from(child_end.as_raw_fd()).unwrap();
     let program = compile_with(&with_exit(filter).with_listener_handoff(sock), layout).unwrap();
     // SAFETY: the child below only makes raw system calls and `_exit`s.
@@ -298,18 +293,10 @@ fn closing_the_listener_fails_waiting_and_later_calls_with_enosys() {
 
 #[test]
 fn notify_without_a_listener_is_enosys() {
-    let (a, _b) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .unwrap();
     let program = compile(&with_exit(
         Filter::new(Action::Allow).rule(Rule::new(sys("getppid"), Action::Notify)),
     ))
     .unwrap();
-    drop(a);
     // SAFETY: the child only makes raw system calls and `_exit`s.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
@@ -587,23 +574,14 @@ fn the_listener_crosses_a_socketpair_close_on_exec_and_is_checked() {
     assert_eq!(child.exit(), Exit::Code(0));
 
     // Anything else is refused by `from_fd`.
-    let (a, _b) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .unwrap();
-    assert!(matches!(Listener::from_fd(a), Err(Error::NotAListener(_))));
+    let (a, _b) = UnixStream::pair().unwrap();
+    assert!(matches!(
+        Listener::from_fd(OwnedFd::from(a)),
+        Err(Error::NotAListener(_))
+    ));
     // And `recv_fd` wants a descriptor, not just bytes.
-    let (a, b) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .unwrap();
-    nix::unistd::write(&a, b"x").unwrap();
+    let (mut a, b) = UnixStream::pair().unwrap();
+    a.write_all(b"x").unwrap();
     assert!(matches!(recv_fd(b.as_fd()), Err(Error::FdPassing(_))));
     drop(a);
     assert!(matches!(recv_fd(b.as_fd()), Err(Error::FdPassing(_))));

@@ -3,9 +3,8 @@
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
-
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use super::{
     install, recv_fd, send_fd, sys, sys_retry, InstallFlags, Listener, Readiness, Received,
@@ -99,15 +98,10 @@ pub fn run_traced(
     envp: &[CString],
     filter: &Filter,
 ) -> Result<Traced, Error> {
-    let (parent_end, child_end) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| Error::Os {
+    // A stream pair, close-on-exec.
+    let (parent_end, child_end) = UnixStream::pair().map_err(|source| Error::Os {
         op: "socketpair",
-        source: e.into(),
+        source,
     })?;
     let child_sock = u32::try_from(child_end.as_raw_fd())
         .map_err(|_| Error::FdPassing("negative descriptor"))?;
