@@ -27,6 +27,7 @@ use procwatch::Policy;
 
 #[cfg(target_os = "linux")]
 mod governor;
+pub mod seccomp;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;
 

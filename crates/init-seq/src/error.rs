@@ -153,6 +153,12 @@ pub enum InitError {
         /// Why.
         reason: String,
     },
+    /// The server's syscall filter could not be built or installed.
+    #[error("seccomp: {reason}")]
+    Seccomp {
+        /// Why.
+        reason: String,
+    },
     /// A failure injected into the recording fake.
     #[error("injected failure at call #{index} ({call})")]
     Injected {

@@ -43,6 +43,7 @@ pub mod fake;
 pub mod os;
 pub mod parse;
 pub mod plan;
+pub mod seccomp;
 pub mod secrets;
 
 pub use boot::grow_data_filesystem;
