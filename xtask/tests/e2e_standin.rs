@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use xtask::image::cpio::Archive;
-use xtask::image::fetch::{fetch_deb, unpack_deb, Cache, HostApt};
+use xtask::image::fetch::{fetch_kernel, Cache, HostArchives};
 use xtask::image::kmod::module_subset;
 use xtask::image::pins::Pins;
 use xtask::qemu::{ensure_tools, Boot, ConsoleSinks, QemuSpec, Tool, Vm, VmDir, BOOT_TOOLS};
@@ -48,30 +48,15 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The unpacked pinned kernel package: (`vmlinuz`, `lib/modules/<kver>`, kver).
+/// The unpacked pinned kernel package: (`vmlinuz`, its modules directory, kver).
 fn kernel_tree() -> (PathBuf, PathBuf, String) {
     let pins = Pins::load(&workspace().join("image/sources.toml")).unwrap();
     let cache = Cache::new(
         std::env::var_os("XTASK_CACHE")
             .map_or_else(|| workspace().join("target/appliance-cache"), PathBuf::from),
     );
-    let pin = pins.kernel.deb();
-    let mut apt = HostApt::new(&pins.valkey.suites);
-    let deb = fetch_deb(&pin, &cache, &mut apt, "").unwrap();
-    let tree = unpack_deb(&deb, &pin.sha256, &cache).unwrap();
-    let vmlinuz = std::fs::read_dir(tree.join("boot"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("vmlinuz-")
-        })
-        .unwrap();
-    let kver = vmlinuz.file_name().unwrap().to_string_lossy()["vmlinuz-".len()..].to_owned();
-    let modules = tree.join("lib/modules").join(&kver);
-    (vmlinuz, modules, kver)
+    let kernel = fetch_kernel(&pins, &cache, &mut HostArchives::new(&pins.valkey.suites)).unwrap();
+    (kernel.vmlinuz, kernel.modules_dir, kernel.kver)
 }
 
 fn build_probe(out: &Path) {
@@ -101,7 +86,7 @@ fn initramfs(dir: &Path, modules_dir: &Path, kver: &str) -> PathBuf {
         .unwrap();
     let mut order = String::new();
     for m in &subset.modules {
-        let path = format!("/m/{}.ko", m.name);
+        let path = format!("/m/{}", m.path.file_name().unwrap().to_string_lossy());
         a.add_file(&path, 0o644, std::fs::read(&m.path).unwrap())
             .unwrap();
         order.push_str(&path);

@@ -226,6 +226,35 @@ pub const IMAGE_TOOLS: [Tool; 7] = [
     },
 ];
 
+/// Fails, naming the package, unless the pinned C library has the loader and
+/// every library the server, init and the stream-guard module need; prints
+/// what they take from it.
+fn pinned_libraries(inputs: &AssembleInputs, pins: &Pins) -> Result<()> {
+    let mut roots = vec![read(&inputs.server)?, read(&inputs.init)?];
+    if let Some(guard) = &inputs.stream_guard {
+        roots.push(read(guard)?);
+    }
+    let roots: Vec<&[u8]> = roots.iter().map(Vec::as_slice).collect();
+    let libs = assemble::resolve_libraries(&roots, &inputs.lib_dirs).with_context(|| {
+        format!(
+            "the image takes its loader and libraries only from the pinned {} {}",
+            pins.libc.package, pins.libc.version
+        )
+    })?;
+    let names: Vec<&str> = libs.keys().map(String::as_str).collect();
+    println!(
+        "    from {} {}: {}",
+        pins.libc.package,
+        pins.libc.version,
+        names.join(", ")
+    );
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
 /// `cargo xtask image`.
 pub fn image(args: &ImageArgs) -> Result<()> {
     let total = Instant::now();
@@ -252,6 +281,9 @@ pub fn image(args: &ImageArgs) -> Result<()> {
             subset.builtin.join(", ")
         );
     }
+    let config = std::fs::read_to_string(&fetched.kernel.config)
+        .with_context(|| format!("cannot read {}", fetched.kernel.config.display()))?;
+    kmod::check_compression(&subset, &config)?;
     // The assembler places modules under /lib/modules by file name; the order
     // file must name them there.
     let scratch = args.cache.join("scratch");
@@ -281,20 +313,19 @@ pub fn image(args: &ImageArgs) -> Result<()> {
         stream_guard: Some(own.stream_guard),
         spec: root.join("image/appliance.toml"),
         stub: fetched.stub.clone(),
-        lib_dirs: [
-            "/lib/x86_64-linux-gnu",
-            "/usr/lib/x86_64-linux-gnu",
-            "/lib64",
-            "/usr/lib64",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .collect(),
+        // The pinned C library's files, never the build host's: two hosts
+        // with different glibc builds make the same image.
+        lib_dirs: fetch::libc_lib_dirs(&fetched.libc.tree),
         pins: vec![
             Pin {
                 name: pins.kernel.package.clone(),
                 version: pins.kernel.version.clone(),
                 sha256: pins.kernel.sha256.clone(),
+            },
+            Pin {
+                name: pins.libc.package.clone(),
+                version: pins.libc.version.clone(),
+                sha256: pins.libc.sha256.clone(),
             },
             Pin {
                 name: pins.stub.package.clone(),
@@ -309,8 +340,10 @@ pub fn image(args: &ImageArgs) -> Result<()> {
         ],
     };
     let options = AssembleOptions::new(args.profile, epoch);
-    let result = timed(&format!("assemble into {}", args.out.display()), || {
-        assemble::assemble(&inputs, &args.out, &options).map(|_| ())
+    let result = pinned_libraries(&inputs, &pins).and_then(|()| {
+        timed(&format!("assemble into {}", args.out.display()), || {
+            assemble::assemble(&inputs, &args.out, &options).map(|_| ())
+        })
     });
     let _ = std::fs::remove_file(&order_path);
     result?;
