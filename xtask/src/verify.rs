@@ -20,7 +20,7 @@ use crate::image::assemble::{
     elf_deps, is_elf, ESP_BOOT_PATH, LIB_DIR, MODULES_DIR, OUTPUTS, SPEC_PATH,
 };
 use crate::image::cpio::{self, S_IFCHR, S_IFDIR, S_IFREG};
-use crate::image::fetch::{libc_lib_dirs, sha256_file, TempDir};
+use crate::image::fetch::{lib_dirs, sha256_file, TempDir};
 use crate::image::kmod::{self, Compression};
 use crate::image::manifest::{hash_file, sha256_hex, Manifest, Pin, Profile};
 use crate::image::valkey_conf::{self, ModuleLoad, STREAM_GUARD_PATH};
@@ -703,38 +703,44 @@ fn package_checks(
         });
     r.result("kernel from the pinned package", res)?;
 
-    let libc = manifest.pins.iter().find(|p| p.name == LIBC_PACKAGE);
-    let res = libc
-        .with_context(|| format!("the manifest pins no {LIBC_PACKAGE} package"))
-        .and_then(|pin| {
+    let res = (|| -> Result<String> {
+        let mut package = BTreeMap::new();
+        let mut names = Vec::new();
+        for name in LIB_PACKAGES {
+            let pin = manifest
+                .pins
+                .iter()
+                .find(|p| p.name == name)
+                .with_context(|| format!("the manifest pins no {name} package"))?;
             let tree = unpack_pinned(cache, pin, scratch.path())?;
-            let mut package = BTreeMap::new();
-            for d in libc_lib_dirs(&tree) {
+            for d in lib_dirs(&tree) {
                 files_by_name(&d, &mut package)?;
             }
-            let libs: Vec<(String, &[u8])> = entries
-                .iter()
-                .filter(|e| e.file_type() == S_IFREG)
-                .map(|e| (e.abs_path(), e.data))
-                .filter(|(p, _)| LIB_PREFIXES.iter().any(|d| p.starts_with(d)))
-                .collect();
-            anyhow::ensure!(!libs.is_empty(), "no loader or library in the image");
-            let bad = compare("C library package", &libs, &package);
-            anyhow::ensure!(bad.is_empty(), "{bad:?}");
-            let names: Vec<&str> = libs.iter().map(|(p, _)| p.as_str()).collect();
-            Ok(format!(
-                "{} are {} {}'s files",
-                names.join(", "),
-                pin.name,
-                pin.version
-            ))
-        });
-    r.result("libc from the pinned package", res)?;
+            names.push(format!("{} {}", pin.name, pin.version));
+        }
+        let libs: Vec<(String, &[u8])> = entries
+            .iter()
+            .filter(|e| e.file_type() == S_IFREG)
+            .map(|e| (e.abs_path(), e.data))
+            .filter(|(p, _)| LIB_PREFIXES.iter().any(|d| p.starts_with(d)))
+            .collect();
+        anyhow::ensure!(!libs.is_empty(), "no loader or library in the image");
+        let bad = compare("pinned library packages", &libs, &package);
+        anyhow::ensure!(bad.is_empty(), "{bad:?}");
+        let paths: Vec<&str> = libs.iter().map(|(p, _)| p.as_str()).collect();
+        Ok(format!(
+            "{} are files of {}",
+            paths.join(", "),
+            names.join(" and ")
+        ))
+    })();
+    r.result("loader and libraries from the pinned packages", res)?;
     Ok(())
 }
 
-/// The pinned C library's package name (`[libc]` in `image/sources.toml`).
-pub const LIBC_PACKAGE: &str = "libc6";
+/// The runtime library packages of `[libc]` and `[libgcc]` in
+/// `image/sources.toml`: every loader and library in the image is theirs.
+pub const LIB_PACKAGES: [&str; 2] = ["libc6", "libgcc-s1"];
 
 /// Where a loader and shared libraries can live in the image (the assembler
 /// uses [`LIB_DIR`] and the loader's `PT_INTERP` path): whatever is there

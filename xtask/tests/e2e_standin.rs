@@ -3,7 +3,9 @@
 //! a guest (the pinned kernel, the virtio-net modules in their computed
 //! order, and `fixtures/metadata_probe.c` as `/init`) asks the metadata
 //! address three times and tries to reach the host; the console shows what
-//! came back.
+//! came back. The kernel runs with `module.sig_enforce=1`, as the image's: the
+//! package's compressed modules load (the kernel decompresses, then checks
+//! their signature), and a copy with one byte changed is refused.
 //!
 //! `harness = false`: this binary is also the guestfwd program. Run with
 //! `__metadata-standin --state <file>` it is the stand-in, exactly as the
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use xtask::image::cpio::Archive;
 use xtask::image::fetch::{fetch_kernel, Cache, HostArchives};
-use xtask::image::kmod::module_subset;
+use xtask::image::kmod::{decompress, module_subset};
 use xtask::image::pins::Pins;
 use xtask::qemu::{ensure_tools, Boot, ConsoleSinks, QemuSpec, Tool, Vm, VmDir, BOOT_TOOLS};
 use xtask::standin::{self, Mode, Password, State};
@@ -70,6 +72,9 @@ fn build_probe(out: &Path) {
     assert!(status.success(), "gcc failed");
 }
 
+/// A module whose signature does not match its content.
+const TAMPERED: &str = "/m/tampered.ko.xz";
+
 fn initramfs(dir: &Path, modules_dir: &Path, kver: &str) -> PathBuf {
     let probe = dir.join("probe");
     build_probe(&probe);
@@ -92,6 +97,17 @@ fn initramfs(dir: &Path, modules_dir: &Path, kver: &str) -> PathBuf {
         order.push_str(&path);
         order.push('\n');
     }
+    // Signature enforcement: the first module with one byte of its code
+    // changed (so its appended signature no longer matches), compressed
+    // again the way the package stores modules.
+    let first = subset.modules.first().unwrap();
+    let mut object = decompress(&std::fs::read(&first.path).unwrap(), first.compression).unwrap();
+    object[0x100] ^= 0xff;
+    let mut tampered = Vec::new();
+    lzma_rs::xz_compress(&mut object.as_slice(), &mut tampered).unwrap();
+    a.add_file(TAMPERED, 0o644, tampered).unwrap();
+    order.push_str(TAMPERED);
+    order.push('\n');
     a.add_file("/modules.order", 0o644, order.into_bytes())
         .unwrap();
     let out = dir.join("probe.cpio");
@@ -138,7 +154,7 @@ fn stand_in_answers_the_guest_through_guestfwd() {
         Boot::Direct {
             kernel: vmlinuz,
             initrd,
-            cmdline: "console=ttyS0,115200n8 panic=-1".to_owned(),
+            cmdline: "console=ttyS0,115200n8 panic=-1 module.sig_enforce=1".to_owned(),
         },
         vm_dir.monitor(),
     );
@@ -157,6 +173,22 @@ fn stand_in_answers_the_guest_through_guestfwd() {
         vm.stderr_text(),
         lines.join("\n")
     );
+
+    // Every signed module loaded; the tampered one was refused by its
+    // signature (EKEYREJECTED), not for its format.
+    let modules: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("PROBE module "))
+        .collect();
+    assert!(modules.len() >= 2, "{}", lines.join("\n"));
+    for line in &modules {
+        println!("{line}");
+        if line.contains(TAMPERED) {
+            assert!(line.ends_with("Key was rejected by service"), "{line}");
+        } else {
+            assert!(line.ends_with(": ok"), "{line}");
+        }
+    }
 
     let admin = section(&lines, "admin");
     assert!(admin.starts_with("HTTP/1.1 200 OK"), "{admin}");

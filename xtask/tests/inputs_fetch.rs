@@ -11,7 +11,7 @@
 
 use sha2::{Digest, Sha256};
 use xtask::image::fetch::{
-    fetch_deb, fetch_kernel, fetch_libc, fetch_source, hex, updated_pins, Cache, FakeApt,
+    fetch_deb, fetch_kernel, fetch_lib, fetch_source, hex, updated_pins, Cache, FakeApt,
     FakeArchives, TempDir,
 };
 use xtask::image::pins::{DebPin, Pins, SourcePin};
@@ -169,6 +169,10 @@ fn archives_after_updates(cur: &Pins) -> FakeArchives {
             ("2.41-12+deb13u6".into(), b"l2".to_vec(), String::new()),
         ],
     );
+    release.debs.insert(
+        "libgcc-s1".into(),
+        vec![("14.2.0-20".into(), b"g2".to_vec(), String::new())],
+    );
     let mut host = FakeApt::default();
     // The host's own (older) C library and kernels are no candidates.
     host.debs.insert(
@@ -212,6 +216,7 @@ fn archives_after_updates(cur: &Pins) -> FakeArchives {
         ..FakeArchives::default()
     };
     assert_eq!(cur.kernel.suites, cur.libc.suites);
+    assert_eq!(cur.kernel.suites, cur.libgcc.suites);
     archives
         .releases
         .insert(cur.kernel.suites.join(" "), release);
@@ -238,6 +243,10 @@ fn update_follows_the_metapackage_and_newest_versions() {
         ("2.41-12+deb13u6", sha(b"l2"))
     );
     assert_eq!(
+        (next.libgcc.version.as_str(), next.libgcc.sha256.clone()),
+        ("14.2.0-20", sha(b"g2"))
+    );
+    assert_eq!(
         (next.stub.version.as_str(), next.stub.sha256.clone()),
         ("252.40-1~deb12u1", sha(b"s2"))
     );
@@ -252,7 +261,7 @@ fn update_follows_the_metapackage_and_newest_versions() {
             .host
             .calls
             .iter()
-            .any(|c| c.contains("linux-image") || c.contains("libc6")),
+            .any(|c| c.contains("linux-image") || c.contains("libc6") || c.contains("libgcc")),
         "{:?}",
         archives.host.calls
     );
@@ -291,7 +300,10 @@ fn stale_kernel_and_libc_pins_name_the_release_versions() {
             && err.contains("cargo xtask pins --update"),
         "{err}"
     );
-    let err = format!("{:#}", fetch_libc(&cur, &cache, &mut archives).unwrap_err());
+    let err = format!(
+        "{:#}",
+        fetch_lib(&cur.libc, &cache, &mut archives).unwrap_err()
+    );
     assert!(
         err.contains("pinned libc6 2.41-11 is not available")
             && err.contains("(available: 2.41-12+deb13u6, 2.41-12+deb13u5)")

@@ -60,6 +60,8 @@ fn committed_pins_match_the_design() {
         pins.libc.version
     );
     assert_eq!(pins.libc.suites, pins.kernel.suites);
+    assert_eq!(pins.libgcc.package, "libgcc-s1");
+    assert_eq!(pins.libgcc.suites, pins.kernel.suites);
 }
 
 #[test]

@@ -102,6 +102,11 @@ pub const HARDENING_SYSCTLS: &[Sysctl] = &[
     required("kernel.io_uring_disabled", "2"),
     required("vm.unprivileged_userfaultfd", "0"),
     required("dev.tty.ldisc_autoload", "0"),
+    // No executable memfd (6.3 and later; it can only be raised): a
+    // memfd_create without MFD_NOEXEC_SEAL fails, so no process, not even the
+    // root governor outside Landlock, can build a program in memory and exec
+    // it without a file. Nothing on the machine creates a memfd.
+    required("vm.memfd_noexec", "2"),
     // Memory (see crate::budget). The budget bounds what is touched, and its
     // fork reserve covers a rewrite child's copy-on-write pages; mode 1
     // makes the fork itself never fail on commit accounting, which counts

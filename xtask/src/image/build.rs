@@ -226,28 +226,24 @@ pub const IMAGE_TOOLS: [Tool; 7] = [
     },
 ];
 
-/// Fails, naming the package, unless the pinned C library has the loader and
-/// every library the server, init and the stream-guard module need; prints
-/// what they take from it.
+/// Fails, naming the packages, unless the pinned library packages have the
+/// loader and every library the server, init and the stream-guard module
+/// need; prints what they take from them.
 fn pinned_libraries(inputs: &AssembleInputs, pins: &Pins) -> Result<()> {
     let mut roots = vec![read(&inputs.server)?, read(&inputs.init)?];
     if let Some(guard) = &inputs.stream_guard {
         roots.push(read(guard)?);
     }
     let roots: Vec<&[u8]> = roots.iter().map(Vec::as_slice).collect();
+    let packages = format!(
+        "{} {} and {} {}",
+        pins.libc.package, pins.libc.version, pins.libgcc.package, pins.libgcc.version
+    );
     let libs = assemble::resolve_libraries(&roots, &inputs.lib_dirs).with_context(|| {
-        format!(
-            "the image takes its loader and libraries only from the pinned {} {}",
-            pins.libc.package, pins.libc.version
-        )
+        format!("the image takes its loader and libraries only from the pinned {packages}")
     })?;
     let names: Vec<&str> = libs.keys().map(String::as_str).collect();
-    println!(
-        "    from {} {}: {}",
-        pins.libc.package,
-        pins.libc.version,
-        names.join(", ")
-    );
+    println!("    from {packages}: {}", names.join(", "));
     Ok(())
 }
 
@@ -313,9 +309,12 @@ pub fn image(args: &ImageArgs) -> Result<()> {
         stream_guard: Some(own.stream_guard),
         spec: root.join("image/appliance.toml"),
         stub: fetched.stub.clone(),
-        // The pinned C library's files, never the build host's: two hosts
-        // with different glibc builds make the same image.
-        lib_dirs: fetch::libc_lib_dirs(&fetched.libc.tree),
+        // The pinned library packages' files, never the build host's: two
+        // hosts with different glibc or GCC builds make the same image.
+        lib_dirs: [&fetched.libc, &fetched.libgcc]
+            .iter()
+            .flat_map(|lib| fetch::lib_dirs(&lib.tree))
+            .collect(),
         pins: vec![
             Pin {
                 name: pins.kernel.package.clone(),
@@ -326,6 +325,11 @@ pub fn image(args: &ImageArgs) -> Result<()> {
                 name: pins.libc.package.clone(),
                 version: pins.libc.version.clone(),
                 sha256: pins.libc.sha256.clone(),
+            },
+            Pin {
+                name: pins.libgcc.package.clone(),
+                version: pins.libgcc.version.clone(),
+                sha256: pins.libgcc.sha256.clone(),
             },
             Pin {
                 name: pins.stub.package.clone(),

@@ -31,7 +31,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::pins::{compare_debian_versions, DebPin, Pins, SourcePin};
+use super::pins::{compare_debian_versions, DebPin, LibPin, Pins, SourcePin};
 
 /// Default cache directory, relative to the workspace root.
 pub const DEFAULT_CACHE: &str = "target/appliance-cache";
@@ -1050,21 +1050,21 @@ pub struct KernelInputs {
     pub modules_dir: PathBuf,
 }
 
-/// The unpacked C library package.
+/// An unpacked runtime library package (the C library, GCC's runtime).
 #[derive(Debug, Clone)]
-pub struct LibcInputs {
+pub struct LibInputs {
     /// The verified `.deb`.
     pub deb: PathBuf,
     /// Root of the unpacked package.
     pub tree: PathBuf,
 }
 
-/// Where a `libc6` package keeps its shared objects: `usr/lib/x86_64-linux-gnu`
+/// Where a library package keeps its shared objects: `usr/lib/x86_64-linux-gnu`
 /// (Debian 13) or `lib/x86_64-linux-gnu` (Debian 12), whichever it has. Only
 /// real directories of the package: the loader's `lib64` entry is a symlink
 /// whose target, followed outside the tree, would be the build host's file.
 #[must_use]
-pub fn libc_lib_dirs(tree: &Path) -> Vec<PathBuf> {
+pub fn lib_dirs(tree: &Path) -> Vec<PathBuf> {
     ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu"]
         .iter()
         .map(|d| tree.join(d))
@@ -1077,8 +1077,10 @@ pub fn libc_lib_dirs(tree: &Path) -> Vec<PathBuf> {
 pub struct FetchedInputs {
     /// The kernel.
     pub kernel: KernelInputs,
-    /// The server's C library.
-    pub libc: LibcInputs,
+    /// The C library.
+    pub libc: LibInputs,
+    /// GCC's runtime library.
+    pub libgcc: LibInputs,
     /// The verified `systemd-boot-efi` `.deb`.
     pub stub_deb: PathBuf,
     /// `linuxx64.efi.stub` from it.
@@ -1109,19 +1111,20 @@ pub fn fetch_kernel(
     kernel_inputs(kdeb, ktree)
 }
 
-/// The pinned C library package, fetched (or from the cache) and unpacked.
-pub fn fetch_libc(pins: &Pins, cache: &Cache, archives: &mut dyn Archives) -> Result<LibcInputs> {
-    let pin = pins.libc.deb();
-    let deb = fetch_deb(&pin, cache, archives.release(&pins.libc.suites), "")?;
+/// A pinned runtime library package, fetched (or from the cache) and
+/// unpacked.
+pub fn fetch_lib(lib: &LibPin, cache: &Cache, archives: &mut dyn Archives) -> Result<LibInputs> {
+    let pin = lib.deb();
+    let deb = fetch_deb(&pin, cache, archives.release(&lib.suites), "")?;
     let tree = unpack_deb(&deb, &pin.sha256, cache)?;
-    if libc_lib_dirs(&tree).is_empty() {
+    if lib_dirs(&tree).is_empty() {
         bail!(
-            "{} {} has no usr/lib/x86_64-linux-gnu (is it the amd64 C library?)",
+            "{} {} has no usr/lib/x86_64-linux-gnu (is it an amd64 library package?)",
             pin.package,
             pin.version
         );
     }
-    Ok(LibcInputs { deb, tree })
+    Ok(LibInputs { deb, tree })
 }
 
 /// [`fetch_all`] with explicit package sources.
@@ -1138,13 +1141,18 @@ pub fn fetch_all_with(
         pins.kernel.suites.join(" ")
     );
     let kernel = fetch_kernel(pins, cache, archives)?;
-    println!(
-        "==> fetch: libc {} {} ({})",
-        pins.libc.package,
-        pins.libc.version,
-        pins.libc.suites.join(" ")
-    );
-    let libc = fetch_libc(pins, cache, archives)?;
+    let mut libs = Vec::new();
+    for lib in [&pins.libc, &pins.libgcc] {
+        println!(
+            "==> fetch: library {} {} ({})",
+            lib.package,
+            lib.version,
+            lib.suites.join(" ")
+        );
+        libs.push(fetch_lib(lib, cache, archives)?);
+    }
+    let [libc, libgcc] =
+        <[LibInputs; 2]>::try_from(libs).map_err(|_| anyhow!("two library packages expected"))?;
     println!(
         "==> fetch: stub {} {}",
         pins.stub.package, pins.stub.version
@@ -1168,6 +1176,7 @@ pub fn fetch_all_with(
     Ok(FetchedInputs {
         kernel,
         libc,
+        libgcc,
         stub_deb,
         stub,
         valkey_orig,
@@ -1238,7 +1247,7 @@ fn newest_deb(apt: &mut dyn PackageSource, pkg: &str) -> Result<DebCandidate> {
 
 /// Resolves fresh pins from what the package sources offer now: the kernel
 /// package the metapackage depends on (newest across the kernel's suites),
-/// the newest C library in its suites, the newest stub in the host's suites,
+/// the newest C library and GCC runtime in their suites, the newest stub in the host's suites,
 /// the newest Valkey source in the configured suites. Module list and suites
 /// are kept.
 pub fn updated_pins(cur: &Pins, archives: &mut dyn Archives) -> Result<Pins> {
@@ -1264,6 +1273,8 @@ pub fn updated_pins(cur: &Pins, archives: &mut dyn Archives) -> Result<Pins> {
         })?;
     let libc = newest_deb(archives.release(&cur.libc.suites), &cur.libc.package)
         .with_context(|| format!("in suites {}", cur.libc.suites.join(" ")))?;
+    let libgcc = newest_deb(archives.release(&cur.libgcc.suites), &cur.libgcc.package)
+        .with_context(|| format!("in suites {}", cur.libgcc.suites.join(" ")))?;
     let host = archives.host();
     let stub = newest_deb(host, &cur.stub.package)?;
     let mut srcs = host.source_candidates(&cur.valkey.package)?;
@@ -1286,6 +1297,8 @@ pub fn updated_pins(cur: &Pins, archives: &mut dyn Archives) -> Result<Pins> {
     next.kernel.sha256 = kcand.sha256;
     next.libc.version = libc.version;
     next.libc.sha256 = libc.sha256;
+    next.libgcc.version = libgcc.version;
+    next.libgcc.sha256 = libgcc.sha256;
     next.stub.version = stub.version;
     next.stub.sha256 = stub.sha256;
     // A human-recorded upstream hash only stays meaningful for the same release.

@@ -19,7 +19,8 @@ use serde::Deserialize;
 pub const SOURCES_TOML: &str = "image/sources.toml";
 
 /// The one schema version this code understands. 2: the kernel names its
-/// suites and the server's C library is pinned (`[libc]`).
+/// suites, and the runtime libraries of the image's dynamic binaries are
+/// pinned (`[libc]`, `[libgcc]`).
 const SCHEMA: u32 = 2;
 
 /// All pinned inputs.
@@ -31,7 +32,11 @@ pub struct Pins {
     /// The Debian cloud kernel image package.
     pub kernel: KernelPin,
     /// The C library the server runs with (`libc6`, amd64).
-    pub libc: LibcPin,
+    pub libc: LibPin,
+    /// GCC's runtime library (`libgcc-s1`, amd64): `/init` and the
+    /// stream-guard module, built by Rust for the GNU target, need
+    /// `libgcc_s.so.1` for unwinding.
+    pub libgcc: LibPin,
     /// Debian's `systemd-boot-efi` (for `linuxx64.efi.stub`).
     pub stub: DebPin,
     /// The Valkey source.
@@ -81,13 +86,12 @@ impl KernelPin {
     }
 }
 
-/// The C library package whose files (the loader, `libc.so.6`, `libm.so.6`,
-/// whatever the server and its module need) go into the image instead of the
-/// build host's.
+/// A runtime library package of a Debian release (the C library, GCC's
+/// runtime) whose files go into the image instead of the build host's.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LibcPin {
-    /// Binary package name (`libc6`).
+pub struct LibPin {
+    /// Binary package name (`libc6`, `libgcc-s1`).
     pub package: String,
     /// Exact Debian version.
     pub version: String,
@@ -97,7 +101,7 @@ pub struct LibcPin {
     pub suites: Vec<String>,
 }
 
-impl LibcPin {
+impl LibPin {
     /// The package as a plain [`DebPin`].
     #[must_use]
     pub fn deb(&self) -> DebPin {
@@ -169,11 +173,12 @@ impl Pins {
                 bail!("sources.toml: kernel.modules: `{m}` is not a module name");
             }
         }
-        let l = &self.libc;
-        check_name("libc.package", &l.package)?;
-        check_version("libc.version", &l.version)?;
-        check_sha256("libc.sha256", &l.sha256)?;
-        check_suites("libc.suites", &l.suites)?;
+        for (table, l) in [("libc", &self.libc), ("libgcc", &self.libgcc)] {
+            check_name(&format!("{table}.package"), &l.package)?;
+            check_version(&format!("{table}.version"), &l.version)?;
+            check_sha256(&format!("{table}.sha256"), &l.sha256)?;
+            check_suites(&format!("{table}.suites"), &l.suites)?;
+        }
         check_name("stub.package", &self.stub.package)?;
         check_version("stub.version", &self.stub.version)?;
         check_sha256("stub.sha256", &self.stub.sha256)?;
@@ -238,9 +243,9 @@ impl Pins {
         let _ = writeln!(
             o,
             "\n\
-             # The server's C library (amd64), fetched like the kernel: the loader,\n\
-             # `libc.so.6` and whatever else the server and the stream-guard module\n\
-             # need come from this package, never from the build host.\n\
+             # The C library (amd64), fetched like the kernel: the loader, `libc.so.6`\n\
+             # and `libm.so.6`, as the image's binaries need them, come from this\n\
+             # package, never from the build host.\n\
              [libc]\n\
              package = {}\n\
              version = {}\n\
@@ -250,6 +255,22 @@ impl Pins {
             quote(&l.version),
             quote(&l.sha256),
             quote_list(&l.suites),
+        );
+        let g = &self.libgcc;
+        let _ = writeln!(
+            o,
+            "\n\
+             # GCC's runtime (amd64), fetched like the kernel: `libgcc_s.so.1`, which\n\
+             # `/init` and the stream-guard module (Rust, GNU target) need.\n\
+             [libgcc]\n\
+             package = {}\n\
+             version = {}\n\
+             sha256 = {}\n\
+             suites = {}",
+            quote(&g.package),
+            quote(&g.version),
+            quote(&g.sha256),
+            quote_list(&g.suites),
         );
         let _ = writeln!(
             o,
