@@ -13,13 +13,16 @@ use appliance_spec::Spec;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::image::assemble::{
     elf_deps, is_elf, ESP_BOOT_PATH, LIB_DIR, MODULES_DIR, OUTPUTS, SPEC_PATH,
 };
 use crate::image::cpio::{self, S_IFCHR, S_IFDIR, S_IFREG};
-use crate::image::manifest::{hash_file, sha256_hex, Manifest, Profile};
+use crate::image::fetch::{lib_dirs, sha256_file, TempDir};
+use crate::image::kmod::{self, Compression};
+use crate::image::manifest::{hash_file, sha256_hex, Manifest, Pin, Profile};
 use crate::image::valkey_conf::{self, ModuleLoad, INTRUDER_PATH, STREAM_GUARD_PATH};
 use crate::image::{fat, gcetar, gpt, uki};
 
@@ -148,17 +151,24 @@ pub fn unzstd(compressed: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// What to hold the image to beyond its own manifest.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct VerifyOptions {
     /// Require `disk.raw` to be a multiple of 1 GiB (GCE's import rule).
     /// Only small test images built by the test suite turn this off.
     pub gce_disk_sizes: bool,
+    /// The input cache of `cargo xtask image`: when given, the pinned kernel
+    /// and C library packages are read from it (found by their pinned
+    /// SHA-256, which is checked again) and the image's kernel, modules,
+    /// loader and libraries are compared with their files. Only the test
+    /// suite's small images, made of fake inputs, leave it out.
+    pub input_cache: Option<PathBuf>,
 }
 
 impl Default for VerifyOptions {
     fn default() -> Self {
         VerifyOptions {
             gce_disk_sizes: true,
+            input_cache: None,
         }
     }
 }
@@ -253,6 +263,10 @@ pub fn verify_with(
         format!("{} entries", entries.len()),
     )?;
     initramfs_checks(&mut r, &manifest, &entries, repo_spec)?;
+    module_checks(&mut r, &entries)?;
+    if let Some(cache) = &opts.input_cache {
+        package_checks(&mut r, dir, &manifest, &entries, cache)?;
+    }
     image_checks(&mut r, dir, &manifest, &zst, opts)?;
     size_checks(&mut r, dir, &entries)?;
     Ok(!r.failed)
@@ -558,6 +572,230 @@ fn initramfs_checks(
     )?;
     Ok(())
 }
+
+/// Every file under the modules directory is a kernel module: an ELF
+/// relocatable object, stored plain or compressed (then looked at
+/// decompressed, content checks included).
+fn module_checks(r: &mut Report<'_>, entries: &[cpio::Entry<'_>]) -> Result<()> {
+    let prefix = format!("{MODULES_DIR}/");
+    let mut count = 0usize;
+    let mut compressed = BTreeSet::new();
+    let mut bad = Vec::new();
+    for e in entries {
+        let path = e.abs_path();
+        if !path.starts_with(&prefix) || e.file_type() != S_IFREG {
+            continue;
+        }
+        count += 1;
+        let base = path.rsplit('/').next().unwrap_or_default();
+        let Some((_, how)) = Compression::of(base) else {
+            bad.push(format!("{path}: not a module file name"));
+            continue;
+        };
+        if how != Compression::None {
+            compressed.insert(format!("{how:?}"));
+        }
+        match kmod::decompress(e.data, how) {
+            Ok(obj) if elf_deps(&obj).is_ok_and(|d| d.elf_type == 1) => {
+                for (sig, what) in FORBIDDEN_CONTENT {
+                    if contains(&obj, sig) {
+                        bad.push(format!("{path} contains {what}"));
+                    }
+                }
+            }
+            Ok(_) => bad.push(format!("{path}: not an ELF relocatable object")),
+            Err(err) => bad.push(format!("{path}: {err:#}")),
+        }
+    }
+    r.line(
+        bad.is_empty(),
+        "kernel modules",
+        if bad.is_empty() {
+            let how: Vec<String> = compressed.into_iter().collect();
+            format!(
+                "{count} files, each an ELF relocatable object{}",
+                if how.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (stored {}, read decompressed)", how.join(", "))
+                }
+            )
+        } else {
+            format!("{bad:?}")
+        },
+    )?;
+    Ok(())
+}
+
+/// The pinned package `pin` from the input cache (its hash checked again),
+/// unpacked into a fresh directory.
+fn unpack_pinned(cache: &Path, pin: &Pin, into: &Path) -> Result<PathBuf> {
+    let dir = cache.join("debs").join(&pin.sha256);
+    let deb = fs::read_dir(&dir)
+        .with_context(|| {
+            format!(
+                "{} {} is not in {} (`cargo xtask image` fetches it)",
+                pin.name,
+                pin.version,
+                dir.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .with_context(|| format!("no .deb in {}", dir.display()))?;
+    let sha = sha256_file(&deb)?;
+    anyhow::ensure!(
+        sha == pin.sha256,
+        "{} has sha256 {sha}, pinned {}",
+        deb.display(),
+        pin.sha256
+    );
+    let tree = into.join(&pin.sha256);
+    let out = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&tree)
+        .output()
+        .context("cannot run dpkg-deb (package `dpkg`)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "dpkg-deb -x {} failed: {}",
+        deb.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(tree)
+}
+
+/// Regular files (never symlinks) under `dir`, by file name.
+fn files_by_name(dir: &Path, out: &mut BTreeMap<String, PathBuf>) -> Result<()> {
+    for e in fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
+        let e = e?;
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            files_by_name(&e.path(), out)?;
+        } else if ft.is_file() {
+            out.insert(e.file_name().to_string_lossy().into_owned(), e.path());
+        }
+    }
+    Ok(())
+}
+
+/// The image's kernel, modules, loader and libraries are the pinned
+/// packages' files, byte for byte: nothing of the build host's slipped in.
+fn package_checks(
+    r: &mut Report<'_>,
+    dir: &Path,
+    manifest: &Manifest,
+    entries: &[cpio::Entry<'_>],
+    cache: &Path,
+) -> Result<()> {
+    let scratch = TempDir::new("xtask-verify")?;
+    let compare = |what: &str, files: &[(String, &[u8])], package: &BTreeMap<String, PathBuf>| {
+        let mut bad = Vec::new();
+        for (path, data) in files {
+            let base = path.rsplit('/').next().unwrap_or_default();
+            match package.get(base).map(fs::read) {
+                Some(Ok(want)) if want == *data => {}
+                Some(Ok(_)) => bad.push(format!("{path} differs from the {what}'s {base}")),
+                Some(Err(e)) => bad.push(format!("{path}: {e}")),
+                None => bad.push(format!("{path} is not in the {what}")),
+            }
+        }
+        bad
+    };
+
+    let kernel = manifest
+        .pins
+        .iter()
+        .find(|p| p.name.starts_with("linux-image-"));
+    let res = kernel
+        .context("the manifest pins no linux-image-* package")
+        .and_then(|pin| {
+            let tree = unpack_pinned(cache, pin, scratch.path())?;
+            let mut package = BTreeMap::new();
+            for base in ["lib/modules", "usr/lib/modules", "boot"] {
+                if tree.join(base).is_dir() {
+                    files_by_name(&tree.join(base), &mut package)?;
+                }
+            }
+            let vmlinuz: Vec<&PathBuf> = package
+                .iter()
+                .filter(|(n, _)| n.starts_with("vmlinuz-"))
+                .map(|(_, p)| p)
+                .collect();
+            let [vmlinuz] = vmlinuz.as_slice() else {
+                anyhow::bail!("the package holds {} vmlinuz files", vmlinuz.len());
+            };
+            anyhow::ensure!(
+                fs::read(vmlinuz)? == fs::read(dir.join("vmlinuz"))?,
+                "vmlinuz differs from the package's {}",
+                vmlinuz.display()
+            );
+            let prefix = format!("{MODULES_DIR}/");
+            let modules: Vec<(String, &[u8])> = entries
+                .iter()
+                .filter(|e| e.file_type() == S_IFREG && e.abs_path().starts_with(&prefix))
+                .map(|e| (e.abs_path(), e.data))
+                .collect();
+            let bad = compare("kernel package", &modules, &package);
+            anyhow::ensure!(bad.is_empty(), "{bad:?}");
+            Ok(format!(
+                "vmlinuz and {} modules are {} {}'s files",
+                modules.len(),
+                pin.name,
+                pin.version
+            ))
+        });
+    r.result("kernel from the pinned package", res)?;
+
+    let res = (|| -> Result<String> {
+        let mut package = BTreeMap::new();
+        let mut names = Vec::new();
+        for name in LIB_PACKAGES {
+            let pin = manifest
+                .pins
+                .iter()
+                .find(|p| p.name == name)
+                .with_context(|| format!("the manifest pins no {name} package"))?;
+            let tree = unpack_pinned(cache, pin, scratch.path())?;
+            for d in lib_dirs(&tree) {
+                files_by_name(&d, &mut package)?;
+            }
+            names.push(format!("{} {}", pin.name, pin.version));
+        }
+        let libs: Vec<(String, &[u8])> = entries
+            .iter()
+            .filter(|e| e.file_type() == S_IFREG)
+            .map(|e| (e.abs_path(), e.data))
+            .filter(|(p, _)| LIB_PREFIXES.iter().any(|d| p.starts_with(d)))
+            .collect();
+        anyhow::ensure!(!libs.is_empty(), "no loader or library in the image");
+        let bad = compare("pinned library packages", &libs, &package);
+        anyhow::ensure!(bad.is_empty(), "{bad:?}");
+        let paths: Vec<&str> = libs.iter().map(|(p, _)| p.as_str()).collect();
+        Ok(format!(
+            "{} are files of {}",
+            paths.join(", "),
+            names.join(" and ")
+        ))
+    })();
+    r.result("loader and libraries from the pinned packages", res)?;
+    Ok(())
+}
+
+/// The runtime library packages of `[libc]` and `[libgcc]` in
+/// `image/sources.toml`: every loader and library in the image is theirs.
+pub const LIB_PACKAGES: [&str; 2] = ["libc6", "libgcc-s1"];
+
+/// Where a loader and shared libraries can live in the image (the assembler
+/// uses [`LIB_DIR`] and the loader's `PT_INTERP` path): whatever is there
+/// must be the pinned C library's.
+const LIB_PREFIXES: [&str; 4] = [
+    "/lib/x86_64-linux-gnu/",
+    "/lib64/",
+    "/usr/lib/x86_64-linux-gnu/",
+    "/usr/lib64/",
+];
 
 fn image_checks(
     r: &mut Report<'_>,

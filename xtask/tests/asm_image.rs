@@ -96,6 +96,7 @@ fn check(dir: &Path) -> (bool, String) {
     let mut out = Vec::new();
     let opts = VerifyOptions {
         gce_disk_sizes: false,
+        ..VerifyOptions::default()
     };
     let ok = verify_with(dir, appliance_spec::REFERENCE_TOML, &opts, &mut out).unwrap();
     (ok, String::from_utf8(out).unwrap())

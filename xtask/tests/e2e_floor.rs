@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use xtask::bench::{floor_boot, spawn_reboot_vm, RB_HALT_SYSTEM};
-use xtask::image::fetch::{fetch_deb, unpack_deb, Cache, HostApt};
+use xtask::image::fetch::{fetch_kernel, Cache, HostArchives};
 use xtask::image::pins::Pins;
 use xtask::qemu::{ensure_tools, VmDir, BOOT_TOOLS};
 
@@ -31,22 +31,9 @@ fn kernel() -> PathBuf {
         std::env::var_os("XTASK_CACHE")
             .map_or_else(|| workspace().join("target/appliance-cache"), PathBuf::from),
     );
-    let pin = pins.kernel.deb();
-    let mut apt = HostApt::new(&pins.valkey.suites);
-    let deb = fetch_deb(&pin, &cache, &mut apt, "").unwrap();
-    let tree = unpack_deb(&deb, &pin.sha256, &cache).unwrap();
-    let boot = tree.join("boot");
-    let vmlinuz = std::fs::read_dir(&boot)
+    fetch_kernel(&pins, &cache, &mut HostArchives::new(&pins.valkey.suites))
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("vmlinuz-")
-        })
-        .unwrap();
-    vmlinuz
+        .vmlinuz
 }
 
 const CMDLINE: &str = "console=ttyS0,115200n8 panic=-1";

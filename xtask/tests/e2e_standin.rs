@@ -3,7 +3,9 @@
 //! a guest (the pinned kernel, the virtio-net modules in their computed
 //! order, and `fixtures/metadata_probe.c` as `/init`) asks the metadata
 //! address three times and tries to reach the host; the console shows what
-//! came back.
+//! came back. The kernel runs with `module.sig_enforce=1`, as the image's: the
+//! package's compressed modules load (the kernel decompresses, then checks
+//! their signature), and a copy with one byte changed is refused.
 //!
 //! `harness = false`: this binary is also the guestfwd program. Run with
 //! `__metadata-standin --state <file>` it is the stand-in, exactly as the
@@ -20,8 +22,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use xtask::image::cpio::Archive;
-use xtask::image::fetch::{fetch_deb, unpack_deb, Cache, HostApt};
-use xtask::image::kmod::module_subset;
+use xtask::image::fetch::{fetch_kernel, Cache, HostArchives};
+use xtask::image::kmod::{decompress, module_subset};
 use xtask::image::pins::Pins;
 use xtask::qemu::{ensure_tools, Boot, ConsoleSinks, QemuSpec, Tool, Vm, VmDir, BOOT_TOOLS};
 use xtask::standin::{self, Mode, Password, State};
@@ -48,30 +50,15 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The unpacked pinned kernel package: (`vmlinuz`, `lib/modules/<kver>`, kver).
+/// The unpacked pinned kernel package: (`vmlinuz`, its modules directory, kver).
 fn kernel_tree() -> (PathBuf, PathBuf, String) {
     let pins = Pins::load(&workspace().join("image/sources.toml")).unwrap();
     let cache = Cache::new(
         std::env::var_os("XTASK_CACHE")
             .map_or_else(|| workspace().join("target/appliance-cache"), PathBuf::from),
     );
-    let pin = pins.kernel.deb();
-    let mut apt = HostApt::new(&pins.valkey.suites);
-    let deb = fetch_deb(&pin, &cache, &mut apt, "").unwrap();
-    let tree = unpack_deb(&deb, &pin.sha256, &cache).unwrap();
-    let vmlinuz = std::fs::read_dir(tree.join("boot"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("vmlinuz-")
-        })
-        .unwrap();
-    let kver = vmlinuz.file_name().unwrap().to_string_lossy()["vmlinuz-".len()..].to_owned();
-    let modules = tree.join("lib/modules").join(&kver);
-    (vmlinuz, modules, kver)
+    let kernel = fetch_kernel(&pins, &cache, &mut HostArchives::new(&pins.valkey.suites)).unwrap();
+    (kernel.vmlinuz, kernel.modules_dir, kernel.kver)
 }
 
 fn build_probe(out: &Path) {
@@ -84,6 +71,9 @@ fn build_probe(out: &Path) {
         .expect("gcc (package build-essential) builds the probe");
     assert!(status.success(), "gcc failed");
 }
+
+/// A module whose signature does not match its content.
+const TAMPERED: &str = "/m/tampered.ko.xz";
 
 fn initramfs(dir: &Path, modules_dir: &Path, kver: &str) -> PathBuf {
     let probe = dir.join("probe");
@@ -101,12 +91,23 @@ fn initramfs(dir: &Path, modules_dir: &Path, kver: &str) -> PathBuf {
         .unwrap();
     let mut order = String::new();
     for m in &subset.modules {
-        let path = format!("/m/{}.ko", m.name);
+        let path = format!("/m/{}", m.path.file_name().unwrap().to_string_lossy());
         a.add_file(&path, 0o644, std::fs::read(&m.path).unwrap())
             .unwrap();
         order.push_str(&path);
         order.push('\n');
     }
+    // Signature enforcement: the first module with one byte of its code
+    // changed (so its appended signature no longer matches), compressed
+    // again the way the package stores modules.
+    let first = subset.modules.first().unwrap();
+    let mut object = decompress(&std::fs::read(&first.path).unwrap(), first.compression).unwrap();
+    object[0x100] ^= 0xff;
+    let mut tampered = Vec::new();
+    lzma_rs::xz_compress(&mut object.as_slice(), &mut tampered).unwrap();
+    a.add_file(TAMPERED, 0o644, tampered).unwrap();
+    order.push_str(TAMPERED);
+    order.push('\n');
     a.add_file("/modules.order", 0o644, order.into_bytes())
         .unwrap();
     let out = dir.join("probe.cpio");
@@ -153,7 +154,7 @@ fn stand_in_answers_the_guest_through_guestfwd() {
         Boot::Direct {
             kernel: vmlinuz,
             initrd,
-            cmdline: "console=ttyS0,115200n8 panic=-1".to_owned(),
+            cmdline: "console=ttyS0,115200n8 panic=-1 module.sig_enforce=1".to_owned(),
         },
         vm_dir.monitor(),
     );
@@ -172,6 +173,22 @@ fn stand_in_answers_the_guest_through_guestfwd() {
         vm.stderr_text(),
         lines.join("\n")
     );
+
+    // Every signed module loaded; the tampered one was refused by its
+    // signature (EKEYREJECTED), not for its format.
+    let modules: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("PROBE module "))
+        .collect();
+    assert!(modules.len() >= 2, "{}", lines.join("\n"));
+    for line in &modules {
+        println!("{line}");
+        if line.contains(TAMPERED) {
+            assert!(line.ends_with("Key was rejected by service"), "{line}");
+        } else {
+            assert!(line.ends_with(": ok"), "{line}");
+        }
+    }
 
     let admin = section(&lines, "admin");
     assert!(admin.starts_with("HTTP/1.1 200 OK"), "{admin}");

@@ -1,6 +1,7 @@
 //! Fetch logic against a fake apt: cache hits never call apt, hashes are
 //! checked on every use, stale pins stop with the versions and the re-pin
-//! command, and `pins --update` follows the metapackage.
+//! command, and `pins --update` follows the metapackage. The kernel and the C
+//! library are looked up in their release's suites only, never the host's.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,7 +10,10 @@
 )]
 
 use sha2::{Digest, Sha256};
-use xtask::image::fetch::{fetch_deb, fetch_source, hex, updated_pins, Cache, FakeApt, TempDir};
+use xtask::image::fetch::{
+    fetch_deb, fetch_kernel, fetch_lib, fetch_source, hex, updated_pins, Cache, FakeApt,
+    FakeArchives, TempDir,
+};
 use xtask::image::pins::{DebPin, Pins, SourcePin};
 
 fn sha(b: &[u8]) -> String {
@@ -125,42 +129,76 @@ fn source_fetch_keeps_only_the_verified_orig_tarball() {
     );
 }
 
-#[test]
-fn update_follows_the_metapackage_and_newest_versions() {
+fn committed_pins() -> (String, Pins) {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../image/sources.toml"
     ))
     .unwrap();
-    let cur = Pins::from_toml_str(&text).unwrap();
-    let mut apt = FakeApt::default();
-    apt.debs.insert(
+    let pins = Pins::from_toml_str(&text).unwrap();
+    (text, pins)
+}
+
+/// What the committed pins' release (trixie, trixie-security) and host
+/// (bookworm) suites offer after a kernel, libc, stub and Valkey update.
+fn archives_after_updates(cur: &Pins) -> FakeArchives {
+    let mut release = FakeApt::default();
+    release.debs.insert(
         "linux-image-cloud-amd64".into(),
         vec![
             (
-                "6.1.192-2".into(),
+                "6.12.118-1".into(),
                 b"m1".to_vec(),
-                "linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)".into(),
+                "linux-image-6.12.118+deb13-cloud-amd64 (= 6.12.118-1)".into(),
             ),
             (
-                "6.1.200-1".into(),
+                "6.12.120-1".into(),
                 b"m2".to_vec(),
-                "linux-image-6.1.0-60-cloud-amd64 (= 6.1.200-1)".into(),
+                "linux-image-6.12.120+deb13-cloud-amd64 (= 6.12.120-1)".into(),
             ),
         ],
     );
-    apt.debs.insert(
-        "linux-image-6.1.0-60-cloud-amd64".into(),
-        vec![("6.1.200-1".into(), b"kernel".to_vec(), String::new())],
+    release.debs.insert(
+        "linux-image-6.12.120+deb13-cloud-amd64".into(),
+        vec![("6.12.120-1".into(), b"kernel".to_vec(), String::new())],
     );
-    apt.debs.insert(
+    release.debs.insert(
+        "libc6".into(),
+        vec![
+            ("2.41-12+deb13u5".into(), b"l1".to_vec(), String::new()),
+            ("2.41-12+deb13u6".into(), b"l2".to_vec(), String::new()),
+        ],
+    );
+    release.debs.insert(
+        "libgcc-s1".into(),
+        vec![("14.2.0-20".into(), b"g2".to_vec(), String::new())],
+    );
+    let mut host = FakeApt::default();
+    // The host's own (older) C library and kernels are no candidates.
+    host.debs.insert(
+        "libc6".into(),
+        vec![(
+            "2.36-9+deb12u14".into(),
+            b"host libc".to_vec(),
+            String::new(),
+        )],
+    );
+    host.debs.insert(
+        "linux-image-cloud-amd64".into(),
+        vec![(
+            "6.1.200-1".into(),
+            b"old meta".to_vec(),
+            "linux-image-6.1.0-60-cloud-amd64 (= 6.1.200-1)".into(),
+        )],
+    );
+    host.debs.insert(
         "systemd-boot-efi".into(),
         vec![
             ("252.39-1~deb12u2".into(), b"s1".to_vec(), String::new()),
             ("252.40-1~deb12u1".into(), b"s2".to_vec(), String::new()),
         ],
     );
-    apt.sources.insert(
+    host.sources.insert(
         "valkey".into(),
         vec![
             (
@@ -173,13 +211,41 @@ fn update_follows_the_metapackage_and_newest_versions() {
             ),
         ],
     );
-    let next = updated_pins(&cur, &mut apt).unwrap();
-    assert_eq!(next.kernel.package, "linux-image-6.1.0-60-cloud-amd64");
+    let mut archives = FakeArchives {
+        host,
+        ..FakeArchives::default()
+    };
+    assert_eq!(cur.kernel.suites, cur.libc.suites);
+    assert_eq!(cur.kernel.suites, cur.libgcc.suites);
+    archives
+        .releases
+        .insert(cur.kernel.suites.join(" "), release);
+    archives
+}
+
+#[test]
+fn update_follows_the_metapackage_and_newest_versions() {
+    let (text, cur) = committed_pins();
+    let mut archives = archives_after_updates(&cur);
+    let next = updated_pins(&cur, &mut archives).unwrap();
+    assert_eq!(
+        next.kernel.package,
+        "linux-image-6.12.120+deb13-cloud-amd64"
+    );
     assert_eq!(
         (next.kernel.version.as_str(), next.kernel.sha256.clone()),
-        ("6.1.200-1", sha(b"kernel"))
+        ("6.12.120-1", sha(b"kernel"))
     );
     assert_eq!(next.kernel.modules, cur.kernel.modules);
+    assert_eq!(next.kernel.suites, cur.kernel.suites);
+    assert_eq!(
+        (next.libc.version.as_str(), next.libc.sha256.clone()),
+        ("2.41-12+deb13u6", sha(b"l2"))
+    );
+    assert_eq!(
+        (next.libgcc.version.as_str(), next.libgcc.sha256.clone()),
+        ("14.2.0-20", sha(b"g2"))
+    );
     assert_eq!(
         (next.stub.version.as_str(), next.stub.sha256.clone()),
         ("252.40-1~deb12u1", sha(b"s2"))
@@ -189,6 +255,16 @@ fn update_follows_the_metapackage_and_newest_versions() {
     assert_eq!(next.valkey.orig_sha256, sha(b"b"));
     // The recorded upstream hash belonged to 9.1.2: it must not be carried over.
     assert_eq!(next.valkey.upstream_tarball_sha256, None);
+    // The kernel and libc came from the release, the stub from the host.
+    assert!(
+        !archives
+            .host
+            .calls
+            .iter()
+            .any(|c| c.contains("linux-image") || c.contains("libc6") || c.contains("libgcc")),
+        "{:?}",
+        archives.host.calls
+    );
     let rendered = next.render();
     assert!(
         rendered.contains("Not compared with the upstream release tarball"),
@@ -196,8 +272,44 @@ fn update_follows_the_metapackage_and_newest_versions() {
     );
     assert_eq!(Pins::from_toml_str(&rendered).unwrap(), next);
     let diff = xtask::image::pins::line_diff(&text, &rendered);
-    assert!(
-        diff.contains("-version = \"6.1.192-2\"\n") && diff.contains("+version = \"6.1.200-1\"\n"),
-        "{diff}"
+    for line in [
+        "-version = \"6.12.118-1\"\n",
+        "+version = \"6.12.120-1\"\n",
+        "-version = \"2.41-12+deb13u5\"\n",
+        "+version = \"2.41-12+deb13u6\"\n",
+    ] {
+        assert!(diff.contains(line), "{line} missing from\n{diff}");
+    }
+}
+
+#[test]
+fn stale_kernel_and_libc_pins_name_the_release_versions() {
+    let (_, mut cur) = committed_pins();
+    cur.kernel.version = "6.12.100-1".into();
+    cur.libc.version = "2.41-11".into();
+    let dir = TempDir::new("inputs-fetch").unwrap();
+    let cache = Cache::new(dir.path());
+    let mut archives = archives_after_updates(&cur);
+    let err = format!(
+        "{:#}",
+        fetch_kernel(&cur, &cache, &mut archives).unwrap_err()
     );
+    assert!(
+        err.contains("`linux-image-cloud-amd64` now depends on linux-image-6.12.120+deb13-cloud-amd64 6.12.120-1")
+            && err.contains("pinned linux-image-6.12.118+deb13-cloud-amd64 6.12.100-1 is not available")
+            && err.contains("cargo xtask pins --update"),
+        "{err}"
+    );
+    let err = format!(
+        "{:#}",
+        fetch_lib(&cur.libc, &cache, &mut archives).unwrap_err()
+    );
+    assert!(
+        err.contains("pinned libc6 2.41-11 is not available")
+            && err.contains("(available: 2.41-12+deb13u6, 2.41-12+deb13u5)")
+            && err.contains("cargo xtask pins --update"),
+        "{err}"
+    );
+    // Nothing was asked of the host's suites.
+    assert!(archives.host.calls.is_empty(), "{:?}", archives.host.calls);
 }

@@ -45,17 +45,45 @@ fn committed_pins_match_the_design() {
         Some("8e8557da7426a51b4e0fb514a65ef6241dc7c85cb408243af389070abf379cec")
     );
     assert_eq!(pins.valkey.suites, ["sid", "testing", "stable-backports"]);
+    // Debian 13's cloud kernel (6.12 LTS) and C library, from one release.
     assert!(
-        pins.kernel.package.starts_with("linux-image-6.1.0-")
-            && pins.kernel.package.ends_with("-cloud-amd64")
+        pins.kernel.package.starts_with("linux-image-6.12.")
+            && pins.kernel.package.ends_with("+deb13-cloud-amd64"),
+        "{}",
+        pins.kernel.package
     );
+    assert_eq!(pins.kernel.suites, ["trixie", "trixie-security"]);
+    assert_eq!(pins.libc.package, "libc6");
+    assert!(
+        pins.libc.version.contains("+deb13u"),
+        "{}",
+        pins.libc.version
+    );
+    assert_eq!(pins.libc.suites, pins.kernel.suites);
+    assert_eq!(pins.libgcc.package, "libgcc-s1");
+    assert_eq!(pins.libgcc.suites, pins.kernel.suites);
 }
 
 #[test]
 fn invalid_pins_are_rejected_with_a_reason() {
     let (text, _) = committed();
     let table = [
-        ("schema = 1", "schema = 2", "schema 2 is not supported"),
+        ("schema = 2", "schema = 1", "schema 1 is not supported"),
+        (
+            "[libc]\n",
+            "[libc]\narch = \"i386\"\n",
+            "unknown field `arch`",
+        ),
+        (
+            "suites = [\"trixie\", \"trixie-security\"]\nmodules",
+            "suites = []\nmodules",
+            "kernel.suites is empty",
+        ),
+        (
+            "package = \"libc6\"",
+            "package = \"libc6:amd64\"",
+            "libc.package = `libc6:amd64` is not a Debian package or suite name",
+        ),
         ("[stub]\n", "[stub]\nurl = \"x\"\n", "unknown field `url`"),
         (
             "sha256 = \"8f2b",
@@ -68,7 +96,7 @@ fn invalid_pins_are_rejected_with_a_reason() {
             "does not contain upstream_version",
         ),
         (
-            "version = \"6.1.192-2\"",
+            "version = \"6.12.118-1\"",
             "version = \"latest\"",
             "is not a Debian version",
         ),

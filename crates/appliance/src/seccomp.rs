@@ -198,8 +198,7 @@ mod linux {
         /// The listener failed or hung up.
         pub fn serve_until_exec(&mut self) -> Result<Vec<AlarmReport>, procwatch::Error> {
             let mut reports = Vec::new();
-            while !self.decider.exec_continued() && reports.iter().all(|r: &AlarmReport| !r.halt)
-            {
+            while !self.decider.exec_continued() && reports.iter().all(|r: &AlarmReport| !r.halt) {
                 self.read(&mut reports)?;
             }
             Ok(reports)

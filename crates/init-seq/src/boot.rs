@@ -282,7 +282,24 @@ fn execute(
         }
         Action::NoNewPrivs => os.set_no_new_privs(),
         Action::ClearCapabilities => os.clear_capabilities(),
-        Action::Landlock(rules) => os.landlock(rules),
+        Action::Landlock(rules) => {
+            let found = os.landlock_abi();
+            let needed = rules.required_abi();
+            if found < needed {
+                return Err(InitError::LandlockAbi { found, needed });
+            }
+            os.landlock(rules)?;
+            let newer = if found > needed {
+                format!(" on a kernel with ABI {found}")
+            } else {
+                String::new()
+            };
+            os.console(&format!(
+                "{CONSOLE_PREFIX} landlock ABI {needed} enforced{newer} ({})",
+                rules.summary()
+            ));
+            Ok(())
+        }
         Action::CloseFds => os.close_fds(),
         Action::Exec { binary, args } => {
             let budget = budget_of(state, "exec")?;

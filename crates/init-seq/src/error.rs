@@ -159,6 +159,19 @@ pub enum InitError {
         /// Why.
         reason: String,
     },
+    /// The kernel's Landlock ABI is below what the server's domain needs:
+    /// the boot stops rather than enforce part of it.
+    #[error(
+        "the kernel has Landlock ABI {found} (0: not built in or not enabled), the policy needs \
+         {needed} (file truncate and device ioctl rights, TCP bind and connect rules, signal and \
+         abstract unix socket scopes)"
+    )]
+    LandlockAbi {
+        /// What the running kernel offers.
+        found: u32,
+        /// What the rules need.
+        needed: u32,
+    },
     /// A failure injected into the recording fake.
     #[error("injected failure at call #{index} ({call})")]
     Injected {

@@ -16,7 +16,7 @@ use appliance_spec::{Metadata, REFERENCE_TOML};
 use metadata_fetch::{FetchError, Secret};
 use pf_rules::{Phase, Policy, ReadBack};
 
-use crate::os::{BlockDevice, Exec, LandlockRules, Mount, Os, Owner};
+use crate::os::{BlockDevice, Exec, LandlockRules, Mount, Os, Owner, LANDLOCK_ABI};
 use crate::parse::{EXT4_SUPERBLOCK_LEN, EXT4_SUPERBLOCK_OFFSET};
 use crate::plan::{MODULES_ORDER_PATH, SPEC_PATH};
 use crate::InitError;
@@ -143,6 +143,8 @@ pub enum Call {
     SetNoNewPrivs,
     /// `capset` with empty sets.
     ClearCapabilities,
+    /// The kernel's Landlock ABI asked for.
+    LandlockAbi,
     /// Landlock applied.
     Landlock(LandlockRules),
     /// Descriptors above 2 closed.
@@ -209,13 +211,18 @@ impl fmt::Display for Call {
             Call::Geteuid => f.write_str("geteuid"),
             Call::SetNoNewPrivs => f.write_str("prctl no_new_privs"),
             Call::ClearCapabilities => f.write_str("capset empty"),
+            Call::LandlockAbi => f.write_str("landlock_create_ruleset version"),
             Call::Landlock(rules) => {
                 f.write_str("landlock")?;
                 for rule in &rules.fs {
                     let optional = if rule.if_exists { "?" } else { "" };
                     write!(f, " {}{optional}:{}", rule.path.display(), rule.access)?;
                 }
-                write!(f, " bind_tcp:{:?}", rules.bind_tcp)
+                write!(
+                    f,
+                    " bind_tcp:{:?} connect_tcp:{:?} scoped:{}",
+                    rules.bind_tcp, rules.connect_tcp, rules.scoped
+                )
             }
             Call::CloseFds => f.write_str("close_fds 3.."),
             Call::Exec(exec) => write!(
@@ -235,9 +242,9 @@ impl fmt::Display for Call {
 enum Failure {
     /// The call with this index in the record.
     Call(usize),
-    /// The first call made in the step with this name. The two calls that
+    /// The first call made in the step with this name. The three calls that
     /// cannot fail fail their check instead: `getpid` answers [`NOT_PID1`],
-    /// `geteuid` answers 0.
+    /// `geteuid` and `landlock_abi` answer 0.
     Step(String),
     /// Every call the predicate picks.
     When(Box<dyn Fn(&Call) -> bool>),
@@ -253,6 +260,7 @@ pub struct FakeOs {
     pid: u32,
     euid: u32,
     euid_override: Option<u32>,
+    landlock_abi: u32,
     files: BTreeMap<PathBuf, Vec<u8>>,
     secrets: BTreeMap<String, Vec<u8>>,
     devices: BTreeMap<PathBuf, FakeDevice>,
@@ -316,6 +324,7 @@ impl FakeOs {
             pid: 1,
             euid: 0,
             euid_override: None,
+            landlock_abi: LANDLOCK_ABI,
             files: BTreeMap::new(),
             secrets: BTreeMap::new(),
             devices: BTreeMap::new(),
@@ -431,6 +440,13 @@ impl FakeOs {
         self
     }
 
+    /// Answers `abi` when asked for the kernel's Landlock ABI (default
+    /// [`LANDLOCK_ABI`], what the policy needs).
+    pub fn with_landlock_abi(mut self, abi: u32) -> Self {
+        self.landlock_abi = abi;
+        self
+    }
+
     /// Answers `euid` to every `geteuid` (the seed-003 seam); by default the
     /// fake answers the uid last set with `setuid`, 0 before that.
     pub fn with_euid(mut self, euid: u32) -> Self {
@@ -438,8 +454,8 @@ impl FakeOs {
         self
     }
 
-    /// Fails the call recorded at `index` (step markers count; `getpid` and
-    /// `geteuid` answer [`NOT_PID1`] and 0).
+    /// Fails the call recorded at `index` (step markers count; `getpid`
+    /// answers [`NOT_PID1`], `geteuid` and `landlock_abi` answer 0).
     pub fn fail_call(mut self, index: usize) -> Self {
         self.failures.push(Failure::Call(index));
         self
@@ -791,6 +807,17 @@ impl Os for FakeOs {
 
     fn clear_capabilities(&mut self) -> Result<(), InitError> {
         self.fallible(Call::ClearCapabilities)
+    }
+
+    fn landlock_abi(&mut self) -> u32 {
+        let index = self.calls.len();
+        let failed = self.should_fail(index, &Call::LandlockAbi);
+        self.record(Call::LandlockAbi);
+        if failed {
+            0
+        } else {
+            self.landlock_abi
+        }
     }
 
     fn landlock(&mut self, rules: &LandlockRules) -> Result<(), InitError> {

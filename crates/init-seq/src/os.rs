@@ -127,7 +127,13 @@ pub trait Os {
     /// Empties the permitted, effective and inheritable capability sets.
     fn clear_capabilities(&mut self) -> Result<(), InitError>;
 
-    /// Restricts this process and its future children with Landlock.
+    /// The running kernel's Landlock ABI version; 0 when Landlock is not
+    /// built in or not enabled at boot.
+    fn landlock_abi(&mut self) -> u32;
+
+    /// Restricts this process and its future children with Landlock: every
+    /// right of [`LandlockRules::required_abi`] is handled, and a kernel that
+    /// cannot enforce one of them is an error, never a silent best effort.
     fn landlock(&mut self, rules: &LandlockRules) -> Result<(), InitError>;
 
     /// Closes every file descriptor above 2, so the server inherits only the
@@ -282,15 +288,69 @@ pub struct FsRule {
     pub if_exists: bool,
 }
 
-/// The Landlock domain the server runs in: everything the kernel's Landlock
-/// ABI can restrict is handled (so denied unless a rule allows it).
+/// The Landlock domain the server runs in: every right of Landlock ABI
+/// [`LANDLOCK_ABI`] is handled (so denied unless a rule allows it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LandlockRules {
     /// Filesystem rules.
     pub fs: Vec<FsRule>,
-    /// TCP ports the server may bind (kernels with Landlock ABI 4 or later;
-    /// outgoing TCP connections are denied there).
+    /// TCP ports the server may bind; binding any other is denied.
     pub bind_tcp: Vec<u16>,
+    /// TCP ports the server may connect to; empty: it connects nowhere.
+    pub connect_tcp: Vec<u16>,
+    /// Signals and abstract unix sockets scoped to the domain: the server
+    /// can neither signal nor connect to the abstract socket of a process
+    /// outside it (the governor, init's other children).
+    pub scoped: bool,
+}
+
+/// The Landlock ABI whose rights the domain handles: 6 (Linux 6.12). Each
+/// part of [`LandlockRules`] needs its own: file truncation (3) and ioctl on
+/// device files (5) among the filesystem rights, TCP bind and connect (4),
+/// the signal and abstract unix socket scopes (6).
+pub const LANDLOCK_ABI: u32 = 6;
+
+/// ABI of the filesystem rights handled (truncate: 3, ioctl on devices: 5).
+const LANDLOCK_ABI_FS: u32 = 5;
+/// ABI of the TCP rights.
+const LANDLOCK_ABI_NET: u32 = 4;
+/// ABI of the scopes.
+const LANDLOCK_ABI_SCOPE: u32 = 6;
+
+impl LandlockRules {
+    /// The lowest Landlock ABI that enforces all of these rules; a kernel
+    /// below it does not boot.
+    pub fn required_abi(&self) -> u32 {
+        // Connect is always restricted (to nothing, or to the listed ports),
+        // so the TCP rights are always needed.
+        let mut abi = LANDLOCK_ABI_FS.max(LANDLOCK_ABI_NET);
+        if self.scoped {
+            abi = abi.max(LANDLOCK_ABI_SCOPE);
+        }
+        abi
+    }
+
+    /// What the domain allows, for the console: `fs, net bind 6379 only,
+    /// connect none, scoped signals and abstract unix sockets`.
+    pub fn summary(&self) -> String {
+        let ports = |ports: &[u16]| {
+            if ports.is_empty() {
+                "none".to_owned()
+            } else {
+                let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+                format!("{} only", list.join(", "))
+            }
+        };
+        let mut text = format!(
+            "fs, net bind {}, connect {}",
+            ports(&self.bind_tcp),
+            ports(&self.connect_tcp)
+        );
+        if self.scoped {
+            text.push_str(", scoped signals and abstract unix sockets");
+        }
+        text
+    }
 }
 
 /// An `execve(2)`.

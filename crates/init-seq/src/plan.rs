@@ -68,9 +68,9 @@ const fn optional(key: &'static str, value: &'static str) -> Sysctl {
 /// The hardening sysctls written after the modules are loaded (step 4), in
 /// order.
 ///
-/// Required keys exist in every kernel this appliance targets (Debian's cloud
-/// kernel, 6.1 and later); optional ones depend on a build option (Yama, BPF
-/// JIT, IPv6) or a newer kernel (`io_uring_disabled`, 6.6).
+/// Required keys exist in every kernel this appliance targets (Debian 13's
+/// cloud kernel, 6.12 LTS); optional ones depend on a build option (kexec,
+/// Yama, BPF JIT, SysRq, IPv6). An absent optional key is one console line.
 pub const HARDENING_SYSCTLS: &[Sysctl] = &[
     // Kernel pointers and the kernel log are for root's eyes only, and not even
     // root's for pointers.
@@ -95,12 +95,18 @@ pub const HARDENING_SYSCTLS: &[Sysctl] = &[
     required("fs.protected_hardlinks", "1"),
     required("fs.protected_fifos", "2"),
     required("fs.protected_regular", "2"),
-    // Attack surface the server never uses: user namespaces, io_uring,
-    // unprivileged userfaultfd, line discipline autoloading.
+    // Attack surface the server never uses: user namespaces, io_uring (2:
+    // for every process, root included; 6.6 and later), unprivileged
+    // userfaultfd, line discipline autoloading.
     required("user.max_user_namespaces", "0"),
-    optional("kernel.io_uring_disabled", "2"),
+    required("kernel.io_uring_disabled", "2"),
     required("vm.unprivileged_userfaultfd", "0"),
     required("dev.tty.ldisc_autoload", "0"),
+    // No executable memfd (6.3 and later; it can only be raised): a
+    // memfd_create without MFD_NOEXEC_SEAL fails, so no process, not even the
+    // root governor outside Landlock, can build a program in memory and exec
+    // it without a file. Nothing on the machine creates a memfd.
+    required("vm.memfd_noexec", "2"),
     // Memory (see crate::budget). The budget bounds what is touched, and its
     // fork reserve covers a rewrite child's copy-on-write pages; mode 1
     // makes the fork itself never fail on commit accounting, which counts
@@ -593,7 +599,9 @@ fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
 /// What the server may touch: execute its own binary (and, if it is dynamic,
 /// the loader that runs it) and nothing else, write
 /// beneath the data directory and nowhere else, read its config, its ACL, the
-/// libraries and module it loads, and the few kernel files it reads.
+/// libraries and module it loads, and the few kernel files it reads; bind
+/// its own port and connect nowhere (it has no replicas and no cluster bus);
+/// signal and reach abstract unix sockets only within its own domain.
 fn landlock_rules(spec: &Spec) -> Result<LandlockRules, InitError> {
     let server = &spec.server;
     let required = |path: &str, access| FsRule {
@@ -640,5 +648,7 @@ fn landlock_rules(spec: &Spec) -> Result<LandlockRules, InitError> {
             if_exists("/usr/lib"),
         ],
         bind_tcp: vec![server.port],
+        connect_tcp: Vec::new(),
+        scoped: true,
     })
 }

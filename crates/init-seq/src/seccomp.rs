@@ -184,19 +184,16 @@ pub fn server_filter(forks: Forks) -> Result<Filter, InitError> {
         filter = filter.rule(named(name, Action::Allow)?);
     }
     for (_, request) in IOCTL_REQUESTS {
-        filter = filter.rule(
-            named("ioctl", Action::Allow)?.when(ArgCondition::equal(1, *request).low32()),
-        );
+        filter = filter
+            .rule(named("ioctl", Action::Allow)?.when(ArgCondition::equal(1, *request).low32()));
     }
     for (_, option) in PRCTL_OPTIONS {
-        filter = filter.rule(
-            named("prctl", Action::Allow)?.when(ArgCondition::equal(0, *option).low32()),
-        );
+        filter = filter
+            .rule(named("prctl", Action::Allow)?.when(ArgCondition::equal(0, *option).low32()));
     }
     for (_, family) in SOCKET_FAMILIES {
-        filter = filter.rule(
-            named("socket", Action::Allow)?.when(ArgCondition::equal(0, *family).low32()),
-        );
+        filter = filter
+            .rule(named("socket", Action::Allow)?.when(ArgCondition::equal(0, *family).low32()));
     }
     // Executable memory only from files (the loader, the module), never
     // writable at once, never anonymous; no page made executable later.
@@ -212,16 +209,12 @@ pub fn server_filter(forks: Forks) -> Result<Filter, InitError> {
                 .when(ArgCondition::any_set(3, MAP_ANONYMOUS).low32()),
         )
         .rule(named("mmap", Action::Allow)?)
-        .rule(
-            named("mprotect", Action::Allow)?.when(ArgCondition::none_set(2, PROT_EXEC).low32()),
-        );
-    filter = filter.rule(
-        named("clone", Action::Allow)?.when(ArgCondition::equal(0, CLONE_THREAD_FLAGS)),
-    );
+        .rule(named("mprotect", Action::Allow)?.when(ArgCondition::none_set(2, PROT_EXEC).low32()));
+    filter = filter
+        .rule(named("clone", Action::Allow)?.when(ArgCondition::equal(0, CLONE_THREAD_FLAGS)));
     if forks == Forks::Bounded {
-        filter = filter.rule(
-            named("clone", Action::Allow)?.when(ArgCondition::equal(0, CLONE_FORK_FLAGS)),
-        );
+        filter = filter
+            .rule(named("clone", Action::Allow)?.when(ArgCondition::equal(0, CLONE_FORK_FLAGS)));
     }
     filter = filter
         .rule(named("clone3", Action::Errno(ENOSYS))?)
@@ -347,7 +340,11 @@ mod tests {
         ];
         for (name, args, want_bounded, want_never) in cases {
             let data = call(name, *args);
-            assert_eq!(bounded.evaluate(&data), *want_bounded, "bounded {name} {args:x?}");
+            assert_eq!(
+                bounded.evaluate(&data),
+                *want_bounded,
+                "bounded {name} {args:x?}"
+            );
             assert_eq!(never.evaluate(&data), *want_never, "never {name} {args:x?}");
         }
     }

@@ -199,6 +199,15 @@ fn every_call_failure_is_fatal_or_harmless() {
                 // geteuid "fails" by answering 0: the refusal names seed 003.
                 if matches!(call, Call::Geteuid) {
                     assert!(matches!(fatal.error, InitError::StillRoot { .. }));
+                } else if matches!(call, Call::LandlockAbi) {
+                    // A kernel without Landlock: refused, naming both ABIs.
+                    assert!(matches!(
+                        fatal.error,
+                        InitError::LandlockAbi {
+                            found: 0,
+                            needed: 6
+                        }
+                    ));
                 } else {
                     assert!(
                         line.contains(&format!("injected failure at call #{index}")),
@@ -961,6 +970,55 @@ fn landlock_rules_follow_the_spec() {
         .collect();
     assert_eq!(writable, ["/data"].map(std::path::PathBuf::from));
     assert_eq!(rules.bind_tcp, [6379]);
+    assert!(rules.connect_tcp.is_empty());
+    assert!(rules.scoped);
+    assert_eq!(rules.required_abi(), init_seq::LANDLOCK_ABI);
+    assert_eq!(
+        rules.summary(),
+        "fs, net bind 6379 only, connect none, scoped signals and abstract unix sockets"
+    );
+}
+
+#[test]
+fn landlock_below_the_needed_abi_does_not_boot() {
+    for (abi, line) in [
+        (
+            0,
+            Some("appliance: FATAL landlock: the kernel has Landlock ABI 0 (0: not built in or not enabled), the policy needs 6 (file truncate and device ioctl rights, TCP bind and connect rules, signal and abstract unix socket scopes)"),
+        ),
+        (5, Some("appliance: FATAL landlock: the kernel has Landlock ABI 5 (")),
+        (6, None),
+        (7, None),
+    ] {
+        let (os, result) = boot_fake(FakeOs::reference().with_landlock_abi(abi));
+        let lines = os.console_lines();
+        match line {
+            Some(want) => {
+                let fatal = result.unwrap_err();
+                assert_eq!(fatal.step, "landlock");
+                assert!(fatal.halted);
+                assert!(
+                    lines.iter().any(|l| l.starts_with(want)),
+                    "ABI {abi}: {lines:?}"
+                );
+                // Nothing was restricted half-way, and nothing ran after.
+                assert!(!os.calls().iter().any(|c| matches!(c, Call::Landlock(_))));
+                assert!(!os.calls().iter().any(|c| matches!(c, Call::Exec(_))));
+            }
+            None => {
+                result.unwrap();
+                let want = if abi == 6 {
+                    "appliance: landlock ABI 6 enforced (fs, ".to_owned()
+                } else {
+                    format!("appliance: landlock ABI 6 enforced on a kernel with ABI {abi} (fs, ")
+                };
+                assert!(
+                    lines.iter().any(|l| l.starts_with(&want)),
+                    "ABI {abi}: {lines:?}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -26,7 +26,10 @@ mod linux {
     use std::fs;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+    use std::os::linux::net::SocketAddrExt;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
     use std::path::{Path, PathBuf};
     use std::process::Command;
     use std::time::Duration;
@@ -702,6 +705,29 @@ mod linux {
             ensure(os.geteuid() != 0, "still root")?;
             step(os.set_no_new_privs())?;
             step(os.clear_capabilities())?;
+            // A process outside the domain with the server's own uid (so the
+            // permission checks Landlock adds are the only ones that can
+            // say no): forked before Landlock, it listens on an abstract
+            // unix socket until its pipe closes (close_fds, at the latest).
+            let stranger = OutsideProcess::start()?;
+            ensure(
+                nix::sys::signal::kill(stranger.pid, None).is_ok(),
+                "signal the outside process before Landlock",
+            )?;
+            UnixStream::connect_addr(&stranger.addr)
+                .map_err(|e| format!("connect to the outside socket before Landlock: {e}"))?;
+            let abi = os.landlock_abi();
+            ensure(
+                abi >= init_seq::LANDLOCK_ABI,
+                format!(
+                    "this kernel has Landlock ABI {abi}, the test needs {}",
+                    init_seq::LANDLOCK_ABI
+                ),
+            )?;
+            ensure(
+                rules.required_abi() == init_seq::LANDLOCK_ABI,
+                "the plan's rules need ABI 6",
+            )?;
             step(os.landlock(&rules))?;
 
             // Write: only beneath the data directory.
@@ -755,6 +781,34 @@ mod linux {
                     == Some(libc::EACCES),
                 format!("connect out: {connect:?}"),
             )?;
+            let listener = TcpListener::bind(("127.0.0.1", allowed_port));
+            if let Ok(listener) = &listener {
+                let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+                let own = TcpStream::connect_timeout(
+                    &format!("127.0.0.1:{port}").parse().unwrap(),
+                    Duration::from_secs(1),
+                );
+                ensure(
+                    own.as_ref().err().and_then(std::io::Error::raw_os_error) == Some(libc::EACCES),
+                    format!("connect to its own port: {own:?}"),
+                )?;
+            }
+            // Scopes (ABI 6): no signal to, and no abstract unix socket of, a
+            // process outside the domain.
+            let killed = nix::sys::signal::kill(stranger.pid, None);
+            ensure(
+                killed == Err(nix::errno::Errno::EPERM),
+                format!("signal the outside process: {killed:?}"),
+            )?;
+            let abstract_connect = UnixStream::connect_addr(&stranger.addr);
+            ensure(
+                abstract_connect
+                    .as_ref()
+                    .err()
+                    .and_then(std::io::Error::raw_os_error)
+                    == Some(libc::EPERM),
+                format!("connect to the outside abstract socket: {abstract_connect:?}"),
+            )?;
             // And the exec itself, as the boot's last call.
             step(os.close_fds())?;
             step(os.exec(&Exec {
@@ -764,6 +818,52 @@ mod linux {
             }))?;
             Err("exec returned".into())
         })
+    }
+
+    /// A child forked before Landlock: it holds an abstract unix socket
+    /// listening and waits until the pipe from its parent closes.
+    struct OutsideProcess {
+        pid: nix::unistd::Pid,
+        addr: SocketAddr,
+        _hold: std::os::fd::OwnedFd,
+    }
+
+    impl OutsideProcess {
+        fn start() -> Result<OutsideProcess, String> {
+            let name = format!("init-seq-landlock-{}", std::process::id());
+            let addr =
+                SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| e.to_string())?;
+            let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| e.to_string())?;
+            let (hold_r, hold_w) = nix::unistd::pipe().map_err(|e| e.to_string())?;
+            // SAFETY: the caller is a forked test child without other threads.
+            match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
+                ForkResult::Child => {
+                    drop(ready_r);
+                    drop(hold_w);
+                    let listener = UnixListener::bind_addr(&addr);
+                    let _ =
+                        nix::unistd::write(&ready_w, if listener.is_ok() { b"y" } else { b"n" });
+                    let mut byte = [0u8; 1];
+                    let _ = nix::unistd::read(hold_r.as_raw_fd(), &mut byte);
+                    drop(listener);
+                    // SAFETY: leave without running the parent's destructors.
+                    unsafe { libc::_exit(0) }
+                }
+                ForkResult::Parent { child } => {
+                    drop(ready_w);
+                    drop(hold_r);
+                    let mut byte = [0u8; 1];
+                    let n = nix::unistd::read(ready_r.as_raw_fd(), &mut byte)
+                        .map_err(|e| e.to_string())?;
+                    ensure(n == 1 && byte == *b"y", "the outside process has no socket")?;
+                    Ok(OutsideProcess {
+                        pid: child,
+                        addr,
+                        _hold: hold_w,
+                    })
+                }
+            }
+        }
     }
 
     struct RunDir(PathBuf);

@@ -128,7 +128,20 @@ pub fn main(args: &[String]) -> Result<()> {
         crate::image::pins::Pins::load(&crate::run::workspace_root().join("image/sources.toml"))?;
     let t = Instant::now();
     std::fs::create_dir_all(&o.cache)?;
-    let guest = guest::ensure(&o.cache, &pins.kernel.package, &pins.kernel.version)?;
+    let input_cache = crate::image::fetch::Cache::new(
+        crate::run::workspace_root().join(crate::image::fetch::DEFAULT_CACHE),
+    );
+    let kernel = crate::image::fetch::fetch_kernel(
+        &pins,
+        &input_cache,
+        &mut crate::image::fetch::HostArchives::new(&pins.valkey.suites),
+    )?;
+    let guest = guest::ensure(
+        &o.cache,
+        &pins.kernel.package,
+        &pins.kernel.version,
+        &kernel.deb,
+    )?;
     println!(
         "debian guest ready in {:.1}s: {}",
         t.elapsed().as_secs_f64(),

@@ -232,7 +232,9 @@ pub fn resolve_libraries(
         lib_dirs
             .iter()
             .map(|d| d.join(name))
-            .find(|p| p.is_file())
+            // Never through a symlink: one in a package tree can point at
+            // the build host's own file.
+            .find(|p| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file()))
             .with_context(|| format!("library `{name}` not found in {lib_dirs:?}"))
     };
     let mut out: BTreeMap<String, (PathBuf, bool)> = BTreeMap::new();

@@ -239,6 +239,31 @@ pub const IMAGE_TOOLS: [Tool; 7] = [
     },
 ];
 
+/// Fails, naming the packages, unless the pinned library packages have the
+/// loader and every library the server, init and the stream-guard module
+/// need; prints what they take from them.
+fn pinned_libraries(inputs: &AssembleInputs, pins: &Pins) -> Result<()> {
+    let mut roots = vec![read(&inputs.server)?, read(&inputs.init)?];
+    if let Some(guard) = &inputs.stream_guard {
+        roots.push(read(guard)?);
+    }
+    let roots: Vec<&[u8]> = roots.iter().map(Vec::as_slice).collect();
+    let packages = format!(
+        "{} {} and {} {}",
+        pins.libc.package, pins.libc.version, pins.libgcc.package, pins.libgcc.version
+    );
+    let libs = assemble::resolve_libraries(&roots, &inputs.lib_dirs).with_context(|| {
+        format!("the image takes its loader and libraries only from the pinned {packages}")
+    })?;
+    let names: Vec<&str> = libs.keys().map(String::as_str).collect();
+    println!("    from {packages}: {}", names.join(", "));
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
 /// `cargo xtask image`.
 pub fn image(args: &ImageArgs) -> Result<()> {
     let total = Instant::now();
@@ -265,6 +290,9 @@ pub fn image(args: &ImageArgs) -> Result<()> {
             subset.builtin.join(", ")
         );
     }
+    let config = std::fs::read_to_string(&fetched.kernel.config)
+        .with_context(|| format!("cannot read {}", fetched.kernel.config.display()))?;
+    kmod::check_compression(&subset, &config)?;
     // The assembler places modules under /lib/modules by file name; the order
     // file must name them there.
     let scratch = args.cache.join("scratch");
@@ -295,20 +323,27 @@ pub fn image(args: &ImageArgs) -> Result<()> {
         intruder: own.intruder,
         spec: root.join("image/appliance.toml"),
         stub: fetched.stub.clone(),
-        lib_dirs: [
-            "/lib/x86_64-linux-gnu",
-            "/usr/lib/x86_64-linux-gnu",
-            "/lib64",
-            "/usr/lib64",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .collect(),
+        // The pinned library packages' files, never the build host's: two
+        // hosts with different glibc or GCC builds make the same image.
+        lib_dirs: [&fetched.libc, &fetched.libgcc]
+            .iter()
+            .flat_map(|lib| fetch::lib_dirs(&lib.tree))
+            .collect(),
         pins: vec![
             Pin {
                 name: pins.kernel.package.clone(),
                 version: pins.kernel.version.clone(),
                 sha256: pins.kernel.sha256.clone(),
+            },
+            Pin {
+                name: pins.libc.package.clone(),
+                version: pins.libc.version.clone(),
+                sha256: pins.libc.sha256.clone(),
+            },
+            Pin {
+                name: pins.libgcc.package.clone(),
+                version: pins.libgcc.version.clone(),
+                sha256: pins.libgcc.sha256.clone(),
             },
             Pin {
                 name: pins.stub.package.clone(),
@@ -323,8 +358,10 @@ pub fn image(args: &ImageArgs) -> Result<()> {
         ],
     };
     let options = AssembleOptions::new(args.profile, epoch);
-    let result = timed(&format!("assemble into {}", args.out.display()), || {
-        assemble::assemble(&inputs, &args.out, &options).map(|_| ())
+    let result = pinned_libraries(&inputs, &pins).and_then(|()| {
+        timed(&format!("assemble into {}", args.out.display()), || {
+            assemble::assemble(&inputs, &args.out, &options).map(|_| ())
+        })
     });
     let _ = std::fs::remove_file(&order_path);
     result?;

@@ -3,14 +3,23 @@
 //! Every file is checked against its pinned SHA-256 on every use, cache hit or
 //! download. A cache hit never starts apt (the second run works offline). On a
 //! miss, apt runs with a *temporary* configuration (its own source list, lists
-//! and cache directories, passed with `-o`): the host's binary `deb` entries are
-//! copied into it, and one `deb-src` entry for the Valkey suites reuses the
-//! mirror URI and key the host already has. Nothing under `/etc/apt` or
-//! `/var/lib/apt` is written, and no mirror host name is written into the
-//! repository.
+//! and cache directories, passed with `-o`). Two kinds exist:
 //!
-//! apt sits behind [`PackageSource`] so the stale-pin and hash-mismatch paths are
-//! tested with [`FakeApt`], without a mirror.
+//! - the host's own suites ([`HostApt::host`]): the host's binary `deb`
+//!   entries copied, plus one `deb-src` entry for the Valkey suites reusing the
+//!   mirror URI and key the host already has (the UKI stub, the Valkey source);
+//! - a named release ([`HostApt::release`], e.g. `trixie trixie-security`):
+//!   binary entries for those suites only, amd64 only, on the host's archive
+//!   and security mirror URIs with the host's archive keyring, and an empty
+//!   package status, so apt offers exactly what those suites hold (the kernel,
+//!   the C library).
+//!
+//! Nothing under `/etc/apt` or `/var/lib/apt` is written, and no mirror host
+//! name is written into the repository.
+//!
+//! apt sits behind [`PackageSource`] (one configuration) and [`Archives`]
+//! (which configuration a pin is looked up in), so the stale-pin and
+//! hash-mismatch paths are tested with [`FakeApt`], without a mirror.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,7 +31,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::pins::{compare_debian_versions, DebPin, Pins, SourcePin};
+use super::pins::{compare_debian_versions, DebPin, LibPin, Pins, SourcePin};
 
 /// Default cache directory, relative to the workspace root.
 pub const DEFAULT_CACHE: &str = "target/appliance-cache";
@@ -243,26 +252,34 @@ pub fn binary_sources(all: &[Stanza]) -> Vec<Stanza> {
         .collect()
 }
 
+/// The host's main archive entry (the first binary source with a suite that is
+/// neither a `-security` suite nor a path), or its security entry (the first
+/// with a `-security` suite).
+fn host_archive_entry(binary: &[Stanza], security: bool) -> Option<&Stanza> {
+    binary.iter().find(|s| {
+        s.words("Suites")
+            .iter()
+            .any(|x| x.ends_with("-security") == security && !x.contains('/'))
+    })
+}
+
+fn first_uri(entry: &Stanza) -> Result<String> {
+    entry
+        .words("URIs")
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("host apt entry without URIs"))
+}
+
 /// A `deb-src` paragraph for `suites` that reuses the URI and key of the host's
 /// main archive entry: the first binary source with a suite that is not a
 /// `-security` suite.
 pub fn source_entry_from_host(binary: &[Stanza], suites: &[String]) -> Result<Stanza> {
-    let main = binary
-        .iter()
-        .find(|s| {
-            s.words("Suites")
-                .iter()
-                .any(|x| !x.ends_with("-security") && !x.contains('/'))
-        })
+    let main = host_archive_entry(binary, false)
         .ok_or_else(|| anyhow!("no Debian archive entry in the host's apt sources"))?;
-    let uri = main
-        .words("URIs")
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow!("host apt entry without URIs"))?;
     let mut fields = vec![
         ("Types".to_owned(), "deb-src".to_owned()),
-        ("URIs".to_owned(), uri),
+        ("URIs".to_owned(), first_uri(main)?),
         ("Suites".to_owned(), suites.join(" ")),
         ("Components".to_owned(), "main".to_owned()),
     ];
@@ -270,6 +287,58 @@ pub fn source_entry_from_host(binary: &[Stanza], suites: &[String]) -> Result<St
         fields.push(("Signed-By".to_owned(), key.to_owned()));
     }
     Ok(Stanza { fields })
+}
+
+/// Debian's archive keyring, used for a release entry when the host's entry
+/// names no `Signed-By` (apt then trusts its global keyrings, which the
+/// temporary configuration must not widen).
+pub const DEBIAN_ARCHIVE_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// The only architecture the image runs.
+pub const ARCH: &str = "amd64";
+
+/// Binary `deb` paragraphs for a release's `suites`: a `-security` suite on the
+/// URI of the host's security entry, every other suite on the URI of its main
+/// archive entry; each with that entry's `Signed-By` (or
+/// [`DEBIAN_ARCHIVE_KEYRING`]), component `main`, [`ARCH`] only. One
+/// paragraph per URI, suites in the order given.
+pub fn release_entries(binary: &[Stanza], suites: &[String]) -> Result<Vec<Stanza>> {
+    let mut out: Vec<Stanza> = Vec::new();
+    for suite in suites {
+        let security = suite.ends_with("-security");
+        let host = host_archive_entry(binary, security).ok_or_else(|| {
+            anyhow!(
+                "suite {suite}: the host's apt sources have no {} entry to take the mirror URI from",
+                if security { "-security" } else { "Debian archive" }
+            )
+        })?;
+        let uri = first_uri(host)?;
+        let key = host.get("Signed-By").unwrap_or(DEBIAN_ARCHIVE_KEYRING);
+        if let Some(entry) = out
+            .iter_mut()
+            .find(|e| e.get("URIs") == Some(uri.as_str()) && e.get("Signed-By") == Some(key))
+        {
+            if let Some((_, v)) = entry.fields.iter_mut().find(|(k, _)| k == "Suites") {
+                v.push(' ');
+                v.push_str(suite);
+            }
+            continue;
+        }
+        out.push(Stanza {
+            fields: vec![
+                ("Types".to_owned(), "deb".to_owned()),
+                ("URIs".to_owned(), uri),
+                ("Suites".to_owned(), suite.clone()),
+                ("Components".to_owned(), "main".to_owned()),
+                ("Architectures".to_owned(), ARCH.to_owned()),
+                ("Signed-By".to_owned(), key.to_owned()),
+            ],
+        });
+    }
+    if out.is_empty() {
+        bail!("no suites given");
+    }
+    Ok(out)
 }
 
 /// Reads the host's apt sources (`/etc/apt/sources.list` and
@@ -393,24 +462,55 @@ pub fn kernel_dependency(depends: &str) -> Option<(String, String)> {
     })
 }
 
+/// Which suites a temporary apt configuration holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AptSuites {
+    /// The host's binary entries plus `deb-src` for these suites.
+    Host { source_suites: Vec<String> },
+    /// Binary entries for these release suites only.
+    Release { suites: Vec<String> },
+}
+
 /// The host's apt with a temporary configuration, set up on first use.
 pub struct HostApt {
-    suites: Vec<String>,
+    suites: AptSuites,
     root: Option<TempDir>,
 }
 
 impl HostApt {
-    /// A lazy handle: nothing runs and nothing is read until a method needs apt.
+    /// The host's own suites, plus `deb-src` entries for `source_suites`. A
+    /// lazy handle: nothing runs and nothing is read until a method needs apt.
     #[must_use]
-    pub fn new(source_suites: &[String]) -> Self {
+    pub fn host(source_suites: &[String]) -> Self {
         Self {
-            suites: source_suites.to_vec(),
+            suites: AptSuites::Host {
+                source_suites: source_suites.to_vec(),
+            },
             root: None,
         }
     }
 
-    fn opts(root: &Path) -> Vec<String> {
-        vec![
+    /// Same as [`HostApt::host`] (the name older callers use).
+    #[must_use]
+    pub fn new(source_suites: &[String]) -> Self {
+        Self::host(source_suites)
+    }
+
+    /// Only the binary packages of a Debian release's `suites` (e.g. `trixie
+    /// trixie-security`), through the host's mirrors (see
+    /// [`release_entries`]). Lazy like [`HostApt::host`].
+    #[must_use]
+    pub fn release(suites: &[String]) -> Self {
+        Self {
+            suites: AptSuites::Release {
+                suites: suites.to_vec(),
+            },
+            root: None,
+        }
+    }
+
+    fn opts(&self, root: &Path) -> Vec<String> {
+        let mut o = vec![
             "-q".into(),
             format!(
                 "-o=Dir::Etc::sourcelist={}",
@@ -422,7 +522,17 @@ impl HostApt {
             ),
             format!("-o=Dir::State::Lists={}", root.join("lists").display()),
             format!("-o=Dir::Cache={}", root.join("cache").display()),
-        ]
+        ];
+        if let AptSuites::Release { .. } = self.suites {
+            // What the host has installed is no candidate of the release, and
+            // the host's foreign architectures are not the image's.
+            o.extend([
+                format!("-o=Dir::State::status={}", root.join("status").display()),
+                format!("-o=APT::Architecture={ARCH}"),
+                format!("-o=APT::Architectures={ARCH}"),
+            ]);
+        }
+        o
     }
 
     fn root(&mut self) -> Result<PathBuf> {
@@ -435,29 +545,135 @@ impl HostApt {
             std::fs::create_dir_all(r.join(d))?;
         }
         let host = host_sources()?;
-        let mut stanzas = binary_sources(&host);
-        if stanzas.is_empty() {
+        let binary = binary_sources(&host);
+        if binary.is_empty() {
             bail!("the host has no enabled `deb` entry in /etc/apt/sources.list{{,.d}}");
         }
-        stanzas.push(source_entry_from_host(&stanzas, &self.suites)?);
+        let (stanzas, what) = match &self.suites {
+            AptSuites::Host { source_suites } => {
+                let mut stanzas = binary.clone();
+                stanzas.push(source_entry_from_host(&binary, source_suites)?);
+                (
+                    stanzas,
+                    format!("host suites; deb-src suites: {}", source_suites.join(" ")),
+                )
+            }
+            AptSuites::Release { suites } => (
+                release_entries(&binary, suites)?,
+                format!("suites {} only, {ARCH}", suites.join(" ")),
+            ),
+        };
         std::fs::write(r.join("sources.list"), "")?;
+        std::fs::write(r.join("status"), "")?;
         std::fs::write(
             r.join("sources.list.d/xtask.sources"),
             render_deb822(&stanzas),
         )?;
         println!(
-            "==> apt: update of a temporary apt configuration in {} (host mirrors; deb-src suites: {})",
+            "==> apt: update of a temporary apt configuration in {} (host mirrors; {what})",
             r.display(),
-            self.suites.join(" ")
         );
         let start = Instant::now();
-        run_capture(
-            Command::new("apt-get").args(Self::opts(&r)).arg("update"),
+        let updated = run_capture(
+            Command::new("apt-get").args(self.opts(&r)).arg("update"),
             None,
-        )?;
+        );
+        if let (Err(err), AptSuites::Release { suites }) = (&updated, &self.suites) {
+            bail!(
+                "{err:#}\nsuites {} could not be read; a NO_PUBKEY above means the host's \
+                 keyring does not know that release's signing keys (upgrade \
+                 debian-archive-keyring)",
+                suites.join(" ")
+            );
+        }
+        updated?;
+        // apt-get update exits 0 when a suite is missing (it only warns).
+        if let AptSuites::Release { suites } = &self.suites {
+            let lists: Vec<String> = std::fs::read_dir(r.join("lists"))?
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect();
+            for suite in suites {
+                let needle = format!("_dists_{suite}_");
+                let index = format!("_binary-{ARCH}_Packages");
+                if !lists
+                    .iter()
+                    .any(|l| l.contains(&needle) && l.contains(&index))
+                {
+                    bail!("the host's mirror has no package index for suite {suite}");
+                }
+            }
+        }
         println!("<== apt update: {:.1}s", start.elapsed().as_secs_f64());
         self.root = Some(tmp);
         Ok(r)
+    }
+}
+
+/// Which temporary apt configuration a pin is looked up in.
+pub trait Archives {
+    /// The host's own suites (and the Valkey `deb-src` suites).
+    fn host(&mut self) -> &mut dyn PackageSource;
+    /// Exactly the binary packages of a release's `suites`.
+    fn release(&mut self, suites: &[String]) -> &mut dyn PackageSource;
+}
+
+/// The real [`Archives`]: one lazy [`HostApt`] per suite list asked for.
+pub struct HostArchives {
+    host: HostApt,
+    releases: Vec<(Vec<String>, HostApt)>,
+}
+
+impl HostArchives {
+    /// Lazy: apt runs only when a pin is not in the cache.
+    #[must_use]
+    pub fn new(source_suites: &[String]) -> Self {
+        Self {
+            host: HostApt::host(source_suites),
+            releases: Vec::new(),
+        }
+    }
+}
+
+impl Archives for HostArchives {
+    fn host(&mut self) -> &mut dyn PackageSource {
+        &mut self.host
+    }
+
+    fn release(&mut self, suites: &[String]) -> &mut dyn PackageSource {
+        let at = match self.releases.iter().position(|(s, _)| s == suites) {
+            Some(at) => at,
+            None => {
+                self.releases
+                    .push((suites.to_vec(), HostApt::release(suites)));
+                self.releases.len() - 1
+            }
+        };
+        match self.releases.get_mut(at) {
+            Some((_, apt)) => apt,
+            None => &mut self.host,
+        }
+    }
+}
+
+/// An in-memory [`Archives`] for tests: the host's [`FakeApt`] and one per
+/// release (keyed by the suites joined with a space). A release nobody set up
+/// answers from an empty [`FakeApt`], so a pin looked up in the wrong place
+/// shows as unavailable.
+#[derive(Debug, Default)]
+pub struct FakeArchives {
+    /// The host's suites.
+    pub host: FakeApt,
+    /// Releases, by `suites.join(" ")`.
+    pub releases: BTreeMap<String, FakeApt>,
+}
+
+impl Archives for FakeArchives {
+    fn host(&mut self) -> &mut dyn PackageSource {
+        &mut self.host
+    }
+
+    fn release(&mut self, suites: &[String]) -> &mut dyn PackageSource {
+        self.releases.entry(suites.join(" ")).or_default()
     }
 }
 
@@ -466,7 +682,7 @@ impl PackageSource for HostApt {
         let r = self.root()?;
         // `apt-cache show` fails for unknown names: that is "no candidates".
         let out = Command::new("apt-cache")
-            .args(Self::opts(&r))
+            .args(self.opts(&r))
             .args(["show", pkg])
             .output()
             .context("cannot run apt-cache (is apt installed?)")?;
@@ -477,7 +693,7 @@ impl PackageSource for HostApt {
         let r = self.root()?;
         run_capture(
             Command::new("apt-get")
-                .args(Self::opts(&r))
+                .args(self.opts(&r))
                 .arg("download")
                 .arg(format!("{pkg}={version}")),
             Some(dir),
@@ -488,7 +704,7 @@ impl PackageSource for HostApt {
     fn source_candidates(&mut self, pkg: &str) -> Result<Vec<SourceCandidate>> {
         let r = self.root()?;
         let out = Command::new("apt-cache")
-            .args(Self::opts(&r))
+            .args(self.opts(&r))
             .args(["showsrc", pkg])
             .output()
             .context("cannot run apt-cache (is apt installed?)")?;
@@ -499,7 +715,7 @@ impl PackageSource for HostApt {
         let r = self.root()?;
         run_capture(
             Command::new("apt-get")
-                .args(Self::opts(&r))
+                .args(self.opts(&r))
                 .args(["source", "--download-only"])
                 .arg(format!("{pkg}={version}")),
             Some(dir),
@@ -823,14 +1039,37 @@ pub struct KernelInputs {
     pub deb: PathBuf,
     /// Root of the unpacked package.
     pub tree: PathBuf,
-    /// Kernel release, e.g. `6.1.0-56-cloud-amd64`.
+    /// Kernel release, e.g. `6.12.118+deb13-cloud-amd64`.
     pub kver: String,
     /// `boot/vmlinuz-<kver>`.
     pub vmlinuz: PathBuf,
     /// `boot/config-<kver>`.
     pub config: PathBuf,
-    /// `lib/modules/<kver>`.
+    /// `lib/modules/<kver>` (Debian 12) or `usr/lib/modules/<kver>` (Debian
+    /// 13, merged `/usr`).
     pub modules_dir: PathBuf,
+}
+
+/// An unpacked runtime library package (the C library, GCC's runtime).
+#[derive(Debug, Clone)]
+pub struct LibInputs {
+    /// The verified `.deb`.
+    pub deb: PathBuf,
+    /// Root of the unpacked package.
+    pub tree: PathBuf,
+}
+
+/// Where a library package keeps its shared objects: `usr/lib/x86_64-linux-gnu`
+/// (Debian 13) or `lib/x86_64-linux-gnu` (Debian 12), whichever it has. Only
+/// real directories of the package: the loader's `lib64` entry is a symlink
+/// whose target, followed outside the tree, would be the build host's file.
+#[must_use]
+pub fn lib_dirs(tree: &Path) -> Vec<PathBuf> {
+    ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu"]
+        .iter()
+        .map(|d| tree.join(d))
+        .filter(|d| std::fs::symlink_metadata(d).is_ok_and(|m| m.file_type().is_dir()))
+        .collect()
 }
 
 /// Everything the image is built from, fetched and verified.
@@ -838,6 +1077,10 @@ pub struct KernelInputs {
 pub struct FetchedInputs {
     /// The kernel.
     pub kernel: KernelInputs,
+    /// The C library.
+    pub libc: LibInputs,
+    /// GCC's runtime library.
+    pub libgcc: LibInputs,
     /// The verified `systemd-boot-efi` `.deb`.
     pub stub_deb: PathBuf,
     /// `linuxx64.efi.stub` from it.
@@ -849,33 +1092,72 @@ pub struct FetchedInputs {
 /// Fetches (or takes from the cache) and verifies every pinned input, using the
 /// host's apt only on a cache miss.
 pub fn fetch_all(pins: &Pins, cache: &Cache) -> Result<FetchedInputs> {
-    let mut apt = HostApt::new(&pins.valkey.suites);
-    fetch_all_with(pins, cache, &mut apt)
+    fetch_all_with(pins, cache, &mut HostArchives::new(&pins.valkey.suites))
 }
 
-/// [`fetch_all`] with an explicit package source.
-pub fn fetch_all_with(
+/// The pinned kernel package alone, fetched (or from the cache) and unpacked.
+pub fn fetch_kernel(
     pins: &Pins,
     cache: &Cache,
-    apt: &mut dyn PackageSource,
-) -> Result<FetchedInputs> {
-    let start = Instant::now();
-    println!(
-        "==> fetch: kernel {} {}",
-        pins.kernel.package, pins.kernel.version
-    );
+    archives: &mut dyn Archives,
+) -> Result<KernelInputs> {
     let kpin = pins.kernel.deb();
+    let apt = archives.release(&pins.kernel.suites);
     let kdeb = match fetch_deb(&kpin, cache, apt, "") {
         Ok(deb) => deb,
         Err(err) => return Err(err.context(metapackage_now(&pins.kernel.metapackage, apt))),
     };
     let ktree = unpack_deb(&kdeb, &kpin.sha256, cache)?;
-    let kernel = kernel_inputs(kdeb, ktree)?;
+    kernel_inputs(kdeb, ktree)
+}
+
+/// A pinned runtime library package, fetched (or from the cache) and
+/// unpacked.
+pub fn fetch_lib(lib: &LibPin, cache: &Cache, archives: &mut dyn Archives) -> Result<LibInputs> {
+    let pin = lib.deb();
+    let deb = fetch_deb(&pin, cache, archives.release(&lib.suites), "")?;
+    let tree = unpack_deb(&deb, &pin.sha256, cache)?;
+    if lib_dirs(&tree).is_empty() {
+        bail!(
+            "{} {} has no usr/lib/x86_64-linux-gnu (is it an amd64 library package?)",
+            pin.package,
+            pin.version
+        );
+    }
+    Ok(LibInputs { deb, tree })
+}
+
+/// [`fetch_all`] with explicit package sources.
+pub fn fetch_all_with(
+    pins: &Pins,
+    cache: &Cache,
+    archives: &mut dyn Archives,
+) -> Result<FetchedInputs> {
+    let start = Instant::now();
+    println!(
+        "==> fetch: kernel {} {} ({})",
+        pins.kernel.package,
+        pins.kernel.version,
+        pins.kernel.suites.join(" ")
+    );
+    let kernel = fetch_kernel(pins, cache, archives)?;
+    let mut libs = Vec::new();
+    for lib in [&pins.libc, &pins.libgcc] {
+        println!(
+            "==> fetch: library {} {} ({})",
+            lib.package,
+            lib.version,
+            lib.suites.join(" ")
+        );
+        libs.push(fetch_lib(lib, cache, archives)?);
+    }
+    let [libc, libgcc] =
+        <[LibInputs; 2]>::try_from(libs).map_err(|_| anyhow!("two library packages expected"))?;
     println!(
         "==> fetch: stub {} {}",
         pins.stub.package, pins.stub.version
     );
-    let stub_deb = fetch_deb(&pins.stub, cache, apt, "")?;
+    let stub_deb = fetch_deb(&pins.stub, cache, archives.host(), "")?;
     let stree = unpack_deb(&stub_deb, &pins.stub.sha256, cache)?;
     let stub = stree.join(STUB_PATH);
     if !stub.is_file() {
@@ -889,10 +1171,12 @@ pub fn fetch_all_with(
         "==> fetch: source {} {}",
         pins.valkey.package, pins.valkey.version
     );
-    let valkey_orig = fetch_source(&pins.valkey, cache, apt)?;
+    let valkey_orig = fetch_source(&pins.valkey, cache, archives.host())?;
     println!("<== fetch: {:.1}s", start.elapsed().as_secs_f64());
     Ok(FetchedInputs {
         kernel,
+        libc,
+        libgcc,
         stub_deb,
         stub,
         valkey_orig,
@@ -912,17 +1196,27 @@ fn metapackage_now(meta: &str, apt: &mut dyn PackageSource) -> String {
 }
 
 fn kernel_inputs(deb: PathBuf, tree: PathBuf) -> Result<KernelInputs> {
-    let mods = tree.join("lib/modules");
-    let mut kvers: Vec<String> = std::fs::read_dir(&mods)
-        .with_context(|| format!("kernel package has no {}", mods.display()))?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    kvers.sort();
-    let kver = match kvers.as_slice() {
-        [one] => one.clone(),
+    // Debian 13's packages follow merged /usr; Debian 12's do not.
+    let mut found: Vec<(String, PathBuf)> = Vec::new();
+    for base in ["lib/modules", "usr/lib/modules"] {
+        let mods = tree.join(base);
+        let Ok(rd) = std::fs::read_dir(&mods) else {
+            continue;
+        };
+        for e in rd {
+            let e = e?;
+            if let Ok(kver) = e.file_name().into_string() {
+                found.push((kver, e.path()));
+            }
+        }
+    }
+    found.sort();
+    let (kver, modules_dir) = match found.as_slice() {
+        [(kver, dir)] => (kver.clone(), dir.clone()),
         _ => bail!(
-            "expected one kernel release under {}, found {kvers:?}",
-            mods.display()
+            "expected one kernel release under {}/{{,usr/}}lib/modules, found {:?}",
+            tree.display(),
+            found.iter().map(|(k, _)| k).collect::<Vec<_>>()
         ),
     };
     let vmlinuz = tree.join(format!("boot/vmlinuz-{kver}"));
@@ -934,7 +1228,7 @@ fn kernel_inputs(deb: PathBuf, tree: PathBuf) -> Result<KernelInputs> {
     }
     Ok(KernelInputs {
         deb,
-        modules_dir: mods.join(&kver),
+        modules_dir,
         tree,
         kver,
         vmlinuz,
@@ -942,18 +1236,24 @@ fn kernel_inputs(deb: PathBuf, tree: PathBuf) -> Result<KernelInputs> {
     })
 }
 
-/// Resolves fresh pins from what the package source offers now: the kernel
-/// package the metapackage depends on, the newest stub, the newest Valkey
-/// source in the configured suites. Module list and suites are kept.
-pub fn updated_pins(cur: &Pins, apt: &mut dyn PackageSource) -> Result<Pins> {
-    let newest_deb = |apt: &mut dyn PackageSource, pkg: &str| -> Result<DebCandidate> {
-        let mut c = apt.deb_candidates(pkg)?;
-        c.sort_by(|a, b| compare_debian_versions(&b.version, &a.version));
-        c.into_iter()
-            .next()
-            .ok_or_else(|| anyhow!("apt offers no version of {pkg}"))
-    };
-    let meta = newest_deb(apt, &cur.kernel.metapackage)?;
+/// The newest version `apt` offers of `pkg`.
+fn newest_deb(apt: &mut dyn PackageSource, pkg: &str) -> Result<DebCandidate> {
+    let mut c = apt.deb_candidates(pkg)?;
+    c.sort_by(|a, b| compare_debian_versions(&b.version, &a.version));
+    c.into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("apt offers no version of {pkg}"))
+}
+
+/// Resolves fresh pins from what the package sources offer now: the kernel
+/// package the metapackage depends on (newest across the kernel's suites),
+/// the newest C library and GCC runtime in their suites, the newest stub in the host's suites,
+/// the newest Valkey source in the configured suites. Module list and suites
+/// are kept.
+pub fn updated_pins(cur: &Pins, archives: &mut dyn Archives) -> Result<Pins> {
+    let release = archives.release(&cur.kernel.suites);
+    let meta = newest_deb(release, &cur.kernel.metapackage)
+        .with_context(|| format!("in suites {}", cur.kernel.suites.join(" ")))?;
     let (kpkg, kver) = kernel_dependency(&meta.depends).ok_or_else(|| {
         anyhow!(
             "{} {} depends on no linux-image-* (= version)",
@@ -961,7 +1261,7 @@ pub fn updated_pins(cur: &Pins, apt: &mut dyn PackageSource) -> Result<Pins> {
             meta.version
         )
     })?;
-    let kcand = apt
+    let kcand = release
         .deb_candidates(&kpkg)?
         .into_iter()
         .find(|c| c.version == kver)
@@ -971,8 +1271,13 @@ pub fn updated_pins(cur: &Pins, apt: &mut dyn PackageSource) -> Result<Pins> {
                 cur.kernel.metapackage
             )
         })?;
-    let stub = newest_deb(apt, &cur.stub.package)?;
-    let mut srcs = apt.source_candidates(&cur.valkey.package)?;
+    let libc = newest_deb(archives.release(&cur.libc.suites), &cur.libc.package)
+        .with_context(|| format!("in suites {}", cur.libc.suites.join(" ")))?;
+    let libgcc = newest_deb(archives.release(&cur.libgcc.suites), &cur.libgcc.package)
+        .with_context(|| format!("in suites {}", cur.libgcc.suites.join(" ")))?;
+    let host = archives.host();
+    let stub = newest_deb(host, &cur.stub.package)?;
+    let mut srcs = host.source_candidates(&cur.valkey.package)?;
     srcs.sort_by(|a, b| compare_debian_versions(&b.version, &a.version));
     let src = srcs.into_iter().next().ok_or_else(|| {
         anyhow!(
@@ -990,6 +1295,10 @@ pub fn updated_pins(cur: &Pins, apt: &mut dyn PackageSource) -> Result<Pins> {
     next.kernel.package = kpkg;
     next.kernel.version = kcand.version;
     next.kernel.sha256 = kcand.sha256;
+    next.libc.version = libc.version;
+    next.libc.sha256 = libc.sha256;
+    next.libgcc.version = libgcc.version;
+    next.libgcc.sha256 = libgcc.sha256;
     next.stub.version = stub.version;
     next.stub.sha256 = stub.sha256;
     // A human-recorded upstream hash only stays meaningful for the same release.
@@ -1018,8 +1327,7 @@ pub fn update_pins_file(sources: &Path) -> Result<String> {
     let old_text = std::fs::read_to_string(sources)
         .with_context(|| format!("cannot read {}", sources.display()))?;
     let cur = Pins::from_toml_str(&old_text)?;
-    let mut apt = HostApt::new(&cur.valkey.suites);
-    let next = updated_pins(&cur, &mut apt)?;
+    let next = updated_pins(&cur, &mut HostArchives::new(&cur.valkey.suites))?;
     let new_text = next.render();
     let diff = super::pins::line_diff(&old_text, &new_text);
     if !diff.is_empty() {
@@ -1063,6 +1371,37 @@ Enabled: no
             "Types: deb-src\nURIs: http://mirror.example/debian\nSuites: sid testing\n\
              Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
         );
+    }
+
+    #[test]
+    fn release_entries_reuse_the_host_mirrors_and_keyring() {
+        let bin = binary_sources(&parse_deb822(HOST));
+        let suites = ["trixie".to_owned(), "trixie-security".to_owned()];
+        let entries = release_entries(&bin, &suites).unwrap();
+        assert_eq!(
+            render_deb822(&entries),
+            "Types: deb\nURIs: http://mirror.example/debian\nSuites: trixie\nComponents: main\n\
+             Architectures: amd64\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
+             Types: deb\nURIs: http://mirror.example/debian-security\nSuites: trixie-security\n\
+             Components: main\nArchitectures: amd64\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
+        );
+        // Suites on one mirror share a paragraph, in the order given.
+        let both = ["trixie-updates".to_owned(), "trixie".to_owned()];
+        let entries = release_entries(&bin, &both).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].get("Suites"), Some("trixie-updates trixie"));
+        // A host entry without Signed-By still gets the archive keyring, never
+        // apt's global trust.
+        let unsigned = parse_one_line_sources("deb http://m.example/debian bookworm main\n");
+        let entries = release_entries(&unsigned, &["trixie".to_owned()]).unwrap();
+        assert_eq!(entries[0].get("Signed-By"), Some(DEBIAN_ARCHIVE_KEYRING));
+        let err = release_entries(&unsigned, &suites).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "suite trixie-security: the host's apt sources have no -security entry to take the mirror URI from"
+        );
+        assert!(release_entries(&bin, &[]).is_err());
     }
 
     #[test]

@@ -7,16 +7,157 @@
 //! The `.modinfo` parser ([`parse_modinfo`]) is pure, takes the file's bytes,
 //! checks every length before use and never panics (fuzz target `modinfo`).
 //!
-//! The pinned package ships plain `.ko` files. Compressed modules (`.ko.xz`,
-//! `.ko.zst`) are refused rather than stored compressed: `finit_module` only
-//! takes them when the kernel was built with in-kernel decompression.
+//! Debian 13's package ships its modules compressed (`.ko.xz`). They go into
+//! the image as they are (byte for byte the package's, still signed inside),
+//! and init hands them to `finit_module` with `MODULE_INIT_COMPRESSED_FILE`:
+//! the kernel decompresses, then checks the signature (`module.sig_enforce=1`).
+//! That works only for the one format the kernel was built to decompress, so
+//! [`check_compression`] holds every chosen file to the kernel's `config`.
+//! Here the files are decompressed only to read their `.modinfo`.
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+
+/// How a module file is stored, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// A plain ELF object, `.ko`.
+    None,
+    /// `.ko.xz`.
+    Xz,
+    /// `.ko.zst`.
+    Zstd,
+    /// `.ko.gz`.
+    Gzip,
+}
+
+impl Compression {
+    const SUFFIXES: [(&'static str, Compression); 4] = [
+        (".ko", Compression::None),
+        (".ko.xz", Compression::Xz),
+        (".ko.zst", Compression::Zstd),
+        (".ko.gz", Compression::Gzip),
+    ];
+
+    /// The module name's stem and the compression of a file name, or `None`
+    /// for a file that is not a module.
+    #[must_use]
+    pub fn of(file_name: &str) -> Option<(&str, Compression)> {
+        Self::SUFFIXES
+            .iter()
+            .find_map(|(suffix, c)| Some((file_name.strip_suffix(suffix)?, *c)))
+    }
+
+    /// The `CONFIG_MODULE_COMPRESS_*` option that selects this format.
+    #[must_use]
+    pub fn config_option(self) -> &'static str {
+        match self {
+            Compression::None => "CONFIG_MODULE_COMPRESS_NONE",
+            Compression::Xz => "CONFIG_MODULE_COMPRESS_XZ",
+            Compression::Zstd => "CONFIG_MODULE_COMPRESS_ZSTD",
+            Compression::Gzip => "CONFIG_MODULE_COMPRESS_GZIP",
+        }
+    }
+}
+
+/// Upper bound of a decompressed module (the largest in Debian's cloud
+/// package is a few MiB); a larger output is a corrupt or hostile file.
+const MAX_MODULE: u64 = 64 << 20;
+
+/// The ELF object inside a module file stored as `compression`.
+pub fn decompress(bytes: &[u8], compression: Compression) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match compression {
+        Compression::None => out.extend_from_slice(bytes),
+        Compression::Xz => {
+            let mut input = bytes;
+            let mut limited = LimitedWriter {
+                out: &mut out,
+                left: MAX_MODULE,
+            };
+            lzma_rs::xz_decompress(&mut input, &mut limited).map_err(|e| anyhow!("xz: {e}"))?;
+        }
+        Compression::Zstd => {
+            let mut input = bytes;
+            let dec = ruzstd::decoding::StreamingDecoder::new(&mut input)
+                .map_err(|e| anyhow!("zstd: {e}"))?;
+            dec.take(MAX_MODULE + 1)
+                .read_to_end(&mut out)
+                .context("zstd: corrupt stream")?;
+        }
+        Compression::Gzip => {
+            flate2::read::GzDecoder::new(bytes)
+                .take(MAX_MODULE + 1)
+                .read_to_end(&mut out)
+                .context("gzip: corrupt stream")?;
+        }
+    }
+    ensure!(
+        out.len() as u64 <= MAX_MODULE,
+        "decompressed module is over {MAX_MODULE} bytes"
+    );
+    Ok(out)
+}
+
+/// A `Write` that refuses to grow past a bound.
+struct LimitedWriter<'a> {
+    out: &'a mut Vec<u8>,
+    left: u64,
+}
+
+impl std::io::Write for LimitedWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(std::io::Error::other("decompressed module too large"));
+        }
+        self.left -= buf.len() as u64;
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The compressed format the kernel's `finit_module` decompresses, from its
+/// build `config`: `None` when it has no `CONFIG_MODULE_DECOMPRESS` (then it
+/// takes only plain `.ko`).
+#[must_use]
+pub fn kernel_decompresses(config: &str) -> Option<Compression> {
+    let on = |option: &str| config.lines().any(|l| l.trim() == format!("{option}=y"));
+    if !on("CONFIG_MODULE_DECOMPRESS") {
+        return None;
+    }
+    [Compression::Xz, Compression::Zstd, Compression::Gzip]
+        .into_iter()
+        .find(|c| on(c.config_option()))
+}
+
+/// Fails unless the kernel built with `config` can load every module of
+/// `subset` as it is stored: plain, or in the one format it decompresses.
+pub fn check_compression(subset: &ModuleSubset, config: &str) -> Result<()> {
+    let kernel = kernel_decompresses(config);
+    for m in &subset.modules {
+        match (m.compression, kernel) {
+            (Compression::None, _) => {}
+            (c, Some(k)) if c == k => {}
+            (c, _) => bail!(
+                "{}: stored as {c:?}, but this kernel's finit_module decompresses {} \
+                 (CONFIG_MODULE_DECOMPRESS and {} are needed)",
+                m.rel_path,
+                kernel.map_or("nothing".to_owned(), |k| format!("{k:?} only")),
+                c.config_option()
+            ),
+        }
+    }
+    Ok(())
+}
 
 /// Why a `.modinfo` section could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -308,6 +449,8 @@ pub struct Module {
     pub name: String,
     /// Path relative to `lib/modules/<kver>/`.
     pub rel_path: String,
+    /// How the file is stored (it goes into the image as it is).
+    pub compression: Compression,
     /// The file on the host (in the unpacked package).
     pub path: PathBuf,
     /// Hard dependencies (for the record).
@@ -315,10 +458,15 @@ pub struct Module {
 }
 
 impl Module {
-    /// Where the module lives in the image: `/lib/modules/<kver>/<name>.ko`.
+    /// Where the module lives in the image: `/lib/modules/<kver>/<file name>`
+    /// (`.ko`, or `.ko.xz` as the package stores it).
     #[must_use]
     pub fn image_path(&self, kver: &str) -> String {
-        format!("/lib/modules/{kver}/{}.ko", self.name)
+        let file = Path::new(&self.rel_path).file_name().map_or_else(
+            || format!("{}.ko", self.name),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        format!("/lib/modules/{kver}/{file}")
     }
 }
 
@@ -363,20 +511,12 @@ pub fn module_subset(modules_dir: &Path, kver: &str, wanted: &[String]) -> Resul
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if file_name.ends_with(".ko.xz")
-            || file_name.ends_with(".ko.zst")
-            || file_name.ends_with(".ko.gz")
-        {
-            bail!(
-                "{rel}: compressed modules are not supported (the pinned package ships plain .ko)"
-            );
-        }
-        let Some(stem) = file_name.strip_suffix(".ko") else {
+        let Some((stem, compression)) = Compression::of(&file_name) else {
             continue;
         };
         let name = normalize(stem);
         // Only modules reachable from `wanted` are parsed below; here we only index paths.
-        if let Some(prev) = index.insert(name.clone(), rel.clone()) {
+        if let Some((prev, _)) = index.insert(name.clone(), (rel.clone(), compression)) {
             bail!("two files for module `{name}`: {prev} and {rel}");
         }
     }
@@ -390,10 +530,14 @@ pub fn module_subset(modules_dir: &Path, kver: &str, wanted: &[String]) -> Resul
         if metas.contains_key(&m) {
             continue;
         }
-        let Some(rel) = index.get(&m) else { continue };
+        let Some((rel, compression)) = index.get(&m) else {
+            continue;
+        };
         let path = modules_dir.join(rel);
-        let bytes =
+        let stored =
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = decompress(&stored, *compression)
+            .with_context(|| format!("cannot decompress {}", path.display()))?;
         let info = parse_modinfo(&bytes).with_context(|| format!("{}", path.display()))?;
         if let Some(n) = info.get("name") {
             if normalize(n) != m {
@@ -418,6 +562,12 @@ pub fn module_subset(modules_dir: &Path, kver: &str, wanted: &[String]) -> Resul
             },
         );
     }
+    let compression_of = |rel: &str| {
+        Path::new(rel)
+            .file_name()
+            .and_then(|n| Compression::of(&n.to_string_lossy()).map(|(_, c)| c))
+            .unwrap_or(Compression::None)
+    };
     let res = resolve(wanted, &metas, &builtin)?;
     let modules = res
         .order
@@ -426,6 +576,7 @@ pub fn module_subset(modules_dir: &Path, kver: &str, wanted: &[String]) -> Resul
             let meta = metas.get(n)?;
             Some(Module {
                 name: n.clone(),
+                compression: compression_of(&meta.rel_path),
                 rel_path: meta.rel_path.clone(),
                 path: modules_dir.join(&meta.rel_path),
                 depends: meta.depends.clone(),
@@ -627,6 +778,86 @@ mod tests {
             err("zz"),
             "module `zz` is neither a module file in the kernel package nor built in"
         );
+    }
+
+    #[test]
+    fn module_file_names() {
+        for (name, want) in [
+            ("virtio_net.ko", Some(("virtio_net", Compression::None))),
+            ("virtio_net.ko.xz", Some(("virtio_net", Compression::Xz))),
+            ("nf_tables.ko.zst", Some(("nf_tables", Compression::Zstd))),
+            ("gve.ko.gz", Some(("gve", Compression::Gzip))),
+            ("modules.order", None),
+            ("virtio_net.ko.bz2", None),
+        ] {
+            assert_eq!(Compression::of(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn compressed_modules_read_like_plain_ones() {
+        let elf = tiny_elf(b"name=virtio_net\0depends=virtio\0");
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut elf.as_slice(), &mut xz).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &elf).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = zstd::bulk::compress(&elf, 3).unwrap();
+        for (stored, how) in [
+            (elf.clone(), Compression::None),
+            (xz.clone(), Compression::Xz),
+            (gz, Compression::Gzip),
+            (zst, Compression::Zstd),
+        ] {
+            assert_eq!(decompress(&stored, how).unwrap(), elf, "{how:?}");
+        }
+        assert!(decompress(&xz[..xz.len() / 2], Compression::Xz).is_err());
+        assert!(decompress(&elf, Compression::Xz).is_err());
+    }
+
+    #[test]
+    fn the_kernel_config_decides_which_format_loads() {
+        let debian13 = "CONFIG_MODULE_COMPRESS=y\nCONFIG_MODULE_COMPRESS_XZ=y\n\
+                        CONFIG_MODULE_COMPRESS_ALL=y\nCONFIG_MODULE_DECOMPRESS=y\n";
+        let debian12 = "# CONFIG_MODULE_COMPRESS_NONE is not set\nCONFIG_MODULE_COMPRESS_NONE=y\n";
+        let no_decompress = "CONFIG_MODULE_COMPRESS_XZ=y\n# CONFIG_MODULE_DECOMPRESS is not set\n";
+        assert_eq!(kernel_decompresses(debian13), Some(Compression::Xz));
+        assert_eq!(kernel_decompresses(debian12), None);
+        assert_eq!(kernel_decompresses(no_decompress), None);
+        let subset = |files: &[&str]| ModuleSubset {
+            kver: "k".into(),
+            modules: files
+                .iter()
+                .map(|f| Module {
+                    name: Compression::of(f).unwrap().0.to_owned(),
+                    rel_path: format!("kernel/{f}"),
+                    compression: Compression::of(f).unwrap().1,
+                    path: PathBuf::from(f),
+                    depends: Vec::new(),
+                })
+                .collect(),
+            builtin: Vec::new(),
+            soft_skipped: Vec::new(),
+        };
+        let ok = subset(&["a.ko", "b.ko.xz"]);
+        assert!(check_compression(&ok, debian13).is_ok());
+        assert_eq!(
+            ok.order_file(),
+            "/lib/modules/k/a.ko\n/lib/modules/k/b.ko.xz\n"
+        );
+        assert!(check_compression(&subset(&["a.ko"]), debian12).is_ok());
+        let err = check_compression(&subset(&["b.ko.xz"]), no_decompress)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "kernel/b.ko.xz: stored as Xz, but this kernel's finit_module decompresses nothing \
+             (CONFIG_MODULE_DECOMPRESS and CONFIG_MODULE_COMPRESS_XZ are needed)"
+        );
+        let err = check_compression(&subset(&["c.ko.zst"]), debian13)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("decompresses Xz only"), "{err}");
     }
 
     #[test]

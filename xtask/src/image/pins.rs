@@ -18,8 +18,10 @@ use serde::Deserialize;
 /// Location of the pin file, relative to the workspace root.
 pub const SOURCES_TOML: &str = "image/sources.toml";
 
-/// The one schema version this code understands.
-const SCHEMA: u32 = 1;
+/// The one schema version this code understands. 2: the kernel names its
+/// suites, and the runtime libraries of the image's dynamic binaries are
+/// pinned (`[libc]`, `[libgcc]`).
+const SCHEMA: u32 = 2;
 
 /// All pinned inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -29,6 +31,12 @@ pub struct Pins {
     pub schema: u32,
     /// The Debian cloud kernel image package.
     pub kernel: KernelPin,
+    /// The C library the server runs with (`libc6`, amd64).
+    pub libc: LibPin,
+    /// GCC's runtime library (`libgcc-s1`, amd64): `/init` and the
+    /// stream-guard module, built by Rust for the GNU target, need
+    /// `libgcc_s.so.1` for unwinding.
+    pub libgcc: LibPin,
     /// Debian's `systemd-boot-efi` (for `linuxx64.efi.stub`).
     pub stub: DebPin,
     /// The Valkey source.
@@ -59,12 +67,42 @@ pub struct KernelPin {
     pub version: String,
     /// SHA-256 of the `.deb` file.
     pub sha256: String,
+    /// The Debian suites searched for it (binary entries on the host's
+    /// mirrors), e.g. `["trixie", "trixie-security"]`.
+    pub suites: Vec<String>,
     /// Modules the image loads (their dependencies are added at build time).
     pub modules: Vec<String>,
 }
 
 impl KernelPin {
     /// The kernel package as a plain [`DebPin`].
+    #[must_use]
+    pub fn deb(&self) -> DebPin {
+        DebPin {
+            package: self.package.clone(),
+            version: self.version.clone(),
+            sha256: self.sha256.clone(),
+        }
+    }
+}
+
+/// A runtime library package of a Debian release (the C library, GCC's
+/// runtime) whose files go into the image instead of the build host's.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LibPin {
+    /// Binary package name (`libc6`, `libgcc-s1`).
+    pub package: String,
+    /// Exact Debian version.
+    pub version: String,
+    /// SHA-256 of the amd64 `.deb` file.
+    pub sha256: String,
+    /// The Debian suites searched for it (binary entries on the host's mirrors).
+    pub suites: Vec<String>,
+}
+
+impl LibPin {
+    /// The package as a plain [`DebPin`].
     #[must_use]
     pub fn deb(&self) -> DebPin {
         DebPin {
@@ -122,6 +160,7 @@ impl Pins {
         check_name("kernel.package", &k.package)?;
         check_version("kernel.version", &k.version)?;
         check_sha256("kernel.sha256", &k.sha256)?;
+        check_suites("kernel.suites", &k.suites)?;
         if k.modules.is_empty() {
             bail!("sources.toml: kernel.modules is empty");
         }
@@ -133,6 +172,12 @@ impl Pins {
             {
                 bail!("sources.toml: kernel.modules: `{m}` is not a module name");
             }
+        }
+        for (table, l) in [("libc", &self.libc), ("libgcc", &self.libgcc)] {
+            check_name(&format!("{table}.package"), &l.package)?;
+            check_version(&format!("{table}.version"), &l.version)?;
+            check_sha256(&format!("{table}.sha256"), &l.sha256)?;
+            check_suites(&format!("{table}.suites"), &l.suites)?;
         }
         check_name("stub.package", &self.stub.package)?;
         check_version("stub.version", &self.stub.version)?;
@@ -152,12 +197,7 @@ impl Pins {
         if let Some(up) = &v.upstream_tarball_sha256 {
             check_sha256("valkey.upstream_tarball_sha256", up)?;
         }
-        if v.suites.is_empty() {
-            bail!("sources.toml: valkey.suites is empty");
-        }
-        for s in &v.suites {
-            check_name("valkey.suites", s)?;
-        }
+        check_suites("valkey.suites", &v.suites)?;
         Ok(())
     }
 
@@ -166,6 +206,7 @@ impl Pins {
     pub fn render(&self) -> String {
         let mut o = String::new();
         let k = &self.kernel;
+        let l = &self.libc;
         let s = &self.stub;
         let v = &self.valkey;
         let _ = writeln!(
@@ -178,16 +219,21 @@ impl Pins {
              schema = {SCHEMA}\n\
              \n\
              # Debian's cloud kernel: the image package `metapackage` depended on when\n\
-             # pinned. `modules` are loaded at boot; their `depends=` closure is added.\n\
+             # pinned, from `suites` (a temporary apt configuration of binary entries\n\
+             # on the host's mirror URIs, checked with the host's Debian archive\n\
+             # keyring, amd64 only). `modules` are loaded at boot; their `depends=`\n\
+             # closure is added; a name built into this kernel is reported, not loaded.\n\
              [kernel]\n\
              metapackage = {}\n\
              package = {}\n\
              version = {}\n\
-             sha256 = {}",
+             sha256 = {}\n\
+             suites = {}",
             quote(&k.metapackage),
             quote(&k.package),
             quote(&k.version),
             quote(&k.sha256),
+            quote_list(&k.suites),
         );
         let _ = writeln!(o, "modules = [");
         for m in &k.modules {
@@ -197,7 +243,40 @@ impl Pins {
         let _ = writeln!(
             o,
             "\n\
-             # systemd-boot's UKI stub, `usr/lib/systemd/boot/efi/linuxx64.efi.stub`.\n\
+             # The C library (amd64), fetched like the kernel: the loader, `libc.so.6`\n\
+             # and `libm.so.6`, as the image's binaries need them, come from this\n\
+             # package, never from the build host.\n\
+             [libc]\n\
+             package = {}\n\
+             version = {}\n\
+             sha256 = {}\n\
+             suites = {}",
+            quote(&l.package),
+            quote(&l.version),
+            quote(&l.sha256),
+            quote_list(&l.suites),
+        );
+        let g = &self.libgcc;
+        let _ = writeln!(
+            o,
+            "\n\
+             # GCC's runtime (amd64), fetched like the kernel: `libgcc_s.so.1`, which\n\
+             # `/init` and the stream-guard module (Rust, GNU target) need.\n\
+             [libgcc]\n\
+             package = {}\n\
+             version = {}\n\
+             sha256 = {}\n\
+             suites = {}",
+            quote(&g.package),
+            quote(&g.version),
+            quote(&g.sha256),
+            quote_list(&g.suites),
+        );
+        let _ = writeln!(
+            o,
+            "\n\
+             # systemd-boot's UKI stub, `usr/lib/systemd/boot/efi/linuxx64.efi.stub`,\n\
+             # from the host's own apt suites.\n\
              [stub]\n\
              package = {}\n\
              version = {}\n\
@@ -223,7 +302,6 @@ impl Pins {
                 String::new(),
             ),
         };
-        let suites: Vec<String> = v.suites.iter().map(|x| quote(x)).collect();
         let _ = writeln!(
             o,
             "\n\
@@ -237,12 +315,12 @@ impl Pins {
              upstream_version = {}\n\
              orig_sha256 = {}\n\
              {upstream_line}\
-             suites = [{}]",
+             suites = {}",
             quote(&v.package),
             quote(&v.version),
             quote(&v.upstream_version),
             quote(&v.orig_sha256),
-            suites.join(", "),
+            quote_list(&v.suites),
         );
         o
     }
@@ -254,12 +332,27 @@ fn quote(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
+fn quote_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|x| quote(x)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
 fn check_name(field: &str, v: &str) -> Result<()> {
     let ok = !v.is_empty()
         && v.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
     if !ok {
         bail!("sources.toml: {field} = `{v}` is not a Debian package or suite name");
+    }
+    Ok(())
+}
+
+fn check_suites(field: &str, suites: &[String]) -> Result<()> {
+    if suites.is_empty() {
+        bail!("sources.toml: {field} is empty");
+    }
+    for s in suites {
+        check_name(field, s)?;
     }
     Ok(())
 }

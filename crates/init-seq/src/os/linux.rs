@@ -46,9 +46,13 @@ const EXT4_IOC_RESIZE_FS: libc::c_ulong = 0x4008_6610;
 /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit capability sets in two words.
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Landlock ABI whose rights we ask for; the kernel enforces what it knows
-/// (best effort), and none at all is an error.
+/// The Landlock ABI whose rights the domain handles ([`crate::LANDLOCK_ABI`]),
+/// every one a hard requirement: a kernel that lacks one fails the step.
 const LANDLOCK_ABI: ABI = ABI::V6;
+
+/// `LANDLOCK_CREATE_RULESET_VERSION`: `landlock_create_ruleset` answers the
+/// ABI version instead of creating a ruleset.
+const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
 
 /// The machine, for real.
 #[derive(Debug, Default)]
@@ -526,6 +530,21 @@ impl Os for LinuxOs {
         Ok(())
     }
 
+    fn landlock_abi(&mut self) -> u32 {
+        // SAFETY: with a null attribute pointer, size 0 and the VERSION flag
+        // the kernel reads and writes no memory and creates no descriptor; it
+        // returns the ABI version or fails (ENOSYS, EOPNOTSUPP).
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                std::ptr::null::<libc::c_void>(),
+                0usize,
+                LANDLOCK_CREATE_RULESET_VERSION,
+            )
+        };
+        u32::try_from(ret).unwrap_or(0)
+    }
+
     fn landlock(&mut self, rules: &LandlockRules) -> Result<(), InitError> {
         apply_landlock(rules)
     }
@@ -644,20 +663,25 @@ fn fs_access(access: FsAccess) -> BitFlags<AccessFs> {
     }
 }
 
-/// Builds and enforces the ruleset. Every right the ABI knows is handled
-/// (denied unless a rule grants it); the kernel drops what it does not
-/// support, but one that enforces nothing is an error.
+/// Builds and enforces the ruleset. Every right of [`LANDLOCK_ABI`] is
+/// handled (denied unless a rule grants it) as a hard requirement: a kernel
+/// that cannot enforce one of them makes this fail, nothing is dropped
+/// silently.
 fn apply_landlock(rules: &LandlockRules) -> Result<(), InitError> {
-    let mut ruleset = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
+    let ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
         .handle_access(AccessFs::from_all(LANDLOCK_ABI))
         .map_err(landlock_error)?
         .handle_access(AccessNet::from_all(LANDLOCK_ABI))
-        .map_err(landlock_error)?
-        .scope(Scope::from_all(LANDLOCK_ABI))
-        .map_err(landlock_error)?
-        .create()
         .map_err(landlock_error)?;
+    let ruleset = if rules.scoped {
+        ruleset
+            .scope(Scope::from_all(LANDLOCK_ABI))
+            .map_err(landlock_error)?
+    } else {
+        ruleset
+    };
+    let mut ruleset = ruleset.create().map_err(landlock_error)?;
     for rule in &rules.fs {
         if rule.if_exists && fs::symlink_metadata(&rule.path).is_err() {
             continue;
@@ -665,8 +689,15 @@ fn apply_landlock(rules: &LandlockRules) -> Result<(), InitError> {
         let fd = PathFd::new(&rule.path).map_err(|e| InitError::Landlock {
             reason: format!("{}: {e}", rule.path.display()),
         })?;
+        // Directory rights on a file are refused under a hard requirement
+        // (the kernel says EINVAL), so a file's rule keeps only file rights.
+        let is_dir = fs::metadata(&rule.path).is_ok_and(|m| m.is_dir());
+        let mut access = fs_access(rule.access);
+        if !is_dir {
+            access &= AccessFs::from_file(LANDLOCK_ABI);
+        }
         ruleset = ruleset
-            .add_rule(PathBeneath::new(fd, fs_access(rule.access)))
+            .add_rule(PathBeneath::new(fd, access))
             .map_err(landlock_error)?;
     }
     for port in &rules.bind_tcp {
@@ -674,11 +705,15 @@ fn apply_landlock(rules: &LandlockRules) -> Result<(), InitError> {
             .add_rule(NetPort::new(*port, AccessNet::BindTcp))
             .map_err(landlock_error)?;
     }
+    for port in &rules.connect_tcp {
+        ruleset = ruleset
+            .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
+            .map_err(landlock_error)?;
+    }
     let status = ruleset.restrict_self().map_err(landlock_error)?;
-    if status.ruleset == RulesetStatus::NotEnforced {
+    if status.ruleset != RulesetStatus::FullyEnforced {
         return Err(InitError::Landlock {
-            reason: "the kernel enforces none of it (Landlock not built in or not enabled)"
-                .to_owned(),
+            reason: format!("the kernel enforces the domain only {:?}", status.ruleset),
         });
     }
     Ok(())

@@ -2,7 +2,11 @@
 //! `mmdebstrap` from the host's own apt sources (no mirror is named here),
 //! Debian's `important` priority set plus systemd, sshd, cron, redis-server
 //! and the appliance's pinned kernel package (initramfs-tools builds its
-//! initrd inside the root), then written to a sparse ext4 image with
+//! initrd inside the root). That package is Debian 13's, which no Debian 12
+//! suite offers: mmdebstrap installs the verified `.deb` from the image's
+//! input cache, and apt takes its dependencies (kmod, initramfs-tools,
+//! linux-base >= 4.12, all in Debian 12) from the host's suites. Then the
+//! root is written to a sparse ext4 image with
 //! `mkfs.ext4 -d`. Cached under `target/bench-compare/` by a key over
 //! everything that decides its contents.
 
@@ -46,7 +50,7 @@ const ROOT_IMAGE_BYTES: u64 = 2 << 30;
 
 /// Bumped when anything below changes the guest in a way the key would not
 /// see (the configuration texts are in the key themselves).
-const RECIPE: &str = "bench-compare debian guest 1";
+const RECIPE: &str = "bench-compare debian guest 2";
 
 /// The guest's redis-server settings, appended to Debian's redis.conf
 /// (later lines win). Listening on every address with a password, as a
@@ -288,9 +292,15 @@ fn load(dir: &Path) -> Result<Guest> {
     })
 }
 
-/// The cached guest for `key` under `cache`, built first if missing.
+/// The cached guest for `key` under `cache`, built first if missing, with
+/// the kernel package from `kernel_deb` (the pinned, verified file).
 /// Prints how long each stage took.
-pub fn ensure(cache: &Path, kernel_package: &str, kernel_version: &str) -> Result<Guest> {
+pub fn ensure(
+    cache: &Path,
+    kernel_package: &str,
+    kernel_version: &str,
+    kernel_deb: &Path,
+) -> Result<Guest> {
     let key = cache_key(kernel_package, kernel_version);
     let dir = cache.join(format!("debian-{key}"));
     if dir.join("complete").is_file() {
@@ -304,17 +314,13 @@ pub fn ensure(cache: &Path, kernel_package: &str, kernel_version: &str) -> Resul
     let root = partial.join("root");
 
     let t = Instant::now();
-    let kernel = format!("{kernel_package}={kernel_version}");
-    let include = PACKAGES
-        .iter()
-        .map(|p| (*p).to_owned())
-        .chain([kernel])
-        .collect::<Vec<_>>()
-        .join(",");
+    let include = PACKAGES.join(",");
     let mut cmd = Command::new("mmdebstrap");
     cmd.arg("--quiet")
         .arg(format!("--variant={VARIANT}"))
         .arg(format!("--include={include}"))
+        // A path of its own: mmdebstrap hands it to apt as a local package.
+        .arg(format!("--include={}", kernel_deb.display()))
         .arg(SUITE)
         .arg(&root)
         .args(host_sources()?);
