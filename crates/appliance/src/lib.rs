@@ -36,6 +36,19 @@ pub use governor::governor_main;
 #[cfg(feature = "test-hooks")]
 pub use test_hooks::TEST_HOOKS_MARKER;
 
+/// What init is told beside the spec: always the defaults (the syscall
+/// filter installed) in a production image; a test image may boot without
+/// the filter when its command line asks (`appliance.test_seccomp=off`).
+pub fn boot_options() -> init_seq::BootOptions {
+    #[cfg(feature = "test-hooks")]
+    if test_hooks::seccomp_hook() == Some(test_hooks::SeccompHook::Off) {
+        return init_seq::BootOptions {
+            syscall_filter: false,
+        };
+    }
+    init_seq::BootOptions::default()
+}
+
 /// The init's version, shown in the banner `appliance: init <version> starting`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

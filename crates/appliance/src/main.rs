@@ -9,7 +9,12 @@
 #[cfg(target_os = "linux")]
 fn main() {
     let mut os = init_seq::os::linux::LinuxOs::new();
-    let result = init_seq::boot(&mut os, appliance::VERSION, &appliance::governor_main);
+    let result = init_seq::boot(
+        &mut os,
+        appliance::VERSION,
+        &appliance::governor_main,
+        &appliance::boot_options(),
+    );
     if let Err(fatal) = result {
         if !fatal.halted {
             std::process::exit(1);

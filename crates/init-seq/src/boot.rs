@@ -9,7 +9,7 @@ use metadata_fetch::Secret;
 use pf_rules::Phase;
 
 use crate::budget::MemoryBudget;
-use crate::os::{BlockDevice, Exec, Mount, Os, Owner};
+use crate::os::{BlockDevice, Exec, GovernorLink, Mount, Os, Owner};
 use crate::parse::{
     ext4_superblock, mem_total_bytes, thread_count, Ext4Superblock, EXT4_SUPERBLOCK_LEN,
     EXT4_SUPERBLOCK_OFFSET,
@@ -19,6 +19,27 @@ use crate::plan::{
     TCP_MEM_KEY,
 };
 use crate::InitError;
+
+/// What the forked governor runs: the spec, and its end of the link over
+/// which init hands it the syscall filter's listener.
+pub type Governor<'a> = dyn Fn(&Spec, GovernorLink) -> i32 + 'a;
+
+/// Choices of the program init is part of, beside the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootOptions {
+    /// Install the server's syscall filter. Always `true` in a production
+    /// image; a test image's benchmark may boot without it to measure its
+    /// cost (`appliance.test_seccomp=off`).
+    pub syscall_filter: bool,
+}
+
+impl Default for BootOptions {
+    fn default() -> Self {
+        Self {
+            syscall_filter: true,
+        }
+    }
+}
 
 /// Every console line init writes starts with this.
 pub const CONSOLE_PREFIX: &str = "appliance:";
@@ -67,7 +88,12 @@ pub fn fatal_line(step: &str, error: &InitError) -> String {
 /// With a real [`Os`] this returns only on failure (after halting, which
 /// does not return either, so in practice never); with the fake, `Ok` means
 /// the server was exec'd.
-pub fn boot(os: &mut dyn Os, version: &str, governor: &dyn Fn(&Spec) -> i32) -> Result<(), Fatal> {
+pub fn boot(
+    os: &mut dyn Os,
+    version: &str,
+    governor: &Governor<'_>,
+    options: &BootOptions,
+) -> Result<(), Fatal> {
     os.console(&format!("{CONSOLE_PREFIX} init {version} starting"));
     os.enter_step(STEP_PID1);
     let pid = os.getpid();
@@ -84,7 +110,7 @@ pub fn boot(os: &mut dyn Os, version: &str, governor: &dyn Fn(&Spec) -> i32) -> 
         Ok(plan) => plan,
         Err((step, error)) => return Err(die(os, step, error)),
     };
-    run(os, &plan, governor)
+    run(os, &plan, governor, options)
 }
 
 /// Reads and validates the spec and the module order: everything checked
@@ -112,11 +138,16 @@ fn read_spec(os: &mut dyn Os) -> Result<Spec, InitError> {
 
 /// Carries out `plan`'s steps in order; at the first failure prints the
 /// `FATAL` line, syncs and halts.
-pub fn run(os: &mut dyn Os, plan: &Plan, governor: &dyn Fn(&Spec) -> i32) -> Result<(), Fatal> {
+pub fn run(
+    os: &mut dyn Os,
+    plan: &Plan,
+    governor: &Governor<'_>,
+    options: &BootOptions,
+) -> Result<(), Fatal> {
     let mut state = State::default();
     for step in plan.steps() {
         os.enter_step(&step.name);
-        if let Err(error) = execute(os, plan, step, &mut state, governor) {
+        if let Err(error) = execute(os, plan, step, &mut state, governor, options) {
             // Wipe the secrets (if any are still held) before saying anything.
             drop(state);
             return Err(die(os, &step.name, error));
@@ -159,7 +190,8 @@ fn execute(
     plan: &Plan,
     step: &Step,
     state: &mut State,
-    governor: &dyn Fn(&Spec) -> i32,
+    governor: &Governor<'_>,
+    options: &BootOptions,
 ) -> Result<(), InitError> {
     match &step.action {
         Action::Mount(mount) => os.mount(mount),
@@ -255,7 +287,7 @@ fn execute(
         }
         Action::ForkGovernor => {
             let spec = plan.spec();
-            let pid = os.fork_governor(&mut || governor(spec))?;
+            let pid = os.fork_governor(&mut |link| governor(spec, link))?;
             os.console(&format!("{CONSOLE_PREFIX} governor started as pid {pid}"));
             state.governor_pid = Some(pid);
             Ok(())
@@ -301,6 +333,22 @@ fn execute(
             Ok(())
         }
         Action::CloseFds => os.close_fds(),
+        Action::SyscallFilter(filter) => {
+            if !options.syscall_filter {
+                os.console(&format!(
+                    "{CONSOLE_PREFIX} TEST IMAGE: no syscall filter (appliance.test_seccomp=off)"
+                ));
+                return Ok(());
+            }
+            let allowed = crate::seccomp::allowed_syscalls(filter);
+            let instructions = os.install_syscall_filter(filter)?;
+            os.console(&format!(
+                "{CONSOLE_PREFIX} seccomp filter installed: {allowed} syscalls allowed \
+                 ({instructions} BPF instructions); any other call halts the machine \
+                 through the governor"
+            ));
+            Ok(())
+        }
         Action::Exec { binary, args } => {
             let budget = budget_of(state, "exec")?;
             let exec = server_exec(binary, args, &budget);

@@ -20,6 +20,7 @@ use crate::os::{BlockDevice, Exec, LandlockRules, Mount, Os, Owner, LANDLOCK_ABI
 use crate::parse::{EXT4_SUPERBLOCK_LEN, EXT4_SUPERBLOCK_OFFSET};
 use crate::plan::{MODULES_ORDER_PATH, SPEC_PATH};
 use crate::InitError;
+use syscall_filter::Filter;
 
 /// The admin password [`FakeOs::reference`] serves for `redis-admin-pass`.
 pub const TEST_ADMIN_PASS: &str = "fake-admin-Zq8v1-cleartext";
@@ -149,6 +150,8 @@ pub enum Call {
     Landlock(LandlockRules),
     /// Descriptors above 2 closed.
     CloseFds,
+    /// The syscall filter installed and its listener handed over.
+    SyscallFilter(Filter),
     /// `execve`.
     Exec(Exec),
     /// `sync`.
@@ -225,6 +228,26 @@ impl fmt::Display for Call {
                 )
             }
             Call::CloseFds => f.write_str("close_fds 3.."),
+            Call::SyscallFilter(filter) => {
+                write!(f, "seccomp default {:?}:", filter.default)?;
+                for rule in &filter.rules {
+                    write!(f, " {}", rule.syscall.name())?;
+                    if !rule.when.is_empty() {
+                        f.write_str("[")?;
+                        for (i, c) in rule.when.iter().enumerate() {
+                            if i > 0 {
+                                f.write_str(" & ")?;
+                            }
+                            write!(f, "arg{} {:?}", c.arg, c.test)?;
+                        }
+                        f.write_str("]")?;
+                    }
+                    if rule.action != syscall_filter::Action::Allow {
+                        write!(f, "={:?}", rule.action)?;
+                    }
+                }
+                Ok(())
+            }
             Call::Exec(exec) => write!(
                 f,
                 "execve {} {:?} env {:?}",
@@ -763,7 +786,10 @@ impl Os for FakeOs {
         self.record(Call::Sleep(duration));
     }
 
-    fn fork_governor(&mut self, _governor: &mut dyn FnMut() -> i32) -> Result<u32, InitError> {
+    fn fork_governor(
+        &mut self,
+        _governor: &mut dyn FnMut(crate::os::GovernorLink) -> i32,
+    ) -> Result<u32, InitError> {
         self.fallible(Call::ForkGovernor)?;
         Ok(GOVERNOR_PID)
     }
@@ -826,6 +852,15 @@ impl Os for FakeOs {
 
     fn close_fds(&mut self) -> Result<(), InitError> {
         self.fallible(Call::CloseFds)
+    }
+
+    fn install_syscall_filter(&mut self, filter: &Filter) -> Result<usize, InitError> {
+        self.fallible(Call::SyscallFilter(filter.clone()))?;
+        syscall_filter::compile(filter)
+            .map(|program| program.len())
+            .map_err(|e| InitError::Seccomp {
+                reason: e.to_string(),
+            })
     }
 
     fn exec(&mut self, exec: &Exec) -> Result<(), InitError> {

@@ -47,8 +47,13 @@ pub mod seccomp;
 pub mod secrets;
 
 pub use boot::grow_data_filesystem;
-pub use boot::{boot, fatal_line, run, Fatal, CONSOLE_PREFIX, STEP_PID1, STEP_PLAN, STEP_SPEC};
+pub use boot::{
+    boot, fatal_line, run, BootOptions, Fatal, Governor, CONSOLE_PREFIX, STEP_PID1, STEP_PLAN,
+    STEP_SPEC,
+};
 pub use budget::{MemoryBudget, OutputLimit};
 pub use error::InitError;
-pub use os::{Exec, FsAccess, FsRule, LandlockRules, Mount, MountFlags, Os, Owner, LANDLOCK_ABI};
+pub use os::{
+    Exec, FsAccess, FsRule, GovernorLink, LandlockRules, Mount, MountFlags, Os, Owner, LANDLOCK_ABI,
+};
 pub use plan::{Action, Plan, Step};

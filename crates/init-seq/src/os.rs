@@ -7,6 +7,7 @@ use std::time::Duration;
 use appliance_spec::Metadata;
 use metadata_fetch::Secret;
 use pf_rules::{Phase, Policy, ReadBack};
+use syscall_filter::Filter;
 
 use crate::InitError;
 
@@ -97,8 +98,14 @@ pub trait Os {
     fn sleep(&mut self, duration: Duration);
 
     /// Forks. The child runs `governor` and exits with its return value (it
-    /// never returns here); the parent gets the child's pid.
-    fn fork_governor(&mut self, governor: &mut dyn FnMut() -> i32) -> Result<u32, InitError>;
+    /// never returns here); the parent gets the child's pid. The child is
+    /// given its end of a unix socket pair (the real implementation; `None`
+    /// elsewhere) over which [`Os::install_syscall_filter`] later sends the
+    /// filter's notification listener; init keeps the other end until then.
+    fn fork_governor(
+        &mut self,
+        governor: &mut dyn FnMut(GovernorLink) -> i32,
+    ) -> Result<u32, InitError>;
 
     /// Writes `value` to `/proc/<pid>/oom_score_adj` and checks that the
     /// kernel reports it back.
@@ -136,9 +143,17 @@ pub trait Os {
     /// cannot enforce one of them is an error, never a silent best effort.
     fn landlock(&mut self, rules: &LandlockRules) -> Result<(), InitError>;
 
-    /// Closes every file descriptor above 2, so the server inherits only the
-    /// console.
+    /// Closes every file descriptor above 2 but init's end of the governor
+    /// link, so the server inherits only the console.
     fn close_fds(&mut self) -> Result<(), InitError>;
+
+    /// Installs `filter` on this process (its future children and the
+    /// server it execs inherit it), with a notification listener that goes
+    /// to the governor over the link made at the fork; then closes init's
+    /// copies of both. Needs `no_new_privs`. Returns the compiled program's
+    /// length in instructions. From here on every call init makes passes the
+    /// filter: only the hand-over itself is added to it.
+    fn install_syscall_filter(&mut self, filter: &Filter) -> Result<usize, InitError>;
 
     /// Replaces this process with `exec`. A real implementation returns only
     /// on failure; the fake returns `Ok` to stand for "the server runs now".
@@ -151,6 +166,14 @@ pub trait Os {
     /// does.
     fn halt(&mut self);
 }
+
+/// The governor's end of the link init hands the syscall filter's listener
+/// over (a unix socket); `None` where there is none (the fake).
+#[cfg(unix)]
+pub type GovernorLink = Option<std::os::fd::OwnedFd>;
+/// The governor's end of the link (no descriptors off unix).
+#[cfg(not(unix))]
+pub type GovernorLink = Option<()>;
 
 /// One entry of the kernel's block device list (`/sys/class/block`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

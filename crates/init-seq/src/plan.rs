@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use appliance_spec::{is_valid_metadata_key, Spec};
 use pf_rules::{Phase, Policy};
+use syscall_filter::Filter;
 
 use crate::os::{FsAccess, FsRule, LandlockRules, Mount, MountFlags, Owner};
 use crate::InitError;
@@ -230,6 +231,9 @@ pub enum Action {
     Landlock(LandlockRules),
     /// Close inherited file descriptors above 2.
     CloseFds,
+    /// Install the server's syscall filter ([`crate::seccomp`]) and hand its
+    /// listener to the governor.
+    SyscallFilter(Filter),
     /// Exec the server.
     Exec {
         /// The server binary.
@@ -584,8 +588,16 @@ fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
         Action::Landlock(landlock_rules(spec)?),
     ));
 
-    // Step 13.
+    // Step 12, last: the syscall filter, after the descriptors are closed
+    // (from here on init's own calls pass it too: only the hand-over, the
+    // closes and the exec are left).
     steps.push(Step::new("close fds", Action::CloseFds));
+    steps.push(Step::new(
+        "seccomp",
+        Action::SyscallFilter(crate::seccomp::server_filter(server.forks)?),
+    ));
+
+    // Step 13.
     steps.push(Step::new(
         "exec",
         Action::Exec {

@@ -18,12 +18,17 @@ use init_seq::{boot, Fatal, InitError};
 const LABEL: &[u8] = b"appliance-data";
 const GIB: u64 = 1 << 30;
 
-fn governor(_spec: &Spec) -> i32 {
+fn governor(_spec: &Spec, _link: init_seq::GovernorLink) -> i32 {
     panic!("the fake must not run the governor")
 }
 
 fn boot_fake(mut os: FakeOs) -> (FakeOs, Result<(), Fatal>) {
-    let result = boot(&mut os, "0.1.0-test", &governor);
+    let result = boot(
+        &mut os,
+        "0.1.0-test",
+        &governor,
+        &init_seq::BootOptions::default(),
+    );
     (os, result)
 }
 

@@ -18,12 +18,17 @@ const VERSION: &str = "0.1.0-test";
 
 /// The governor entry handed to `boot`; the fake never calls it (it does not
 /// fork), and these tests check that.
-fn governor(_spec: &Spec) -> i32 {
+fn governor(_spec: &Spec, _link: init_seq::GovernorLink) -> i32 {
     panic!("the fake must not run the governor")
 }
 
 fn boot_fake(mut os: FakeOs) -> (FakeOs, Result<(), Fatal>) {
-    let result = boot(&mut os, VERSION, &governor);
+    let result = boot(
+        &mut os,
+        VERSION,
+        &governor,
+        &init_seq::BootOptions::default(),
+    );
     (os, result)
 }
 
@@ -499,11 +504,11 @@ fn seed_003_refuses_root_after_the_drop() {
 fn the_fake_never_runs_the_governor_in_process() {
     let ran = Cell::new(false);
     let mut os = FakeOs::reference();
-    let entry = |_spec: &Spec| {
+    let entry = |_spec: &Spec, _link: init_seq::GovernorLink| {
         ran.set(true);
         0
     };
-    boot(&mut os, VERSION, &entry).unwrap();
+    boot(&mut os, VERSION, &entry, &init_seq::BootOptions::default()).unwrap();
     assert!(!ran.get());
     assert!(os
         .console_lines()

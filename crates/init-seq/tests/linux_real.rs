@@ -90,6 +90,10 @@ mod linux {
             ("finit_module refuses a non-module", module_load_error),
             ("close_fds and exec", close_fds_then_exec),
             (
+                "seccomp: the plan's filter, its listener handed to the governor, then exec",
+                syscall_filter_handoff_then_exec,
+            ),
+            (
                 "metadata fetch, then back to one thread",
                 metadata_fetch_and_close,
             ),
@@ -345,7 +349,7 @@ mod linux {
                 println!(
                     "    NOTE: this machine withholds CAP_SYS_RESOURCE (CapEff bit 24), so the kernel refuses \
                      EXT4_IOC_RESIZE_FS here; checked: the refusal is an error and nothing changed. \
-                     The growth itself runs for real in `cargo xtask e2e --only disk-grow`."
+                     The growth itself runs for real in `cargo xtask e2e --only disk-interfaces`."
                 );
                 return nix::mount::umount(&mnt).map_err(|e| e.to_string());
             }
@@ -399,7 +403,9 @@ mod linux {
         helper.join().unwrap();
         ensure(threads == 2, format!("{threads} threads with a helper"))?;
 
-        let pid = os.fork_governor(&mut || 7).map_err(|e| e.to_string())?;
+        let pid = os
+            .fork_governor(&mut |_link| 7)
+            .map_err(|e| e.to_string())?;
         let status =
             waitpid(nix::unistd::Pid::from_raw(pid as i32), None).map_err(|e| e.to_string())?;
         ensure(
@@ -434,7 +440,7 @@ mod linux {
         let mut os = LinuxOs::new();
         let want = value.to_string();
         let pid = os
-            .fork_governor(&mut || {
+            .fork_governor(&mut |_link| {
                 for _ in 0..500 {
                     let adj = fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
                     if adj.trim() == want {
@@ -1083,6 +1089,91 @@ mod linux {
             .map_err(|e| e.to_string())?;
             Err("exec returned".into())
         })
+    }
+
+    /// The end of the boot as the appliance runs it, with `/bin/true` for
+    /// the server: init forks a "governor" (here: a small supervisor that
+    /// receives the listener over the link, continues the first `execve`,
+    /// and records every later notified call, continuing them too), keeps
+    /// the link through `close_fds`, installs the plan's filter, hands the
+    /// listener over and execs. The supervisor must see init's `execve`
+    /// first, and `/bin/true` must run to a clean exit under the filter:
+    /// the handoff works and glibc's start-up passes the allowlist.
+    fn syscall_filter_handoff_then_exec() -> Result<(), String> {
+        use syscall_filter::linux::{recv_fd, Listener, Readiness, Received};
+        use syscall_filter::Response;
+        let scratch = Scratch::new("seccomp");
+        let verdict = scratch.path("verdict");
+        let verdict_in_child = verdict.clone();
+        // The child is "init": it becomes /bin/true, so its clean exit is
+        // the server's; the supervisor writes its verdict to a file.
+        in_child(move || {
+            let spec = Spec::from_toml_str(REFERENCE_TOML).map_err(|e| e.to_string())?;
+            let filter =
+                init_seq::seccomp::server_filter(spec.server.forks).map_err(|e| e.to_string())?;
+            let mut os = LinuxOs::new();
+            let init = std::process::id();
+            os.fork_governor(&mut |link| {
+                let verdict = (|| -> Result<(), String> {
+                    let link = link.ok_or("no link")?;
+                    let fd = recv_fd(std::os::fd::AsFd::as_fd(&link)).map_err(|e| e.to_string())?;
+                    let listener = Listener::from_fd(fd).map_err(|e| e.to_string())?;
+                    let mut first = None;
+                    let mut others = Vec::new();
+                    loop {
+                        match listener.wait(Some(Duration::from_secs(20))) {
+                            Ok(Readiness::Notification) => {}
+                            Ok(Readiness::Hangup) => break,
+                            other => return Err(format!("listener: {other:?}")),
+                        }
+                        let Ok(Received::Notification(n)) = listener.recv() else {
+                            continue;
+                        };
+                        let name = syscall_filter::call_name(&n.data);
+                        if first.is_none() {
+                            first = Some((n.pid, name));
+                        } else {
+                            others.push(name);
+                        }
+                        let _ = listener.respond(n.id, Response::Continue);
+                    }
+                    ensure(
+                        others.is_empty(),
+                        format!("/bin/true under the filter also called {others:?}"),
+                    )?;
+                    ensure(
+                        first == Some((init, "execve".to_owned())),
+                        format!("first notified call {first:?}, want init's execve"),
+                    )
+                })();
+                let text = match verdict {
+                    Ok(()) => "ok".to_owned(),
+                    Err(reason) => reason,
+                };
+                i32::from(fs::write(&verdict_in_child, text).is_err())
+            })
+            .map_err(|e| e.to_string())?;
+            os.set_no_new_privs().map_err(|e| e.to_string())?;
+            os.close_fds().map_err(|e| e.to_string())?;
+            let instructions = os
+                .install_syscall_filter(&filter)
+                .map_err(|e| e.to_string())?;
+            ensure(instructions > 100, format!("{instructions} instructions"))?;
+            os.exec(&Exec {
+                path: PathBuf::from("/bin/true"),
+                argv: vec!["true".into()],
+                env: Vec::new(),
+            })
+            .map_err(|e| e.to_string())?;
+            Err("exec returned".into())
+        })?;
+        for _ in 0..200 {
+            if let Ok(text) = fs::read_to_string(&verdict) {
+                return ensure(text == "ok", format!("supervisor: {text}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err("the supervisor wrote no verdict within 10 s".into())
     }
 
     /// A metadata server stand-in in a child process: answers `count`

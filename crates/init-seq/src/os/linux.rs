@@ -8,9 +8,10 @@
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,8 +24,10 @@ use metadata_fetch::{GceConfig, GceMetadata, MetadataSource, Secret};
 use nix::mount::MsFlags;
 use nix::unistd::{ForkResult, Gid, Uid};
 use pf_rules::{Firewall, NetlinkFirewall, Phase, Policy, ReadBack};
+use syscall_filter::linux::InstallFlags;
+use syscall_filter::Filter;
 
-use crate::os::{BlockDevice, Exec, FsAccess, LandlockRules, Mount, Os, Owner};
+use crate::os::{BlockDevice, Exec, FsAccess, GovernorLink, LandlockRules, Mount, Os, Owner};
 use crate::parse::MODULE_SUFFIXES;
 use crate::InitError;
 
@@ -59,6 +62,9 @@ const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
 pub struct LinuxOs {
     metadata: Option<GceMetadata>,
     firewall: Option<NetlinkFirewall>,
+    /// Init's end of the link to the governor, from the fork until the
+    /// syscall filter's listener is handed over (or init halts).
+    governor_link: Option<OwnedFd>,
 }
 
 impl LinuxOs {
@@ -411,19 +417,30 @@ impl Os for LinuxOs {
         std::thread::sleep(duration);
     }
 
-    fn fork_governor(&mut self, governor: &mut dyn FnMut() -> i32) -> Result<u32, InitError> {
+    fn fork_governor(
+        &mut self,
+        governor: &mut dyn FnMut(GovernorLink) -> i32,
+    ) -> Result<u32, InitError> {
+        // Both ends close on exec: the server inherits neither.
+        let (ours, theirs) = UnixStream::pair().map_err(|e| InitError::syscall("socketpair", e))?;
         // SAFETY: the boot sequence forks only after checking that this
         // process has one thread, so no lock can be held by a thread that
         // does not exist in the child.
         match unsafe { nix::unistd::fork() } {
-            Ok(ForkResult::Parent { child }) => u32::try_from(child.as_raw()).map_err(|_| {
-                InitError::syscall("fork", io::Error::from(io::ErrorKind::InvalidData))
-            }),
+            Ok(ForkResult::Parent { child }) => {
+                drop(theirs);
+                self.governor_link = Some(OwnedFd::from(ours));
+                u32::try_from(child.as_raw()).map_err(|_| {
+                    InitError::syscall("fork", io::Error::from(io::ErrorKind::InvalidData))
+                })
+            }
             Ok(ForkResult::Child) => {
                 // The governor opens what it needs itself; it inherits no
-                // descriptor but the console.
-                let _ = close_from(3);
-                let code = governor();
+                // descriptor but the console and its end of the link.
+                drop(ours);
+                let link = OwnedFd::from(theirs);
+                let _ = close_except(link.as_raw_fd());
+                let code = governor(Some(link));
                 // SAFETY: _exit ends the child without running the parent's
                 // destructors or atexit handlers twice.
                 unsafe { libc::_exit(code) }
@@ -550,7 +567,46 @@ impl Os for LinuxOs {
     }
 
     fn close_fds(&mut self) -> Result<(), InitError> {
-        close_from(3)
+        match &self.governor_link {
+            Some(link) => close_except(link.as_raw_fd()),
+            None => close_from(3),
+        }
+    }
+
+    fn install_syscall_filter(&mut self, filter: &Filter) -> Result<usize, InitError> {
+        let seccomp = |e: syscall_filter::Error| InitError::Seccomp {
+            reason: e.to_string(),
+        };
+        let link = self
+            .governor_link
+            .take()
+            .ok_or_else(|| InitError::Seccomp {
+                reason: "no link to the governor to hand the listener over".to_owned(),
+            })?;
+        let socket = u32::try_from(link.as_raw_fd()).map_err(|_| InitError::Seccomp {
+            reason: "the governor link has a negative descriptor".to_owned(),
+        })?;
+        let program =
+            syscall_filter::compile(&filter.with_listener_handoff(socket)).map_err(seccomp)?;
+        let flags = InstallFlags {
+            new_listener: true,
+            // A signal to a server thread blocked in a refused call must
+            // not restart the call and notify it twice.
+            wait_killable_recv: true,
+            ..InstallFlags::default()
+        };
+        let listener = syscall_filter::linux::install(&program, flags)
+            .map_err(seccomp)?
+            .ok_or_else(|| InitError::Seccomp {
+                reason: "the kernel gave no notification listener".to_owned(),
+            })?;
+        // Allowed by the hand-over rule the filter was given above.
+        syscall_filter::linux::send_fd(link.as_fd(), listener.as_fd()).map_err(seccomp)?;
+        // Init's copies go now: a listener left in a filtered process would
+        // outlive the governor's.
+        drop(listener);
+        drop(link);
+        Ok(program.len())
     }
 
     fn exec(&mut self, exec: &Exec) -> Result<(), InitError> {
@@ -582,6 +638,10 @@ impl Os for LinuxOs {
     }
 
     fn halt(&mut self) {
+        // After the privilege drop init may not power off: closing its end
+        // of the link tells the governor, which then does (it waits for the
+        // listener and finds the link closed instead).
+        self.governor_link = None;
         // Power off rather than RB_HALT_SYSTEM: both stop the machine for
         // good, but only a power-off tells the hypervisor (QEMU exits, a cloud
         // instance shows as stopped). See ARCHITECTURE.md, "Halting".
@@ -623,18 +683,30 @@ fn last_capability() -> Result<u32, InitError> {
 }
 
 /// Closes every descriptor from `first` on.
+/// Closes every descriptor above 2 but `keep`.
+fn close_except(keep: RawFd) -> Result<(), InitError> {
+    let keep = libc::c_uint::try_from(keep).map_err(|_| {
+        InitError::syscall("close_range", io::Error::from(io::ErrorKind::InvalidInput))
+    })?;
+    if keep > 3 {
+        close_range(3, keep - 1)?;
+    }
+    if keep >= 3 {
+        close_from(keep.saturating_add(1))
+    } else {
+        close_from(3)
+    }
+}
+
 fn close_from(first: libc::c_uint) -> Result<(), InitError> {
+    close_range(first, libc::c_uint::MAX)
+}
+
+fn close_range(first: libc::c_uint, last: libc::c_uint) -> Result<(), InitError> {
     // SAFETY: close_range only closes descriptors; nothing in this process
     // uses one above 2 after this point (the caller is about to exec or to
     // hand over to the governor, which opens its own).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            libc::c_uint::MAX,
-            0 as libc::c_uint,
-        )
-    };
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0 as libc::c_uint) };
     check("close_range", ret)?;
     Ok(())
 }
