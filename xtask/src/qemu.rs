@@ -891,6 +891,33 @@ impl ImageFiles {
             .unwrap_or_else(|_| crate::image::uki::CMDLINE.to_owned())
     }
 
+    /// The same image with `extra` words added to its kernel command line,
+    /// in a temporary directory of links (kept while the [`TempDir`] lives).
+    /// Only a direct boot reads it: a UEFI boot's command line is inside the
+    /// UKI. A test image reads its `appliance.test_*` hooks from there.
+    pub fn with_extra_cmdline(&self, extra: &str) -> Result<(TempDir, ImageFiles)> {
+        let dir = TempDir::new("image-cmdline")?;
+        for entry in fs::read_dir(&self.dir)
+            .with_context(|| format!("list {}", self.dir.display()))?
+        {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name == "appliance.cmdline" {
+                continue;
+            }
+            std::os::unix::fs::symlink(entry.path(), dir.path().join(&name))
+                .with_context(|| format!("link {:?} into {}", name, dir.path().display()))?;
+        }
+        fs::write(
+            dir.path().join("appliance.cmdline"),
+            format!("{} {}", self.cmdline(), extra.trim()),
+        )?;
+        let image = ImageFiles {
+            dir: dir.path().to_path_buf(),
+        };
+        Ok((dir, image))
+    }
+
     /// The files missing for a boot (`direct`: kernel + initramfs; else the
     /// disk) plus the data disk.
     pub fn missing(&self, direct: bool) -> Vec<&'static str> {

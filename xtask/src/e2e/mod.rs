@@ -100,6 +100,8 @@ pub struct Options {
     pub boot: BootMode,
     /// Keep console logs in this directory.
     pub logs: Option<PathBuf>,
+    /// Words added to every boot's kernel command line (direct boots).
+    pub append: Option<String>,
 }
 
 const USAGE: &str = "\
@@ -110,6 +112,9 @@ usage: cargo xtask e2e [--only NAME]... [--direct] [--image DIR] [--test-image D
   --image DIR       production image (default target/appliance)
   --test-image DIR  test-profile image, with the intruder module (default target/appliance-test)
   --logs DIR        keep every VM's console log there (default: a temp dir, removed)
+  --append WORDS    add WORDS to every boot's kernel command line (implies --direct: a UEFI
+                    boot's command line is inside the UKI); with --image pointing at a test
+                    image, `--append appliance.test_seccomp=log` measures the syscall allowlist
 ";
 
 impl Options {
@@ -122,6 +127,7 @@ impl Options {
             only: Vec::new(),
             boot: BootMode::Uefi,
             logs: None,
+            append: None,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -136,6 +142,10 @@ impl Options {
                 "--image" => o.image = PathBuf::from(value()?),
                 "--test-image" => o.test_image = PathBuf::from(value()?),
                 "--logs" => o.logs = Some(PathBuf::from(value()?)),
+                "--append" => {
+                    o.append = Some(value()?);
+                    o.boot = BootMode::Direct;
+                }
                 "-h" | "--help" => bail!("{USAGE}"),
                 other => bail!("unknown argument `{other}`\n{USAGE}"),
             }
@@ -300,6 +310,8 @@ pub struct Ctx {
     opts: Options,
     image: ImageFiles,
     test_image: ImageFiles,
+    /// The link directories of `--append`, kept while the images are used.
+    _appended: Vec<TempDir>,
     passwords: (Password, Password),
     logs: LogDir,
     shared: Shared,
@@ -426,13 +438,24 @@ impl Ctx {
             }
             None => LogDir::Temp(TempDir::new("e2e-logs")?),
         };
+        let mut image = ImageFiles {
+            dir: opts.image.clone(),
+        };
+        let mut test_image = ImageFiles {
+            dir: opts.test_image.clone(),
+        };
+        let mut appended = Vec::new();
+        if let Some(words) = &opts.append {
+            for files in [&mut image, &mut test_image] {
+                let (dir, with) = files.with_extra_cmdline(words)?;
+                *files = with;
+                appended.push(dir);
+            }
+        }
         Ok(Ctx {
-            image: ImageFiles {
-                dir: opts.image.clone(),
-            },
-            test_image: ImageFiles {
-                dir: opts.test_image.clone(),
-            },
+            image,
+            test_image,
+            _appended: appended,
             opts,
             passwords: (Password::generate()?, Password::generate()?),
             logs,
