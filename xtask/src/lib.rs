@@ -13,6 +13,7 @@ pub mod gce;
 pub mod image;
 pub mod qemu;
 pub mod run;
+pub mod seccomp;
 pub mod standin;
 pub mod testnet;
 pub mod verify;

@@ -18,6 +18,8 @@ usage: cargo xtask <command>
   e2e [--only NAME] [--direct]
                          boot test images and check them from outside
   bench boot             boot-time and throughput benchmark
+  seccomp-trace          the server under its syscall filter through the real-server
+                         suites, refusals recorded (the allowlist's host measurement)
   image [--test] [--out DIR] [--cache DIR] [--no-sandbox]
                          build the appliance image (default target/appliance)
   verify [DIR]           offline audit of a built image, one [OK]/[FAIL] per line
@@ -53,6 +55,7 @@ fn run(args: Vec<String>) -> Result<()> {
         Some("run") => xtask::run::run(&args.collect::<Vec<_>>()),
         Some("e2e") => xtask::e2e::main(&args.collect::<Vec<_>>()),
         Some("bench") => xtask::bench::main(&args.collect::<Vec<_>>()),
+        Some("seccomp-trace") => xtask::seccomp::main(&args.collect::<Vec<_>>()),
         // Run by QEMU's guestfwd once per guest connection to the metadata
         // address: one HTTP exchange on stdin/stdout.
         Some("__metadata-standin") => xtask::standin::main(&args.collect::<Vec<_>>()),

@@ -897,9 +897,10 @@ impl ImageFiles {
     /// UKI. A test image reads its `appliance.test_*` hooks from there.
     pub fn with_extra_cmdline(&self, extra: &str) -> Result<(TempDir, ImageFiles)> {
         let dir = TempDir::new("image-cmdline")?;
-        for entry in fs::read_dir(&self.dir)
-            .with_context(|| format!("list {}", self.dir.display()))?
-        {
+        // Links to absolute paths: a relative --image would dangle.
+        let source = fs::canonicalize(&self.dir)
+            .with_context(|| format!("no image directory {}", self.dir.display()))?;
+        for entry in fs::read_dir(&source).with_context(|| format!("list {}", source.display()))? {
             let entry = entry?;
             let name = entry.file_name();
             if name == "appliance.cmdline" {

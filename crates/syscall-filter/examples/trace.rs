@@ -37,7 +37,7 @@ mod imp {
     use std::path::{Path, PathBuf};
 
     use anyhow::{bail, Context, Result};
-    use syscall_filter::linux::{run_traced, ChildExit};
+    use syscall_filter::linux::{run_traced_reporting, ChildExit};
     use syscall_filter::{Action, Filter};
 
     const USAGE: &str =
@@ -129,7 +129,18 @@ mod imp {
             })
             .collect::<Result<Vec<_>>>()?;
 
-        let traced = run_traced(&path, &argv, &envp, &filter).context("tracing")?;
+        // Written again at each new call: a harness may SIGKILL us (the
+        // traced program dies with us), and what was seen must survive.
+        let out = args.out.clone();
+        let command = args.command.clone();
+        let mut on_new = |recorder: &syscall_filter::Recorder| {
+            let _ = std::fs::write(
+                &out,
+                format!("# {command:?} still running\n{}", recorder.report()),
+            );
+        };
+        let traced =
+            run_traced_reporting(&path, &argv, &envp, &filter, &mut on_new).context("tracing")?;
         let exit = match traced.exit {
             ChildExit::Exited(code) => format!("exited with status {code}"),
             ChildExit::Signaled(signal) => format!("killed by signal {signal}"),
@@ -149,6 +160,11 @@ mod imp {
             traced.recorder.calls().count(),
             args.out.display()
         );
-        Ok(())
+        // Exit as the traced program did, so a caller that checks its
+        // status (a test expecting a server to refuse to start) sees it.
+        std::process::exit(match traced.exit {
+            ChildExit::Exited(code) => code,
+            ChildExit::Signaled(signal) => 128 + signal,
+        })
     }
 }

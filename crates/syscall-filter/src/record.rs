@@ -57,6 +57,11 @@ impl Recorder {
         self.total += 1;
     }
 
+    /// How many distinct (call, argument signature) pairs were seen.
+    pub fn signatures(&self) -> usize {
+        self.calls.values().map(|c| c.signatures.len()).sum()
+    }
+
     /// Every call seen, by name.
     pub fn calls(&self) -> impl Iterator<Item = (&str, &CallRecord)> {
         self.calls

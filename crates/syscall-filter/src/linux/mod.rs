@@ -27,7 +27,7 @@ use crate::{Error, Instruction, Notification, Program, Response, SeccompData};
 
 mod trace;
 
-pub use trace::{record_and_continue, run_traced, ChildExit, Traced};
+pub use trace::{record_and_continue, run_traced, run_traced_reporting, ChildExit, Traced};
 
 // A program is handed to the kernel in place: `Instruction` must be
 // `struct sock_filter` exactly.

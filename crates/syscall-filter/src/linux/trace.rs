@@ -98,6 +98,24 @@ pub fn run_traced(
     envp: &[CString],
     filter: &Filter,
 ) -> Result<Traced, Error> {
+    run_traced_reporting(path, argv, envp, filter, &mut |_| {})
+}
+
+/// [`run_traced`], calling `on_new` with the recorder each time a call
+/// signature not seen before was recorded: a caller that may be killed
+/// before the traced program ends (a test harness stopping a server with
+/// SIGKILL) writes what it has so far.
+///
+/// # Errors
+///
+/// As [`run_traced`].
+pub fn run_traced_reporting(
+    path: &CStr,
+    argv: &[CString],
+    envp: &[CString],
+    filter: &Filter,
+    on_new: &mut dyn FnMut(&Recorder),
+) -> Result<Traced, Error> {
     // A stream pair, close-on-exec.
     let (parent_end, child_end) = UnixStream::pair().map_err(|source| Error::Os {
         op: "socketpair",
@@ -151,21 +169,24 @@ pub fn run_traced(
 
     let mut recorder = Recorder::new();
     let mut status = None;
-    let mut reap_error = None;
-    record_and_continue(&listener, &mut recorder, || {
-        if status.is_none() {
-            match wait(pid, libc::WNOHANG) {
-                Ok(s) => status = s,
-                Err(e) => {
-                    reap_error = Some(e);
-                    return false;
+    loop {
+        match listener.wait(Some(POLL_INTERVAL))? {
+            Readiness::Notification => {
+                if let Received::Notification(n) = listener.recv()? {
+                    let before = recorder.signatures();
+                    recorder.record(&n);
+                    listener.respond(n.id, Response::Continue)?;
+                    if recorder.signatures() > before {
+                        on_new(&recorder);
+                    }
                 }
             }
+            Readiness::Hangup => break,
+            Readiness::TimedOut => {}
         }
-        true
-    })?;
-    if let Some(e) = reap_error {
-        return Err(e);
+        if status.is_none() {
+            status = wait(pid, libc::WNOHANG)?;
+        }
     }
     let status = match status {
         Some(s) => s,
