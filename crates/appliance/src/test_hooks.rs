@@ -22,8 +22,10 @@ pub const GOVERNOR_DELAY_PARAM: &str = "appliance.test_governor_delay=";
 
 /// The word that changes what happens to the server's syscall filter:
 /// `off` boots without one (the benchmark measures its cost), `log` turns
-/// every refusal into a continued call the governor notes once (how the
-/// allowlist is measured).
+/// every refusal into a continued call the governor notes once (the
+/// allowlist checked against the real workload), `record` notifies every
+/// call the same way (what the server uses at all: how the allowlist is
+/// measured).
 pub const SECCOMP_PARAM: &str = "appliance.test_seccomp=";
 
 /// The word that shortens `governor.max_child_seconds` to N seconds, so the
@@ -38,6 +40,9 @@ pub enum SeccompHook {
     Off,
     /// The filter, with refusals continued and noted.
     Log,
+    /// A filter that notifies every call, each continued and noted once:
+    /// what the server uses at all.
+    Record,
 }
 
 fn cmdline() -> String {
@@ -70,6 +75,7 @@ fn seccomp_in(cmdline: &str) -> Option<SeccompHook> {
     match param(cmdline, SECCOMP_PARAM)? {
         "off" => Some(SeccompHook::Off),
         "log" => Some(SeccompHook::Log),
+        "record" => Some(SeccompHook::Record),
         _ => None,
     }
 }

@@ -24,21 +24,26 @@ use crate::InitError;
 /// which init hands it the syscall filter's listener.
 pub type Governor<'a> = dyn Fn(&Spec, GovernorLink) -> i32 + 'a;
 
-/// Choices of the program init is part of, beside the spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BootOptions {
-    /// Install the server's syscall filter. Always `true` in a production
-    /// image; a test image's benchmark may boot without it to measure its
-    /// cost (`appliance.test_seccomp=off`).
-    pub syscall_filter: bool,
+/// Which syscall filter init installs before the exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FilterChoice {
+    /// The plan's allowlist: always, in a production image.
+    #[default]
+    Server,
+    /// TEST IMAGES ONLY: none (`appliance.test_seccomp=off`: the benchmark
+    /// measures the filter's cost).
+    None,
+    /// TEST IMAGES ONLY: a filter that allows nothing but notifies every
+    /// call (`appliance.test_seccomp=record`: with the governor continuing
+    /// and noting each distinct call, it measures what the server uses).
+    NotifyEverything,
 }
 
-impl Default for BootOptions {
-    fn default() -> Self {
-        Self {
-            syscall_filter: true,
-        }
-    }
+/// Choices of the program init is part of, beside the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BootOptions {
+    /// The syscall filter installed last.
+    pub syscall_filter: FilterChoice,
 }
 
 /// Every console line init writes starts with this.
@@ -334,12 +339,23 @@ fn execute(
         }
         Action::CloseFds => os.close_fds(),
         Action::SyscallFilter(filter) => {
-            if !options.syscall_filter {
-                os.console(&format!(
-                    "{CONSOLE_PREFIX} TEST IMAGE: no syscall filter (appliance.test_seccomp=off)"
-                ));
-                return Ok(());
-            }
+            let everything;
+            let filter = match options.syscall_filter {
+                FilterChoice::Server => filter,
+                FilterChoice::None => {
+                    os.console(&format!(
+                        "{CONSOLE_PREFIX} TEST IMAGE: no syscall filter (appliance.test_seccomp=off)"
+                    ));
+                    return Ok(());
+                }
+                FilterChoice::NotifyEverything => {
+                    everything = crate::seccomp::notify_everything()?;
+                    os.console(&format!(
+                        "{CONSOLE_PREFIX} TEST IMAGE: every syscall notified (appliance.test_seccomp=record)"
+                    ));
+                    &everything
+                }
+            };
             let allowed = crate::seccomp::allowed_syscalls(filter);
             let instructions = os.install_syscall_filter(filter)?;
             os.console(&format!(

@@ -225,6 +225,21 @@ pub fn server_filter(forks: Forks) -> Result<Filter, InitError> {
     Ok(filter)
 }
 
+/// TEST IMAGES ONLY: the filter that measures what the server uses. It
+/// allows nothing: every call is notified (the governor, in log mode,
+/// notes each distinct call once and continues it), except `clone3`, which
+/// answers ENOSYS as in [`server_filter`] so glibc takes the same path.
+///
+/// # Errors
+///
+/// As [`server_filter`].
+pub fn notify_everything() -> Result<Filter, InitError> {
+    let clone3 = Rule::named("clone3", Action::Errno(ENOSYS)).map_err(|e| InitError::Seccomp {
+        reason: e.to_string(),
+    })?;
+    Ok(Filter::new(Action::Notify).rule(clone3))
+}
+
 /// The number of distinct syscalls the filter lets through in some form
 /// (for the console line and the closing figures).
 pub fn allowed_syscalls(filter: &Filter) -> usize {
