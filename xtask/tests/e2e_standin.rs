@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use xtask::image::cpio::Archive;
+use image_formats::cpio::Archive;
 use xtask::image::fetch::{fetch_deb, unpack_deb, Cache, HostApt};
 use xtask::image::kmod::module_subset;
 use xtask::image::pins::Pins;
