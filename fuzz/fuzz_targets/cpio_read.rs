@@ -3,8 +3,8 @@
 //! content: same paths, modes and bodies.
 #![no_main]
 
+use image_formats::cpio::{parse, Archive, S_IFCHR, S_IFDIR, S_IFMT, S_IFREG};
 use libfuzzer_sys::fuzz_target;
-use xtask::image::cpio::{parse, Archive, S_IFCHR, S_IFDIR, S_IFMT, S_IFREG};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(entries) = parse(data) else {

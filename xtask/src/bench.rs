@@ -15,9 +15,9 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::e2e::resp::{Conn, Value};
 use crate::e2e::{ReadyProbe, Session};
-use crate::image::cpio::Archive;
 use crate::qemu::{self, Boot, BootMode, ConsoleSinks, ImageFiles, QemuSpec, TempDir, Vm, VmDir};
 use crate::standin::{Mode, Password, State};
+use image_formats::cpio::Archive;
 
 pub mod compare;
 
@@ -482,7 +482,7 @@ mod tests {
     #[test]
     fn floor_initramfs_parses() {
         let cpio = floor_initramfs().unwrap();
-        let entries = crate::image::cpio::parse(&cpio).unwrap();
+        let entries = image_formats::cpio::parse(&cpio).unwrap();
         let init = entries.iter().find(|e| e.abs_path() == "/init").unwrap();
         assert!(init.is_executable());
         assert_eq!(init.data, floor_init_elf().as_slice());

@@ -75,7 +75,7 @@ pub fn main(args: &[String]) -> Result<()> {
 
     // The image's files, as the appliance runs them.
     let cpio = crate::e2e::initramfs(&image)?;
-    let entries = crate::image::cpio::parse(&cpio)?;
+    let entries = image_formats::cpio::parse(&cpio)?;
     let mut found = BTreeMap::new();
     for e in &entries {
         let path = e.abs_path();

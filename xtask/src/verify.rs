@@ -19,12 +19,12 @@ use std::process::Command;
 use crate::image::assemble::{
     elf_deps, is_elf, ESP_BOOT_PATH, LIB_DIR, MODULES_DIR, OUTPUTS, SPEC_PATH,
 };
-use crate::image::cpio::{self, S_IFCHR, S_IFDIR, S_IFREG};
 use crate::image::fetch::{lib_dirs, sha256_file, TempDir};
 use crate::image::kmod::{self, Compression};
 use crate::image::manifest::{hash_file, sha256_hex, Manifest, Pin, Profile};
 use crate::image::valkey_conf::{self, ModuleLoad, INTRUDER_PATH, STREAM_GUARD_PATH};
-use crate::image::{fat, gcetar, gpt, uki};
+use image_formats::cpio::{self, S_IFCHR, S_IFDIR, S_IFREG};
+use image_formats::{fat, gcetar, gpt, pe};
 
 /// The string a test-profile init carries (the `test-hooks` feature).
 pub const TEST_HOOKS_MARKER: &[u8] = b"appliance-test-hooks-v1";
@@ -806,7 +806,7 @@ fn image_checks(
 ) -> Result<()> {
     let efi = fs::read(dir.join("appliance.efi")).unwrap_or_default();
     let kernel = fs::read(dir.join("vmlinuz")).unwrap_or_default();
-    let res = uki::sections(&efi).and_then(|secs| {
+    let res = pe::sections(&efi).map_err(Into::into).and_then(|secs| {
         let get = |n: &str| secs.iter().find(|s| s.name == n).map(|s| s.data);
         anyhow::ensure!(
             get(".linux") == Some(kernel.as_slice()),
@@ -827,7 +827,8 @@ fn image_checks(
     });
     r.result("uki sections", res)?;
 
-    let res = gpt::read_esp(&dir.join("disk.raw")).and_then(|esp| {
+    let disk = dir.join("disk.raw");
+    let res = gpt::read_esp(&disk).map_err(Into::into).and_then(|esp| {
         let fs = fat::FatReader::new(&esp)?;
         let files = fs.walk()?;
         anyhow::ensure!(files == [ESP_BOOT_PATH], "ESP holds {files:?}");
@@ -843,7 +844,8 @@ fn image_checks(
 
     for (tar, raw) in [("image.tar.gz", "disk.raw"), ("data.tar.gz", "data.raw")] {
         let res = gcetar::member_matches(&dir.join(tar), &dir.join(raw))
-            .map(|()| format!("one member disk.raw = {raw}"));
+            .map(|()| format!("one member disk.raw = {raw}"))
+            .map_err(Into::into);
         r.result(&format!("gce archive {tar}"), res)?;
     }
 

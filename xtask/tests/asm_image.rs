@@ -10,9 +10,9 @@
     clippy::type_complexity
 )]
 
+use image_formats::cpio::{self, Archive, S_IFCHR, S_IFDIR, S_IFMT};
 use std::path::{Path, PathBuf};
 use xtask::image::assemble::{assemble, AssembleInputs, AssembleOptions};
-use xtask::image::cpio::{self, Archive, S_IFCHR, S_IFDIR, S_IFMT};
 use xtask::image::manifest::{Pin, Profile};
 use xtask::verify::{unzstd, verify_with, VerifyOptions, INTRUDER_MARKER, TEST_HOOKS_MARKER};
 

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use xtask::image::cpio::Archive;
+use image_formats::cpio::Archive;
 use xtask::image::fetch::{fetch_kernel, Cache, HostArchives};
 use xtask::image::kmod::{decompress, module_subset};
 use xtask::image::pins::Pins;

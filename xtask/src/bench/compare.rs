@@ -280,7 +280,7 @@ fn opt(v: Option<u64>) -> String {
 fn appliance_files(image: &ImageFiles) -> Result<FileCounts> {
     let cpio = crate::e2e::initramfs(image)?;
     let mut counts = FileCounts::default();
-    for e in crate::image::cpio::parse(&cpio)? {
+    for e in image_formats::cpio::parse(&cpio)? {
         counts.add(e.mode);
     }
     Ok(counts)

@@ -902,7 +902,7 @@ pub fn initramfs(image: &ImageFiles) -> Result<Vec<u8>> {
 /// One file of the image's initramfs.
 pub fn initramfs_file(image: &ImageFiles, path: &str) -> Result<Vec<u8>> {
     let cpio = initramfs(image)?;
-    let entries = crate::image::cpio::parse(&cpio)?;
+    let entries = image_formats::cpio::parse(&cpio)?;
     entries
         .iter()
         .find(|e| e.abs_path() == path)

@@ -22,10 +22,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::cpio::Archive;
 use super::manifest::{hash_file, sha256_hex, FileEntry, InitramfsEntry, Manifest, Pin, Profile};
 use super::valkey_conf::{self, ModuleLoad, INTRUDER_PATH, STREAM_GUARD_PATH};
-use super::{ext4, fat, gcetar, gpt, uki};
+use super::{ext4, uki};
+use image_formats::cpio::{self, Archive};
+use image_formats::{fat, gcetar, gpt};
 
 /// Directory the kernel modules go to inside the image.
 pub const MODULES_DIR: &str = "/lib/modules";
@@ -355,7 +356,7 @@ pub fn build_initramfs(inputs: &AssembleInputs, spec: &Spec, spec_text: &[u8]) -
 }
 
 fn initramfs_entries(cpio: &[u8]) -> Result<Vec<InitramfsEntry>> {
-    Ok(super::cpio::parse(cpio)?
+    Ok(cpio::parse(cpio)?
         .iter()
         .map(|e| InitramfsEntry {
             path: e.abs_path(),

@@ -14,7 +14,7 @@ use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 
-use super::gpt::{derived_guid, guid_string};
+use image_formats::gpt::{derived_guid, guid_string};
 
 /// The label init looks for.
 pub const LABEL: &str = "appliance-data";

@@ -1,12 +1,8 @@
 //! `cargo xtask image`: pinned inputs -> `target/appliance/`.
 pub mod assemble;
 pub mod build;
-pub mod cpio;
 pub mod ext4;
-pub mod fat;
 pub mod fetch;
-pub mod gcetar;
-pub mod gpt;
 pub mod kmod;
 pub mod manifest;
 pub mod pins;

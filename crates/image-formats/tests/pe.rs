@@ -1,5 +1,5 @@
 //! The UKI writer on systemd-boot's real stub (package systemd-boot-efi),
-//! read back by our parser and by binutils' `objdump`.
+//! read back by our parser and by binutils' `objdump` and `objcopy`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,9 +9,11 @@
     clippy::type_complexity
 )]
 
-use xtask::image::uki;
+use image_formats::pe;
 
 const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+const OSREL: &str = "NAME=\"Appliance\"\nID=appliance\nVERSION_ID=1\n";
+const CMDLINE: &str = "console=ttyS0,115200n8 panic=-1";
 
 fn stub() -> Vec<u8> {
     std::fs::read(STUB).unwrap_or_else(|e| panic!("{STUB} (package systemd-boot-efi): {e}"))
@@ -22,15 +24,14 @@ fn sections_are_appended_aligned_and_read_back() {
     let stub = stub();
     let kernel: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
     let initrd = vec![0x28, 0xB5, 0x2F, 0xFD, 1, 2, 3];
-    let osrel = uki::os_release("patchworks", "1");
-    let efi = uki::build(&stub, &osrel, uki::CMDLINE, &initrd, &kernel).unwrap();
+    let efi = pe::build_uki(&stub, OSREL, CMDLINE, &initrd, &kernel).unwrap();
     assert_eq!(
         efi,
-        uki::build(&stub, &osrel, uki::CMDLINE, &initrd, &kernel).unwrap()
+        pe::build_uki(&stub, OSREL, CMDLINE, &initrd, &kernel).unwrap()
     );
 
-    let secs = uki::sections(&efi).unwrap();
-    let before = uki::sections(&stub).unwrap();
+    let secs = pe::sections(&efi).unwrap();
+    let before = pe::sections(&stub).unwrap();
     assert_eq!(
         &secs[..before.len()],
         &before[..],
@@ -43,8 +44,8 @@ fn sections_are_appended_aligned_and_read_back() {
     assert_eq!(
         added,
         vec![
-            (".osrel", osrel.as_bytes()),
-            (".cmdline", uki::CMDLINE.as_bytes()),
+            (".osrel", OSREL.as_bytes()),
+            (".cmdline", CMDLINE.as_bytes()),
             (".initrd", initrd.as_slice()),
             (".linux", kernel.as_slice()),
         ]
@@ -61,8 +62,8 @@ fn sections_are_appended_aligned_and_read_back() {
         assert_eq!(s.virtual_address % 4096, 0, "{} is page aligned", s.name);
     }
 
-    let dir = std::env::temp_dir().join(format!("asm-uki-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let path = dir.join("appliance.efi");
     std::fs::write(&path, &efi).unwrap();
     let out = std::process::Command::new("objdump")
@@ -77,7 +78,6 @@ fn sections_are_appended_aligned_and_read_back() {
         .status()
         .unwrap();
     let extracted = std::fs::read(dir.join("linux.bin")).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -95,6 +95,9 @@ fn sections_are_appended_aligned_and_read_back() {
 #[test]
 fn a_stub_that_already_has_a_linux_section_is_refused() {
     let stub = stub();
-    let once = uki::add_sections(&stub, &[(".linux", b"k")]).unwrap();
-    assert!(uki::add_sections(&once, &[(".linux", b"k")]).is_err());
+    let once = pe::add_sections(&stub, &[(".linux", b"k")]).unwrap();
+    assert_eq!(
+        pe::add_sections(&once, &[(".linux", b"k")]),
+        Err(pe::PeError::Duplicate(".linux".into()))
+    );
 }

@@ -9,8 +9,8 @@
     clippy::type_complexity
 )]
 
+use image_formats::cpio::{parse, Archive, CpioError, S_IFCHR, S_IFDIR, S_IFREG};
 use proptest::prelude::*;
-use xtask::image::cpio::{parse, Archive, CpioError, S_IFCHR, S_IFDIR, S_IFREG};
 
 fn sample() -> Archive {
     let mut a = Archive::new();
@@ -79,16 +79,14 @@ fn insertion_order_does_not_matter() {
 #[test]
 fn gnu_cpio_reads_our_archive() {
     let bytes = sample().write(0).unwrap();
-    let dir = std::env::temp_dir().join(format!("asm-cpio-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("a.cpio");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.cpio");
     std::fs::write(&file, &bytes).unwrap();
     let out = std::process::Command::new("cpio")
         .args(["-t", "-v", "--quiet", "-F"])
         .arg(&file)
         .output()
         .expect("cpio (package cpio) must be installed");
-    std::fs::remove_dir_all(&dir).unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -12,11 +12,104 @@
 //! name (`EFI`, `BOOT`, `BOOTX64.EFI`).
 //!
 //! The reader is pure over `&[u8]`, checks lengths first and bounds every
-//! cluster-chain walk, so a corrupt image yields an error, never a panic.
-#![forbid(unsafe_code)]
+//! cluster-chain walk (and visits each directory once), so a corrupt image
+//! yields an error, never a panic or an endless walk.
 
-use anyhow::{bail, ensure, Context, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a filesystem could not be built or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FatError {
+    /// The size is not whole sectors.
+    #[error("FAT: size {0} is not a multiple of 512")]
+    Unaligned(u64),
+    /// More sectors than a 32-bit count (or than memory) holds.
+    #[error("FAT: filesystem too large ({0} bytes)")]
+    TooLarge(u64),
+    /// Not even room for the reserved sectors and two FATs.
+    #[error("FAT: filesystem too small ({0} bytes)")]
+    TooSmall(u64),
+    /// Too few data clusters for FAT32.
+    #[error("FAT: {0} clusters is too few for FAT32 (needs {FAT32_MIN_CLUSTERS})")]
+    TooFewClusters(u32),
+    /// The files need more clusters than the filesystem has.
+    #[error("FAT: files do not fit in {0} clusters")]
+    Full(u32),
+    /// A cluster number or offset overflowed while writing.
+    #[error("FAT: write outside the filesystem")]
+    OutsideFilesystem,
+    /// A file of this many bytes does not fit FAT's 32-bit size field.
+    #[error("FAT: file over 4 GiB ({0} bytes)")]
+    FileTooLarge(usize),
+    /// A path component is not a plain upper-case 8.3 name.
+    #[error("FAT: `{0}` is not an upper-case 8.3 name")]
+    NotShortName(String),
+    /// The volume label has other characters or is over 11 bytes.
+    #[error("FAT: bad volume label {0:?}")]
+    BadLabel(String),
+    /// An empty path.
+    #[error("FAT: empty path")]
+    EmptyPath,
+    /// A directory component of `path` is a file.
+    #[error("FAT: `{component}` in `{path}` is a file")]
+    FileInPath {
+        /// The component.
+        component: String,
+        /// The whole path.
+        path: String,
+    },
+    /// The same path twice.
+    #[error("FAT: `{0}` given twice")]
+    Duplicate(String),
+    /// The image ends inside a structure.
+    #[error("FAT: truncated")]
+    Truncated,
+    /// No `55 AA` at the end of the boot sector.
+    #[error("FAT: no boot signature")]
+    NoBootSignature,
+    /// A sector size other than 512.
+    #[error("FAT: sector size {0} unsupported")]
+    SectorSize(usize),
+    /// Sectors per cluster not a power of two.
+    #[error("FAT: bad sectors per cluster {0}")]
+    SectorsPerCluster(usize),
+    /// No FAT32 FAT size or no FATs.
+    #[error("FAT: not FAT32")]
+    NotFat32,
+    /// The reserved sectors and FATs exceed the filesystem.
+    #[error("FAT: bad geometry")]
+    BadGeometry,
+    /// The boot sector claims more sectors than the image has.
+    #[error("FAT: image shorter than the filesystem")]
+    ShortImage,
+    /// A cluster chain longer than the cluster count.
+    #[error("FAT: cluster chain loops")]
+    ChainLoops,
+    /// A chain ends in a free, reserved or bad cluster value.
+    #[error("FAT: broken cluster chain at {0:#x}")]
+    BrokenChain(u32),
+    /// A chain names a cluster beyond the image.
+    #[error("FAT: cluster outside the image")]
+    ClusterOutside,
+    /// A file's size exceeds its chain.
+    #[error("FAT: file longer than its clusters")]
+    FileLongerThanClusters,
+    /// No such file.
+    #[error("FAT: `{0}` not found")]
+    NotFound(String),
+    /// The path names a directory.
+    #[error("FAT: `{0}` is a directory")]
+    IsADirectory(String),
+    /// A path component is a file.
+    #[error("FAT: `{0}` is not a directory")]
+    NotADirectory(String),
+    /// Directories deeper than any ESP needs.
+    #[error("FAT: directories nested too deep")]
+    TooDeep,
+    /// Two directory entries lead to one directory (a loop or cross-link).
+    #[error("FAT: directory at cluster {0:#x} reached twice")]
+    DirectoryTwice(u32),
+}
 
 /// Sector size; the only one written.
 pub const SECTOR: usize = 512;
@@ -81,14 +174,14 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 /// `BOOTX64.EFI` -> `BOOTX64 EFI` (11 bytes), refusing anything that is not
 /// already a plain upper-case 8.3 name.
-pub fn short_name(component: &str) -> Result<[u8; 11]> {
+pub fn short_name(component: &str) -> Result<[u8; 11], FatError> {
     let (base, ext) = component.split_once('.').unwrap_or((component, ""));
     let ok_char = |c: u8| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_' || c == b'-';
     ensure!(
         (1..=8).contains(&base.len())
             && ext.len() <= 3
             && base.bytes().chain(ext.bytes()).all(ok_char),
-        "FAT: `{component}` is not an upper-case 8.3 name"
+        FatError::NotShortName(component.to_owned())
     );
     let mut out = [b' '; 11];
     for (slot, b) in out.iter_mut().zip(base.bytes()) {
@@ -115,24 +208,21 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn new(size: u64) -> Result<Geometry> {
-        ensure!(
-            size % SECTOR as u64 == 0,
-            "FAT: size {size} is not a multiple of 512"
-        );
+    fn new(size: u64) -> Result<Geometry, FatError> {
+        ensure!(size % SECTOR as u64 == 0, FatError::Unaligned(size));
         let total_sectors =
-            u32::try_from(size / SECTOR as u64).context("FAT: filesystem too large")?;
+            u32::try_from(size / SECTOR as u64).map_err(|_| FatError::TooLarge(size))?;
         let mut fat_sectors = 1u32;
         loop {
             let data = total_sectors
                 .checked_sub(RESERVED_SECTORS + NUM_FATS * fat_sectors)
-                .context("FAT: filesystem too small")?;
+                .ok_or(FatError::TooSmall(size))?;
             let need = (data + 2).div_ceil(FAT_ENTRIES_PER_SECTOR);
             if need <= fat_sectors {
                 let clusters = data;
                 ensure!(
                     clusters >= FAT32_MIN_CLUSTERS,
-                    "FAT: {clusters} clusters is too few for FAT32 (needs {FAT32_MIN_CLUSTERS})"
+                    FatError::TooFewClusters(clusters)
                 );
                 return Ok(Geometry {
                     total_sectors,
@@ -162,26 +252,27 @@ struct Writer {
 }
 
 impl Writer {
-    fn put(&mut self, at: usize, bytes: &[u8]) -> Result<()> {
+    fn put(&mut self, at: usize, bytes: &[u8]) -> Result<(), FatError> {
         let dst = self
             .img
             .get_mut(at..at + bytes.len())
-            .context("FAT: write outside the filesystem")?;
+            .ok_or(FatError::OutsideFilesystem)?;
         dst.copy_from_slice(bytes);
         Ok(())
     }
 
     /// Allocates a contiguous chain of `n` clusters; returns the first (0 for n = 0).
-    fn alloc(&mut self, n: u32) -> Result<u32> {
+    fn alloc(&mut self, n: u32) -> Result<u32, FatError> {
         if n == 0 {
             return Ok(0);
         }
         let first = self.next_cluster;
-        let end = first.checked_add(n).context("FAT: cluster overflow")?;
+        let end = first
+            .checked_add(n)
+            .ok_or(FatError::Full(self.geo.clusters))?;
         ensure!(
             end <= self.geo.clusters + 2,
-            "FAT: files do not fit in {} clusters",
-            self.geo.clusters
+            FatError::Full(self.geo.clusters)
         );
         for c in first..end {
             let next = if c + 1 == end { END_OF_CHAIN } else { c + 1 };
@@ -191,7 +282,7 @@ impl Writer {
         Ok(first)
     }
 
-    fn set_fat(&mut self, cluster: u32, value: u32) -> Result<()> {
+    fn set_fat(&mut self, cluster: u32, value: u32) -> Result<(), FatError> {
         for fat in 0..NUM_FATS {
             let at = (RESERVED_SECTORS + fat * self.geo.fat_sectors) as usize * SECTOR
                 + cluster as usize * 4;
@@ -224,7 +315,7 @@ impl Writer {
         is_root: bool,
         label: Option<&[u8; 11]>,
         children: &BTreeMap<[u8; 11], Node>,
-    ) -> Result<()> {
+    ) -> Result<(), FatError> {
         let mut entries: Vec<[u8; 32]> = Vec::new();
         if is_root {
             if let Some(l) = label {
@@ -238,7 +329,8 @@ impl Writer {
         for (name, node) in children {
             match node {
                 Node::File(data) => {
-                    let size = u32::try_from(data.len()).context("FAT: file over 4 GiB")?;
+                    let size = u32::try_from(data.len())
+                        .map_err(|_| FatError::FileTooLarge(data.len()))?;
                     let first = self.alloc(clusters_for(data.len()))?;
                     if first != 0 {
                         let at = self.geo.cluster_offset(first);
@@ -277,14 +369,18 @@ fn dir_bytes(entries: usize) -> usize {
 
 /// Builds a FAT32 filesystem image holding `files` (paths like
 /// `EFI/BOOT/BOOTX64.EFI`) and a volume `label` (upper-case, <= 11 bytes).
-pub fn build(files: &[(&str, &[u8])], label: &str, params: &FatParams) -> Result<Vec<u8>> {
+pub fn build(
+    files: &[(&str, &[u8])],
+    label: &str,
+    params: &FatParams,
+) -> Result<Vec<u8>, FatError> {
     let geo = Geometry::new(params.size)?;
     ensure!(
         label.len() <= 11
             && label
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b' '),
-        "FAT: bad volume label {label:?}"
+        FatError::BadLabel(label.to_owned())
     );
     let mut label11 = [b' '; 11];
     for (s, b) in label11.iter_mut().zip(label.bytes()) {
@@ -294,7 +390,7 @@ pub fn build(files: &[(&str, &[u8])], label: &str, params: &FatParams) -> Result
     let mut root: BTreeMap<[u8; 11], Node> = BTreeMap::new();
     for (path, data) in files {
         let comps: Vec<&str> = path.split('/').collect();
-        let (leaf, dirs) = comps.split_last().context("FAT: empty path")?;
+        let (leaf, dirs) = comps.split_last().ok_or(FatError::EmptyPath)?;
         let mut cur = &mut root;
         for d in dirs {
             let entry = cur
@@ -302,15 +398,23 @@ pub fn build(files: &[(&str, &[u8])], label: &str, params: &FatParams) -> Result
                 .or_insert_with(|| Node::Dir(BTreeMap::new()));
             cur = match entry {
                 Node::Dir(m) => m,
-                Node::File(_) => bail!("FAT: `{d}` in `{path}` is a file"),
+                Node::File(_) => {
+                    return Err(FatError::FileInPath {
+                        component: (*d).to_owned(),
+                        path: (*path).to_owned(),
+                    })
+                }
             };
         }
         let name = short_name(leaf)?;
-        ensure!(!cur.contains_key(&name), "FAT: `{path}` given twice");
+        ensure!(
+            !cur.contains_key(&name),
+            FatError::Duplicate((*path).to_owned())
+        );
         cur.insert(name, Node::File(data.to_vec()));
     }
 
-    let size = usize::try_from(params.size).context("FAT: size")?;
+    let size = usize::try_from(params.size).map_err(|_| FatError::TooLarge(params.size))?;
     let (date, time) = dos_datetime(params.mtime);
     let mut w = Writer {
         img: vec![0u8; size],
@@ -376,19 +480,19 @@ fn fsinfo_sector(free: u32, next_free: u32) -> [u8; SECTOR] {
 
 // ---- reader ----------------------------------------------------------------
 
-fn le16(b: &[u8], at: usize) -> Result<u16> {
+fn le16(b: &[u8], at: usize) -> Result<u16, FatError> {
     let s = b
         .get(at..)
         .and_then(|s| s.first_chunk::<2>())
-        .context("FAT: truncated")?;
+        .ok_or(FatError::Truncated)?;
     Ok(u16::from_le_bytes(*s))
 }
 
-fn le32(b: &[u8], at: usize) -> Result<u32> {
+fn le32(b: &[u8], at: usize) -> Result<u32, FatError> {
     let s = b
         .get(at..)
         .and_then(|s| s.first_chunk::<4>())
-        .context("FAT: truncated")?;
+        .ok_or(FatError::Truncated)?;
     Ok(u32::from_le_bytes(*s))
 }
 
@@ -408,25 +512,22 @@ pub struct FatReader<'a> {
 
 impl<'a> FatReader<'a> {
     /// Parses the boot sector.
-    pub fn new(img: &'a [u8]) -> Result<FatReader<'a>> {
-        ensure!(le16(img, 510)? == 0xAA55, "FAT: no boot signature");
+    pub fn new(img: &'a [u8]) -> Result<FatReader<'a>, FatError> {
+        ensure!(le16(img, 510)? == 0xAA55, FatError::NoBootSignature);
         let bps = usize::from(le16(img, 11)?);
-        ensure!(bps == SECTOR, "FAT: sector size {bps} unsupported");
-        let spc = usize::from(*img.get(13).context("FAT: truncated")?);
-        ensure!(spc.is_power_of_two(), "FAT: bad sectors per cluster {spc}");
+        ensure!(bps == SECTOR, FatError::SectorSize(bps));
+        let spc = usize::from(*img.get(13).ok_or(FatError::Truncated)?);
+        ensure!(spc.is_power_of_two(), FatError::SectorsPerCluster(spc));
         let reserved = usize::from(le16(img, 14)?);
-        let fats = usize::from(*img.get(16).context("FAT: truncated")?);
+        let fats = usize::from(*img.get(16).ok_or(FatError::Truncated)?);
         let total = le32(img, 32)? as usize;
         let fat_size = le32(img, 36)? as usize;
-        ensure!(fat_size > 0 && fats > 0, "FAT: not FAT32");
+        ensure!(fat_size > 0 && fats > 0, FatError::NotFat32);
         let data_sectors = total
             .checked_sub(reserved + fats * fat_size)
-            .context("FAT: bad geometry")?;
-        let clusters = u32::try_from(data_sectors / spc).context("FAT: bad geometry")?;
-        ensure!(
-            total * SECTOR <= img.len(),
-            "FAT: image shorter than the filesystem"
-        );
+            .ok_or(FatError::BadGeometry)?;
+        let clusters = u32::try_from(data_sectors / spc).map_err(|_| FatError::BadGeometry)?;
+        ensure!(total * SECTOR <= img.len(), FatError::ShortImage);
         Ok(FatReader {
             img,
             cluster_bytes: spc * SECTOR,
@@ -438,22 +539,19 @@ impl<'a> FatReader<'a> {
     }
 
     /// The cluster chain starting at `first`, bounded by the cluster count.
-    fn chain(&self, first: u32) -> Result<Vec<u32>> {
+    fn chain(&self, first: u32) -> Result<Vec<u32>, FatError> {
         let mut out = Vec::new();
         let mut c = first;
         while (2..self.clusters + 2).contains(&c) {
-            ensure!(
-                out.len() < self.clusters as usize,
-                "FAT: cluster chain loops"
-            );
+            ensure!(out.len() < self.clusters as usize, FatError::ChainLoops);
             out.push(c);
             c = le32(self.img, self.fat_offset + c as usize * 4)? & 0x0FFF_FFFF;
         }
-        ensure!(c >= 0x0FFF_FFF8, "FAT: broken cluster chain at {c:#x}");
+        ensure!(c >= 0x0FFF_FFF8, FatError::BrokenChain(c));
         Ok(out)
     }
 
-    fn read_chain(&self, first: u32, len: Option<usize>) -> Result<Vec<u8>> {
+    fn read_chain(&self, first: u32, len: Option<usize>) -> Result<Vec<u8>, FatError> {
         let mut out = Vec::new();
         if first == 0 {
             return Ok(out);
@@ -463,11 +561,11 @@ impl<'a> FatReader<'a> {
             let s = self
                 .img
                 .get(at..at + self.cluster_bytes)
-                .context("FAT: cluster outside the image")?;
+                .ok_or(FatError::ClusterOutside)?;
             out.extend_from_slice(s);
         }
         if let Some(n) = len {
-            ensure!(n <= out.len(), "FAT: file longer than its clusters");
+            ensure!(n <= out.len(), FatError::FileLongerThanClusters);
             out.truncate(n);
         }
         Ok(out)
@@ -475,7 +573,7 @@ impl<'a> FatReader<'a> {
 
     /// Directory entries (name, attr, first cluster, size), skipping deleted,
     /// `.`/`..` and long-name entries.
-    pub fn list(&self, dir_cluster: u32) -> Result<Vec<DirEntry>> {
+    pub fn list(&self, dir_cluster: u32) -> Result<Vec<DirEntry>, FatError> {
         let raw = self.read_chain(dir_cluster, None)?;
         let mut out = Vec::new();
         for e in raw.chunks_exact(32) {
@@ -500,7 +598,7 @@ impl<'a> FatReader<'a> {
     }
 
     /// Reads the file at `path` (8.3 components separated by `/`).
-    pub fn read_file(&self, path: &str) -> Result<Vec<u8>> {
+    pub fn read_file(&self, path: &str) -> Result<Vec<u8>, FatError> {
         let comps: Vec<&str> = path.split('/').collect();
         let mut dir = self.root;
         for (i, comp) in comps.iter().enumerate() {
@@ -509,26 +607,32 @@ impl<'a> FatReader<'a> {
                 .list(dir)?
                 .into_iter()
                 .find(|(n, a, _, _)| *n == want && a & ATTR_VOLUME_ID == 0)
-                .with_context(|| format!("FAT: `{path}` not found"))?;
+                .ok_or_else(|| FatError::NotFound(path.to_owned()))?;
             if i + 1 == comps.len() {
-                ensure!(attr & ATTR_DIRECTORY == 0, "FAT: `{path}` is a directory");
+                ensure!(
+                    attr & ATTR_DIRECTORY == 0,
+                    FatError::IsADirectory(path.to_owned())
+                );
                 return self.read_chain(cluster, Some(size as usize));
             }
             ensure!(
                 attr & ATTR_DIRECTORY != 0,
-                "FAT: `{comp}` is not a directory"
+                FatError::NotADirectory((*comp).to_owned())
             );
             dir = cluster;
         }
-        bail!("FAT: empty path")
+        Err(FatError::EmptyPath)
     }
 
     /// Every file path in the filesystem, depth first.
-    pub fn walk(&self) -> Result<Vec<String>> {
+    pub fn walk(&self) -> Result<Vec<String>, FatError> {
         let mut out = Vec::new();
         let mut stack = vec![(self.root, String::new(), 0usize)];
+        let mut seen = BTreeSet::new();
         while let Some((dir, prefix, depth)) = stack.pop() {
-            ensure!(depth < 16, "FAT: directories nested too deep");
+            ensure!(depth < 16, FatError::TooDeep);
+            // Cluster 0 is an empty directory: nothing to read, nothing to loop.
+            ensure!(dir == 0 || seen.insert(dir), FatError::DirectoryTwice(dir));
             for (name, attr, cluster, _) in self.list(dir)? {
                 if attr & ATTR_VOLUME_ID != 0 {
                     continue;

