@@ -47,9 +47,7 @@ pub fn governor_main(spec: &Spec, link: GovernorLink) -> i32 {
         }
         match crate::test_hooks::seccomp_hook() {
             Some(crate::test_hooks::SeccompHook::Off) => mode = None,
-            Some(
-                crate::test_hooks::SeccompHook::Log | crate::test_hooks::SeccompHook::Record,
-            ) => {
+            Some(crate::test_hooks::SeccompHook::Log | crate::test_hooks::SeccompHook::Record) => {
                 mode = Some(Mode::Log);
                 machine.console_line(&format!(
                     "appliance: {marker}: syscall filter in log mode: refusals continued and noted"

@@ -48,8 +48,8 @@ pub mod secrets;
 
 pub use boot::grow_data_filesystem;
 pub use boot::{
-    boot, fatal_line, run, BootOptions, Fatal, FilterChoice, Governor, CONSOLE_PREFIX, STEP_PID1, STEP_PLAN,
-    STEP_SPEC,
+    boot, fatal_line, run, BootOptions, Fatal, FilterChoice, Governor, CONSOLE_PREFIX, STEP_PID1,
+    STEP_PLAN, STEP_SPEC,
 };
 pub use budget::{MemoryBudget, OutputLimit};
 pub use error::InitError;
