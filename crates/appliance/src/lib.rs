@@ -42,12 +42,13 @@ pub use test_hooks::TEST_HOOKS_MARKER;
 pub fn boot_options() -> init_seq::BootOptions {
     #[cfg(feature = "test-hooks")]
     {
-        let syscall_filter = match test_hooks::seccomp_hook() {
-            Some(test_hooks::SeccompHook::Off) => init_seq::FilterChoice::None,
-            Some(test_hooks::SeccompHook::Record) => init_seq::FilterChoice::NotifyEverything,
-            Some(test_hooks::SeccompHook::Log) | None => init_seq::FilterChoice::Server,
-        };
-        init_seq::BootOptions { syscall_filter }
+        init_seq::BootOptions {
+            syscall_filter: || match test_hooks::seccomp_hook() {
+                Some(test_hooks::SeccompHook::Off) => init_seq::FilterChoice::None,
+                Some(test_hooks::SeccompHook::Record) => init_seq::FilterChoice::NotifyEverything,
+                Some(test_hooks::SeccompHook::Log) | None => init_seq::FilterChoice::Server,
+            },
+        }
     }
     #[cfg(not(feature = "test-hooks"))]
     init_seq::BootOptions::default()

@@ -40,10 +40,20 @@ pub enum FilterChoice {
 }
 
 /// Choices of the program init is part of, beside the spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct BootOptions {
-    /// The syscall filter installed last.
-    pub syscall_filter: FilterChoice,
+    /// Which syscall filter is installed last, asked when that step runs
+    /// (a test image reads its choice from `/proc/cmdline`, which is only
+    /// mounted by then).
+    pub syscall_filter: fn() -> FilterChoice,
+}
+
+impl Default for BootOptions {
+    fn default() -> Self {
+        Self {
+            syscall_filter: || FilterChoice::Server,
+        }
+    }
 }
 
 /// Every console line init writes starts with this.
@@ -340,7 +350,7 @@ fn execute(
         Action::CloseFds => os.close_fds(),
         Action::SyscallFilter(filter) => {
             let everything;
-            let filter = match options.syscall_filter {
+            let filter = match (options.syscall_filter)() {
                 FilterChoice::Server => filter,
                 FilterChoice::None => {
                     os.console(&format!(
