@@ -21,6 +21,16 @@ use xtask::image::manifest::{Pin, Profile};
 use xtask::verify::{unzstd, verify_with, VerifyOptions};
 
 const EPOCH: u64 = 1_700_000_000;
+
+/// The initramfs as editable entries: (path, mode, data, rdev).
+type Entries = Vec<(String, u32, Vec<u8>, (u32, u32))>;
+/// One tampering case: what, the edit, the check that must fail, its text.
+type Case = (
+    &'static str,
+    Box<dyn Fn(&mut Entries)>,
+    &'static str,
+    &'static str,
+);
 const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 const KVER: &str = "9.9.9-test";
 
@@ -181,10 +191,10 @@ fn line<'r>(report: &'r str, check: &str) -> &'r str {
 }
 
 /// Rewrites the image's initramfs through `f` (path, mode, data, rdev).
-fn tamper(dir: &Path, f: impl FnOnce(&mut Vec<(String, u32, Vec<u8>, (u32, u32))>)) {
+fn tamper(dir: &Path, f: impl FnOnce(&mut Entries)) {
     let path = dir.join("initramfs.cpio.zst");
     let bytes = unzstd(&std::fs::read(&path).unwrap()).unwrap();
-    let mut entries: Vec<(String, u32, Vec<u8>, (u32, u32))> = cpio::parse(&bytes)
+    let mut entries: Entries = cpio::parse(&bytes)
         .unwrap()
         .iter()
         .map(|e| (e.abs_path(), e.mode, e.data.to_vec(), e.rdev))
@@ -228,8 +238,7 @@ fn the_pinned_packages_files_pass() {
 
 #[test]
 fn anything_else_fails_on_its_line() {
-    type Entries = Vec<(String, u32, Vec<u8>, (u32, u32))>;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Entries)>, &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "a changed C library",
             Box::new(|e: &mut Entries| {
