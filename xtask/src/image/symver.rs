@@ -211,6 +211,8 @@ pub fn missing_versions(
 }
 
 #[cfg(test)]
+// The fixtures are a few hundred bytes: their offsets fit every width.
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 
