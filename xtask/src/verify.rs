@@ -696,7 +696,7 @@ fn package_checks(
             let base = path.rsplit('/').next().unwrap_or_default();
             match package.get(base).map(fs::read) {
                 Some(Ok(want)) if want == *data => {}
-                Some(Ok(_)) => bad.push(format!("{path} differs from the {what}'s {base}")),
+                Some(Ok(_)) => bad.push(format!("{path} differs from {base} in the {what}")),
                 Some(Err(e)) => bad.push(format!("{path}: {e}")),
                 None => bad.push(format!("{path} is not in the {what}")),
             }

@@ -11,9 +11,10 @@ use super::kmod;
 use super::manifest::{Pin, Profile};
 use super::pins::Pins;
 use super::sandbox::Isolation;
-use super::valkey;
+use super::{symver, valkey};
 use crate::qemu::{ensure_tools, Tool};
 use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -241,13 +242,17 @@ pub const IMAGE_TOOLS: [Tool; 7] = [
 
 /// Fails, naming the packages, unless the pinned library packages have the
 /// loader and every library the server, init and the stream-guard module
-/// need; prints what they take from them.
+/// need, and define every symbol version those (compiled on this host) and
+/// the libraries themselves need; prints what they take from them.
 fn pinned_libraries(inputs: &AssembleInputs, pins: &Pins) -> Result<()> {
-    let mut roots = vec![read(&inputs.server)?, read(&inputs.init)?];
+    let mut named = vec![
+        ("valkey-server".to_owned(), read(&inputs.server)?),
+        ("/init".to_owned(), read(&inputs.init)?),
+    ];
     if let Some(guard) = &inputs.stream_guard {
-        roots.push(read(guard)?);
+        named.push(("the stream-guard module".to_owned(), read(guard)?));
     }
-    let roots: Vec<&[u8]> = roots.iter().map(Vec::as_slice).collect();
+    let roots: Vec<&[u8]> = named.iter().map(|(_, b)| b.as_slice()).collect();
     let packages = format!(
         "{} {} and {} {}",
         pins.libc.package, pins.libc.version, pins.libgcc.package, pins.libgcc.version
@@ -257,6 +262,25 @@ fn pinned_libraries(inputs: &AssembleInputs, pins: &Pins) -> Result<()> {
     })?;
     let names: Vec<&str> = libs.keys().map(String::as_str).collect();
     println!("    from {packages}: {}", names.join(", "));
+    let mut by_file = BTreeMap::new();
+    for (image_path, (host, _)) in &libs {
+        let file = image_path.rsplit('/').next().unwrap_or(image_path);
+        by_file.insert(file.to_owned(), read(host)?);
+    }
+    let mut binaries: Vec<(&str, &[u8])> = named
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    binaries.extend(by_file.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
+    let missing = symver::missing_versions(&binaries, &by_file)?;
+    if !missing.is_empty() {
+        bail!(
+            "symbol versions the pinned {packages} do not define (a build host newer than \
+             the pinned release?): {}",
+            missing.join(", ")
+        );
+    }
+    println!("    every symbol version needed is defined there");
     Ok(())
 }
 

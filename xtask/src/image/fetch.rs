@@ -490,12 +490,6 @@ impl HostApt {
         }
     }
 
-    /// Same as [`HostApt::host`] (the name older callers use).
-    #[must_use]
-    pub fn new(source_suites: &[String]) -> Self {
-        Self::host(source_suites)
-    }
-
     /// Only the binary packages of a Debian release's `suites` (e.g. `trixie
     /// trixie-security`), through the host's mirrors (see
     /// [`release_entries`]). Lazy like [`HostApt::host`].
@@ -620,7 +614,7 @@ pub trait Archives {
 /// The real [`Archives`]: one lazy [`HostApt`] per suite list asked for.
 pub struct HostArchives {
     host: HostApt,
-    releases: Vec<(Vec<String>, HostApt)>,
+    releases: BTreeMap<Vec<String>, HostApt>,
 }
 
 impl HostArchives {
@@ -629,7 +623,7 @@ impl HostArchives {
     pub fn new(source_suites: &[String]) -> Self {
         Self {
             host: HostApt::host(source_suites),
-            releases: Vec::new(),
+            releases: BTreeMap::new(),
         }
     }
 }
@@ -640,18 +634,9 @@ impl Archives for HostArchives {
     }
 
     fn release(&mut self, suites: &[String]) -> &mut dyn PackageSource {
-        let at = match self.releases.iter().position(|(s, _)| s == suites) {
-            Some(at) => at,
-            None => {
-                self.releases
-                    .push((suites.to_vec(), HostApt::release(suites)));
-                self.releases.len() - 1
-            }
-        };
-        match self.releases.get_mut(at) {
-            Some((_, apt)) => apt,
-            None => &mut self.host,
-        }
+        self.releases
+            .entry(suites.to_vec())
+            .or_insert_with(|| HostApt::release(suites))
     }
 }
 

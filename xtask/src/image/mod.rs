@@ -7,6 +7,7 @@ pub mod kmod;
 pub mod manifest;
 pub mod pins;
 pub mod sandbox;
+pub mod symver;
 pub mod uki;
 pub mod valkey;
 pub mod valkey_conf;

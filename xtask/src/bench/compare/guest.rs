@@ -3,9 +3,10 @@
 //! Debian's `important` priority set plus systemd, sshd, cron, redis-server
 //! and the appliance's pinned kernel package (initramfs-tools builds its
 //! initrd inside the root). That package is Debian 13's, which no Debian 12
-//! suite offers: mmdebstrap installs the verified `.deb` from the image's
-//! input cache, and apt takes its dependencies (kmod, initramfs-tools,
-//! linux-base >= 4.12, all in Debian 12) from the host's suites. Then the
+//! suite offers: its dependencies (kmod, initramfs-tools, linux-base >=
+//! 4.12, all in Debian 12) come from the host's suites, then the verified
+//! `.deb` from the image's input cache is copied in and installed with
+//! `dpkg -i` (apt cannot hand dpkg a file outside the chroot). Then the
 //! root is written to a sparse ext4 image with
 //! `mkfs.ext4 -d`. Cached under `target/bench-compare/` by a key over
 //! everything that decides its contents.
@@ -42,6 +43,11 @@ const PACKAGES: [&str; 8] = [
     "iproute2",
     "initramfs-tools",
 ];
+
+/// What the pinned (Debian 13) kernel package needs besides
+/// `initramfs-tools` (in [`PACKAGES`]), installed from the Debian 12 suites
+/// before it.
+const KERNEL_DEPENDS: [&str; 2] = ["kmod", "linux-base"];
 
 /// Size of the sparse root filesystem image: the root takes about 400 MiB;
 /// 2 GiB leaves a stock machine's head room (logs, AOF) without costing
@@ -155,6 +161,7 @@ pub fn cache_key(kernel_package: &str, kernel_version: &str) -> String {
     for part in [RECIPE, SUITE, VARIANT, kernel_package, kernel_version]
         .into_iter()
         .chain(PACKAGES)
+        .chain(KERNEL_DEPENDS)
         .chain([
             REDIS_CONF_TAIL,
             REPORT_SCRIPT,
@@ -314,13 +321,22 @@ pub fn ensure(
     let root = partial.join("root");
 
     let t = Instant::now();
-    let include = PACKAGES.join(",");
+    let include: Vec<&str> = PACKAGES.iter().chain(&KERNEL_DEPENDS).copied().collect();
+    let deb_name = kernel_deb
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the kernel package path has no file name")?;
+    let in_root = format!("/tmp/{deb_name}");
     let mut cmd = Command::new("mmdebstrap");
     cmd.arg("--quiet")
         .arg(format!("--variant={VARIANT}"))
-        .arg(format!("--include={include}"))
-        // A path of its own: mmdebstrap hands it to apt as a local package.
-        .arg(format!("--include={}", kernel_deb.display()))
+        .arg(format!("--include={}", include.join(",")))
+        .arg(format!(
+            "--customize-hook=copy-in {} /tmp",
+            kernel_deb.display()
+        ))
+        .arg(format!("--customize-hook=chroot \"$1\" dpkg -i {in_root}"))
+        .arg(format!("--customize-hook=rm \"$1\"{in_root}"))
         .arg(SUITE)
         .arg(&root)
         .args(host_sources()?);
