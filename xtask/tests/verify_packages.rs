@@ -14,8 +14,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use image_formats::cpio::{self, Archive, S_IFCHR, S_IFDIR, S_IFMT};
 use xtask::image::assemble::{assemble, AssembleInputs, AssembleOptions};
-use xtask::image::cpio::{self, Archive, S_IFCHR, S_IFDIR, S_IFMT};
 use xtask::image::fetch::{sha256_file, TempDir};
 use xtask::image::manifest::{Pin, Profile};
 use xtask::verify::{unzstd, verify_with, VerifyOptions};
@@ -149,6 +149,7 @@ fn fixture() -> Fixture {
         server: PathBuf::from("/usr/bin/true"),
         init: put(&d, "init", &fake_elf(3, b"init")),
         stream_guard: Some(put(&d, "guard.so", &fake_elf(3, b"guard"))),
+        intruder: None,
         spec: put(
             &d,
             "appliance.toml",
