@@ -143,11 +143,13 @@ struct BenchOptions {
     kernel: Option<PathBuf>,
     xadds: usize,
     test_image: PathBuf,
+    seccomp_only: bool,
 }
 
 const USAGE: &str = "\
 usage: cargo xtask bench compare --help   (the appliance beside a stock Debian 12 guest)
        cargo xtask bench boot [--runs N] [--direct] [--image DIR] [--kernel FILE] [--xadds N]
+                              [--seccomp-only]
 
   --runs N       boots per measurement (default 5; the median is shown)
   --direct       boot the appliance with -kernel/-initrd instead of OVMF + disk.raw
@@ -155,8 +157,9 @@ usage: cargo xtask bench compare --help   (the appliance beside a stock Debian 1
   --kernel FILE  kernel for the floor (default: the image's vmlinuz)
   --xadds N      XADDs for the throughput rows (default 2000)
   --test-image DIR
-                 test-profile image for the with/without-governor rows
-                 (default target/appliance-test)
+                 test-profile image for the with/without-governor and
+                 with/without-syscall-filter rows (default target/appliance-test)
+  --seccomp-only only the with/without-syscall-filter rows
 ";
 
 fn parse(args: &[String]) -> Result<BenchOptions> {
@@ -167,6 +170,7 @@ fn parse(args: &[String]) -> Result<BenchOptions> {
         kernel: None,
         xadds: 2000,
         test_image: crate::run::workspace_root().join("target/appliance-test"),
+        seccomp_only: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -182,6 +186,7 @@ fn parse(args: &[String]) -> Result<BenchOptions> {
             "--kernel" => o.kernel = Some(PathBuf::from(value()?)),
             "--xadds" => o.xadds = value()?.parse().context("--xadds")?,
             "--test-image" => o.test_image = PathBuf::from(value()?),
+            "--seccomp-only" => o.seccomp_only = true,
             other => bail!("unknown argument `{other}`\n{USAGE}"),
         }
     }
@@ -233,6 +238,12 @@ fn row(name: &str, samples: &[Duration]) -> String {
 pub fn boot(args: &[String]) -> Result<()> {
     let o = parse(args)?;
     qemu::ensure_tools(&qemu::BOOT_TOOLS, "to boot the image under QEMU")?;
+    if o.seccomp_only {
+        for line in seccomp_cost(&o)? {
+            println!("{line}");
+        }
+        return Ok(());
+    }
     let image = ImageFiles {
         dir: o.image.clone(),
     };
@@ -305,7 +316,120 @@ pub fn boot(args: &[String]) -> Result<()> {
     for line in governor_ratio(&o)? {
         println!("{line}");
     }
+    println!();
+    for line in seccomp_cost(&o)? {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// The syscall filter's cost, side by side in one run: the test image boots
+/// (direct) alternately without the filter (`appliance.test_seccomp=off`)
+/// and with it, `runs` times each, interleaved so the machine's drift falls
+/// on both; each boot is timed to its first acknowledged XADD, then serves
+/// `xadds` sequential and pipelined XADDs.
+fn seccomp_cost(o: &BenchOptions) -> Result<Vec<String>> {
+    let src = ImageFiles {
+        dir: o.test_image.clone(),
+    };
+    let missing = src.missing(true);
+    if !missing.is_empty() {
+        return Ok(vec![format!(
+            "{:<52} not measured: no test image at {} (missing {})",
+            "the syscall filter's cost",
+            src.dir.display(),
+            missing.join(", ")
+        )]);
+    }
+    let (_off_dir, off) = src.with_extra_cmdline("appliance.test_seccomp=off")?;
+    let state = State {
+        mode: Mode::Normal,
+        admin_pass: Password::generate()?,
+        visitor_pass: Password::generate()?,
+    };
+    // Without, then with: boot times and (sequential, pipelined) elapsed.
+    #[derive(Default)]
+    struct Samples {
+        boots: Vec<Duration>,
+        seq: Vec<Duration>,
+        piped: Vec<Duration>,
+    }
+    let mut samples = [Samples::default(), Samples::default()];
+    for i in 0..o.runs {
+        for ((with, image), into) in [(false, &off), (true, &src)]
+            .into_iter()
+            .zip(samples.iter_mut())
+        {
+            let data = TempDir::new("bench-seccomp")?;
+            let disk = data.path().join("data.raw");
+            qemu::copy_sparse(&src.file("data.raw"), &disk)?;
+            let log = data.path().join("console.log");
+            let mut s = Session::boot(image, BootMode::Direct, &disk, state.clone(), log)?;
+            let filtered =
+                s.vm.console()
+                    .wait_for(0, Duration::from_secs(60), |l| {
+                        l.contains("seccomp filter installed") || l.contains("no syscall filter")
+                    })
+                    .is_some_and(|(_, l)| l.text.contains("seccomp filter installed"));
+            if filtered != with {
+                bail!(
+                    "boot {} with filter {with}: the console says otherwise",
+                    i + 1
+                );
+            }
+            let (at, _) = s.wait_ready(ReadyProbe::VisitorXadd)?;
+            let (sq, pp) = measure_xadds(&s, o.xadds)?;
+            println!(
+                "seccomp run {} {}: ready {:.2}s, {:.0}/s sequential, {:.0}/s pipelined",
+                i + 1,
+                if with { "with filter" } else { "no filter" },
+                at.as_secs_f64(),
+                o.xadds as f64 / sq.as_secs_f64().max(1e-9),
+                o.xadds as f64 / pp.as_secs_f64().max(1e-9),
+            );
+            into.boots.push(at);
+            into.seq.push(sq);
+            into.piped.push(pp);
+            s.vm.stop()?;
+        }
+    }
+    let median = |v: &[Duration]| stats(v).map_or(Duration::ZERO, |(m, _, _)| m);
+    let rate = |d: Duration| o.xadds as f64 / d.as_secs_f64().max(1e-9);
+    let [without, with] = &samples;
+    let (b0, b1) = (median(&without.boots), median(&with.boots));
+    let (s0, s1) = (rate(median(&without.seq)), rate(median(&with.seq)));
+    let (p0, p1) = (rate(median(&without.piped)), rate(median(&with.piped)));
+    Ok(vec![
+        format!(
+            "{:<52} {:>12} {:>12} {:>8}",
+            "syscall filter (test image, direct, medians)", "without", "with", "ratio"
+        ),
+        format!(
+            "{:<52} {:>11.2}s {:>11.2}s {:>8.3}",
+            "QEMU start -> first XADD ack",
+            b0.as_secs_f64(),
+            b1.as_secs_f64(),
+            b1.as_secs_f64() / b0.as_secs_f64().max(1e-9)
+        ),
+        format!(
+            "{:<52} {:>10.0}/s {:>10.0}/s {:>8.3}",
+            "visitor XADD, sequential",
+            s0,
+            s1,
+            s1 / s0.max(1e-9)
+        ),
+        format!(
+            "{:<52} {:>10.0}/s {:>10.0}/s {:>8.3}",
+            "visitor XADD, pipelined x100",
+            p0,
+            p1,
+            p1 / p0.max(1e-9)
+        ),
+        format!(
+            "({} boots each, interleaved; {} XADDs per measurement)",
+            o.runs, o.xadds
+        ),
+    ])
 }
 
 /// Seconds the test image's governor idles when asked on the command line.
