@@ -12,12 +12,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-
-use crate::e2e::resp::{Conn, Value};
-use crate::e2e::{ReadyProbe, Session};
-use crate::qemu::{self, Boot, BootMode, ConsoleSinks, ImageFiles, QemuSpec, TempDir, Vm, VmDir};
-use crate::standin::{Mode, Password, State};
+use host_tools::ensure_tools;
 use image_formats::cpio::Archive;
+use vm_harness::resp::{Conn, Value};
+use vm_harness::standin::{Mode, State};
+use vm_harness::{Boot, BootMode, ConsoleSinks, ImageFiles, QemuSpec, Vm, VmDir};
+
+use crate::e2e::{ReadyProbe, Session};
 
 pub mod compare;
 
@@ -30,6 +31,9 @@ const PROGRAM_HEADER_LEN: u16 = 56;
 pub const RB_POWER_OFF: u32 = 0x4321_fedc;
 /// `LINUX_REBOOT_CMD_HALT`: the CPUs stop, QEMU keeps running.
 pub const RB_HALT_SYSTEM: u32 = 0xcdef_0123;
+
+/// The floor's kernel command line when the image has none to lend.
+const FLOOR_CMDLINE: &str = "console=ttyS0,115200n8 panic=-1";
 
 /// `reboot(LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, cmd)`, then spin if it
 /// ever returns (PID 1 must not exit).
@@ -115,7 +119,7 @@ pub fn spawn_reboot_vm(
         },
         dir.monitor(),
     );
-    Vm::spawn(&spec, &ConsoleSinks::default())
+    Ok(Vm::spawn(&spec, &ConsoleSinks::default())?)
 }
 
 /// Boots `kernel` with the floor initramfs; returns QEMU start -> exit.
@@ -237,18 +241,19 @@ fn row(name: &str, samples: &[Duration]) -> String {
 /// `cargo xtask bench boot`.
 pub fn boot(args: &[String]) -> Result<()> {
     let o = parse(args)?;
-    qemu::ensure_tools(&qemu::BOOT_TOOLS, "to boot the image under QEMU")?;
+    ensure_tools(&vm_harness::BOOT_TOOLS, "to boot the image under QEMU")?;
     if o.seccomp_only {
         for line in seccomp_cost(&o)? {
             println!("{line}");
         }
         return Ok(());
     }
-    let image = ImageFiles {
-        dir: o.image.clone(),
-    };
+    let image = ImageFiles::new(&o.image);
     let kernel = o.kernel.clone().unwrap_or_else(|| image.file("vmlinuz"));
-    let cmdline = image.cmdline();
+    let cmdline = image.cmdline().unwrap_or_else(|e| {
+        println!("floor: {e}; booting with `{FLOOR_CMDLINE}`");
+        FLOOR_CMDLINE.to_owned()
+    });
 
     let mut floor = Vec::new();
     for i in 0..o.runs {
@@ -262,17 +267,11 @@ pub fn boot(args: &[String]) -> Result<()> {
     let mut ready = Vec::new();
     let mut throughput: Vec<String> = Vec::new();
     if missing.is_empty() {
-        let state = State {
-            mode: Mode::Normal,
-            admin_pass: Password::generate()?,
-            visitor_pass: Password::generate()?,
-        };
+        let state = State::generate(Mode::Normal)?;
         for i in 0..o.runs {
-            let data = TempDir::new("bench-data")?;
-            let disk = data.path().join("data.raw");
-            qemu::copy_sparse(&image.file("data.raw"), &disk)?;
-            let log = data.path().join("console.log");
-            let mut s = Session::boot(&image, o.boot, &disk, state.clone(), log)?;
+            let data = image.fresh_data("bench-data")?;
+            let log = data.dir().join("console.log");
+            let mut s = Session::boot(&image, o.boot, &data.disk(), state.clone(), log)?;
             let (at, _) = s.wait_ready(ReadyProbe::VisitorXadd)?;
             println!("appliance run {}: {:.2}s", i + 1, at.as_secs_f64());
             ready.push(at);
@@ -284,7 +283,7 @@ pub fn boot(args: &[String]) -> Result<()> {
     } else {
         println!(
             "no image at {} (missing {}): appliance rows skipped",
-            image.dir.display(),
+            image.dir().display(),
             missing.join(", ")
         );
     }
@@ -329,24 +328,12 @@ pub fn boot(args: &[String]) -> Result<()> {
 /// on both; each boot is timed to its first acknowledged XADD, then serves
 /// `xadds` sequential and pipelined XADDs.
 fn seccomp_cost(o: &BenchOptions) -> Result<Vec<String>> {
-    let src = ImageFiles {
-        dir: o.test_image.clone(),
+    let src = match test_image(o, "the syscall filter's cost") {
+        Ok(image) => image,
+        Err(note) => return Ok(vec![note]),
     };
-    let missing = src.missing(true);
-    if !missing.is_empty() {
-        return Ok(vec![format!(
-            "{:<52} not measured: no test image at {} (missing {})",
-            "the syscall filter's cost",
-            src.dir.display(),
-            missing.join(", ")
-        )]);
-    }
     let (_off_dir, off) = src.with_extra_cmdline("appliance.test_seccomp=off")?;
-    let state = State {
-        mode: Mode::Normal,
-        admin_pass: Password::generate()?,
-        visitor_pass: Password::generate()?,
-    };
+    let state = State::generate(Mode::Normal)?;
     // Without, then with: boot times and (sequential, pipelined) elapsed.
     #[derive(Default)]
     struct Samples {
@@ -360,11 +347,9 @@ fn seccomp_cost(o: &BenchOptions) -> Result<Vec<String>> {
             .into_iter()
             .zip(samples.iter_mut())
         {
-            let data = TempDir::new("bench-seccomp")?;
-            let disk = data.path().join("data.raw");
-            qemu::copy_sparse(&src.file("data.raw"), &disk)?;
-            let log = data.path().join("console.log");
-            let mut s = Session::boot(image, BootMode::Direct, &disk, state.clone(), log)?;
+            let data = src.fresh_data("bench-seccomp")?;
+            let log = data.dir().join("console.log");
+            let mut s = Session::boot(image, BootMode::Direct, &data.disk(), state.clone(), log)?;
             let filtered =
                 s.vm.console()
                     .wait_for(0, Duration::from_secs(60), |l| {
@@ -442,42 +427,17 @@ const GOVERNOR_IDLE_SECS: u64 = 40;
 /// governor (test feature only) idles N seconds, petting the watchdog, before
 /// it starts watching. Measured while it idles, then after its seal table.
 fn governor_ratio(o: &BenchOptions) -> Result<Vec<String>> {
-    let src = ImageFiles {
-        dir: o.test_image.clone(),
+    let src = match test_image(o, "visitor XADD with/without the governor") {
+        Ok(image) => image,
+        Err(note) => return Ok(vec![note]),
     };
-    let missing = src.missing(true);
-    if !missing.is_empty() {
-        return Ok(vec![format!(
-            "{:<52} not measured: no test image at {} (missing {}; run `cargo xtask image --test`)",
-            "visitor XADD with/without the governor",
-            src.dir.display(),
-            missing.join(", ")
-        )]);
-    }
-    let dir = TempDir::new("bench-governor")?;
-    for f in ["vmlinuz", "initramfs.cpio.zst", "data.raw"] {
-        std::os::unix::fs::symlink(src.file(f), dir.path().join(f))
-            .with_context(|| format!("link {f} into {}", dir.path().display()))?;
-    }
-    std::fs::write(
-        dir.path().join("appliance.cmdline"),
-        format!(
-            "{} appliance.test_governor_delay={GOVERNOR_IDLE_SECS}",
-            src.cmdline()
-        ),
-    )?;
-    let image = ImageFiles {
-        dir: dir.path().to_path_buf(),
-    };
-    let disk = dir.path().join("data-copy.raw");
-    qemu::copy_sparse(&src.file("data.raw"), &disk)?;
-    let state = State {
-        mode: Mode::Normal,
-        admin_pass: Password::generate()?,
-        visitor_pass: Password::generate()?,
-    };
-    let log = dir.path().join("console.log");
-    let mut s = Session::boot(&image, BootMode::Direct, &disk, state, log)?;
+    let (_delay_dir, image) = src.with_extra_cmdline(&format!(
+        "appliance.test_governor_delay={GOVERNOR_IDLE_SECS}"
+    ))?;
+    let data = src.fresh_data("bench-governor")?;
+    let log = data.dir().join("console.log");
+    let state = State::generate(Mode::Normal)?;
+    let mut s = Session::boot(&image, BootMode::Direct, &data.disk(), state, log)?;
     s.wait_ready(ReadyProbe::VisitorXadd)?;
     let console = s.vm.console();
     if console
@@ -530,14 +490,38 @@ fn governor_ratio(o: &BenchOptions) -> Result<Vec<String>> {
     ])
 }
 
+/// The test-profile image of `o`, or the table line saying `what` was not
+/// measured without it.
+fn test_image(o: &BenchOptions, what: &str) -> std::result::Result<ImageFiles, String> {
+    let image = ImageFiles::new(&o.test_image);
+    let missing = image.missing(true);
+    if missing.is_empty() {
+        return Ok(image);
+    }
+    Err(format!(
+        "{what:<52} not measured: no test image at {} (missing {}; run `cargo xtask image --test`)",
+        image.dir().display(),
+        missing.join(", ")
+    ))
+}
+
 /// `n` visitor XADDs one round trip at a time, then `n` pipelined in batches
 /// of 100: the two elapsed times.
 fn measure_xadds(s: &Session, n: usize) -> Result<(Duration, Duration)> {
     let (_, stream) = s.visitor()?;
-    let mut c = s.visitor_conn()?;
+    xadd_timings(&mut s.visitor_conn()?, stream, n)
+}
+
+/// `n` XADDs to `stream` one round trip at a time, then `n` pipelined in
+/// batches of 100: the two elapsed times (`bench boot` and `bench compare`
+/// measure throughput with this).
+pub fn xadd_timings(c: &mut Conn, stream: &str, n: usize) -> Result<(Duration, Duration)> {
     let start = Instant::now();
     for i in 0..n {
-        crate::e2e::xadd(&mut c, stream, &i.to_string())?;
+        match c.cmd(&["XADD", stream, "*", "n", &i.to_string()])? {
+            Value::Bulk(Some(_)) => {}
+            other => bail!("XADD answered {other:?}"),
+        }
     }
     let seq = start.elapsed();
     let start = Instant::now();
@@ -563,7 +547,6 @@ fn measure_xadds(s: &Session, n: usize) -> Result<(Duration, Duration)> {
 fn xadd_throughput(s: &Session, n: usize) -> Result<Vec<String>> {
     let (seq, piped) = measure_xadds(s, n)?;
     let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
-    let _: Option<Conn> = None;
     Ok(vec![
         format!(
             "{:<52} {:>8.0}/s ({n} in {:.2}s)",

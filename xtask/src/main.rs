@@ -58,7 +58,9 @@ fn run(args: Vec<String>) -> Result<()> {
         Some("seccomp-trace") => xtask::seccomp::main(&args.collect::<Vec<_>>()),
         // Run by QEMU's guestfwd once per guest connection to the metadata
         // address: one HTTP exchange on stdin/stdout.
-        Some("__metadata-standin") => xtask::standin::main(&args.collect::<Vec<_>>()),
+        Some(vm_harness::standin::SUBCOMMAND) => {
+            Ok(vm_harness::standin::main(&args.collect::<Vec<_>>())?)
+        }
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
@@ -170,7 +172,10 @@ fn ci() -> Result<()> {
     // The README's quick start runs this on a fresh machine: bring what the
     // checks need (`.ci/run` installs the same list first).
     timed_ci("host packages", || {
-        xtask::qemu::ensure_packages(&xtask::qemu::ci_packages(), "for the build and the tests")
+        Ok(host_tools::ensure_packages(
+            &xtask::packages::ci(),
+            "for the build and the tests",
+        )?)
     })?;
     timed_ci("cargo-deny", ensure_cargo_deny)?;
     step("fmt", "cargo", &["fmt", "--all", "--check"])?;

@@ -16,10 +16,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::e2e::resp::Conn;
+use host_tools::ensure_tools;
+use vm_harness::resp::Conn;
+use vm_harness::standin::{Mode, Password, State};
+use vm_harness::{
+    copy_sparse, free_port, plan_boot, BootMode, ConsoleSinks, DiskInterface, ImageFiles, Network,
+    Vm, VmDir,
+};
+
 use crate::image::manifest::Profile;
-use crate::qemu::{self, BootMode, ConsoleSinks, DiskInterface, ImageFiles, Vm, VmDir};
-use crate::standin::{Mode, Password, State};
 
 /// The workspace root (this crate's parent directory).
 pub fn workspace_root() -> PathBuf {
@@ -46,7 +51,7 @@ pub fn ensure_image(profile: Profile, image: &ImageFiles, direct: bool) -> Resul
     if image.missing(direct).is_empty() {
         return Ok(());
     }
-    build_image(profile, &image.dir)?;
+    build_image(profile, image.dir())?;
     let missing = image.missing(direct);
     if !missing.is_empty() {
         bail!("the image build left out {}", missing.join(", "));
@@ -176,16 +181,14 @@ fn catch_signals() -> Result<()> {
 /// Entry of `cargo xtask run`.
 pub fn run(args: &[String]) -> Result<()> {
     let o = RunOptions::parse(args)?;
-    qemu::ensure_tools(&qemu::BOOT_TOOLS, "to boot the image under QEMU")?;
-    let image = ImageFiles {
-        dir: o.image.clone(),
-    };
+    ensure_tools(&vm_harness::BOOT_TOOLS, "to boot the image under QEMU")?;
+    let image = ImageFiles::new(&o.image);
     ensure_image(Profile::Production, &image, o.boot == BootMode::Direct)?;
     if o.fresh_data || !o.data.exists() {
         if let Some(parent) = o.data.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        qemu::copy_sparse(&image.file("data.raw"), &o.data)?;
+        copy_sparse(&image.file(vm_harness::image::DATA_DISK), &o.data)?;
         println!(
             "xtask: data disk {} (empty, from the image)",
             o.data.display()
@@ -213,9 +216,13 @@ pub fn run(args: &[String]) -> Result<()> {
     state.write(&dir.state_file())?;
     let port = match o.port {
         Some(p) => p,
-        None => qemu::free_port()?,
+        None => free_port()?,
     };
-    let mut qspec = qemu::plan_boot(&image, o.boot, &o.data, &dir, port, &[])?;
+    let network = Network::User {
+        server_port: port,
+        extra: &[],
+    };
+    let mut qspec = plan_boot(&image, o.boot, &o.data, &dir, network)?;
     qspec.memory_mib = o.memory_mib;
     qspec.disk_interface = o.disk_interface;
     let console_log = workspace_root().join("target/run/console.log");
@@ -241,7 +248,7 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     println!(
         "xtask: booting {} ({:?}, disks on {}, TCG); console below and in {}; Ctrl-C stops the VM",
-        image.dir.display(),
+        image.dir().display(),
         o.boot,
         o.disk_interface.name(),
         console_log.display()
@@ -339,18 +346,19 @@ mod tests {
 
     #[test]
     fn present_image_is_not_rebuilt() {
-        let tmp = qemu::TempDir::new("run-test").unwrap();
-        for f in ["disk.raw", "data.raw", "vmlinuz", "initramfs.cpio.zst"] {
+        let tmp = vm_harness::temp_dir("run-test").unwrap();
+        for f in [
+            "disk.raw",
+            "data.raw",
+            "vmlinuz",
+            "initramfs.cpio.zst",
+            "appliance.cmdline",
+        ] {
             std::fs::write(tmp.path().join(f), b"x").unwrap();
         }
-        let image = ImageFiles {
-            dir: tmp.path().to_path_buf(),
-        };
+        let image = ImageFiles::new(tmp.path());
         assert!(image.missing(false).is_empty() && image.missing(true).is_empty());
         ensure_image(Profile::Production, &image, false).unwrap();
         ensure_image(Profile::Test, &image, true).unwrap();
-        std::fs::remove_file(tmp.path().join("vmlinuz")).unwrap();
-        assert_eq!(image.missing(true), vec!["vmlinuz"]);
-        assert!(image.missing(false).is_empty());
     }
 }

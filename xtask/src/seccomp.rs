@@ -17,7 +17,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::image::assemble::SPEC_PATH;
-use crate::qemu::{ImageFiles, TempDir};
+use vm_harness::ImageFiles;
 
 /// Where the image keeps what the server runs with.
 const SERVER: &str = "/usr/bin/valkey-server";
@@ -42,15 +42,17 @@ usage: cargo xtask seccomp-trace [--image DIR] [--keep DIR] [--everything]
 /// Entry of `cargo xtask seccomp-trace`.
 pub fn main(args: &[String]) -> Result<()> {
     let root = crate::run::workspace_root();
-    let mut image = ImageFiles {
-        dir: root.join("target/appliance"),
-    };
+    let mut image = ImageFiles::new(root.join("target/appliance"));
     let mut keep = None;
     let mut everything = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--image" => image.dir = PathBuf::from(it.next().context("--image needs a directory")?),
+            "--image" => {
+                image = ImageFiles::new(PathBuf::from(
+                    it.next().context("--image needs a directory")?,
+                ))
+            }
             "--keep" => {
                 keep = Some(PathBuf::from(
                     it.next().context("--keep needs a directory")?,
@@ -64,7 +66,7 @@ pub fn main(args: &[String]) -> Result<()> {
             other => bail!("seccomp-trace: unknown argument `{other}`\n{USAGE}"),
         }
     }
-    let tmp = TempDir::new("seccomp-trace")?;
+    let tmp = vm_harness::temp_dir("seccomp-trace")?;
     let work = tmp.path();
     let traces = match &keep {
         Some(dir) => {
@@ -98,11 +100,11 @@ pub fn main(args: &[String]) -> Result<()> {
     }
     for needed in [SERVER, MODULE] {
         if !found.contains_key(needed) {
-            bail!("{needed} is not in {}", image.dir.display());
+            bail!("{needed} is not in {}", image.dir().display());
         }
     }
     if !lib.join(LOADER).is_file() {
-        bail!("{LIB_DIR}{LOADER} is not in {}", image.dir.display());
+        bail!("{LIB_DIR}{LOADER} is not in {}", image.dir().display());
     }
 
     // The image's filter, as init builds it from the image's spec.
@@ -244,7 +246,7 @@ mod tests {
 
     #[test]
     fn reports_merge_by_call_and_signature() {
-        let dir = TempDir::new("seccomp-merge").unwrap();
+        let dir = vm_harness::temp_dir("seccomp-merge").unwrap();
         std::fs::write(
             dir.path().join("a.txt"),
             "# [..] exited\n# 2 distinct calls, 3 calls in all\nexecve                          1\nsocket                          2\n    family=AF_NETLINK                                              2\n",

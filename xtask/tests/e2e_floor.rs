@@ -14,10 +14,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use host_tools::ensure_tools;
+use vm_harness::{VmDir, BOOT_TOOLS};
 use xtask::bench::{floor_boot, spawn_reboot_vm, RB_HALT_SYSTEM};
 use xtask::image::fetch::{fetch_kernel, Cache, HostArchives};
 use xtask::image::pins::Pins;
-use xtask::qemu::{ensure_tools, VmDir, BOOT_TOOLS};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -8,8 +8,9 @@
 //! their signature), and a copy with one byte changed is refused.
 //!
 //! `harness = false`: this binary is also the guestfwd program. Run with
-//! `__metadata-standin --state <file>` it is the stand-in, exactly as the
-//! xtask binary's hidden subcommand is (`xtask::standin::main`).
+//! `__metadata-standin --state <file>` it is the stand-in
+//! (`vm_harness::standin::main`), exactly as the xtask binary is, and QEMU
+//! gets the same program line (`vm_harness::standin::guestfwd_command`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -21,18 +22,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use host_tools::{ensure_tools, Tool};
 use image_formats::cpio::Archive;
+use vm_harness::standin::{self, Mode, State};
+use vm_harness::{Boot, ConsoleSinks, QemuSpec, Vm, VmDir, BOOT_TOOLS};
 use xtask::image::fetch::{fetch_kernel, Cache, HostArchives};
 use xtask::image::kmod::{decompress, module_subset};
 use xtask::image::pins::Pins;
-use xtask::qemu::{ensure_tools, Boot, ConsoleSinks, QemuSpec, Tool, Vm, VmDir, BOOT_TOOLS};
-use xtask::standin::{self, Mode, Password, State};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("__metadata-standin") {
+    if args.first().map(String::as_str) == Some(standin::SUBCOMMAND) {
         if let Err(e) = standin::main(&args[1..]) {
-            eprintln!("stand-in: {e:#}");
+            eprintln!("stand-in: {e}");
             std::process::exit(1);
         }
         return;
@@ -144,11 +146,7 @@ fn stand_in_answers_the_guest_through_guestfwd() {
     let (vmlinuz, modules, kver) = kernel_tree();
     let vm_dir = VmDir::new("standin-test").unwrap();
     let initrd = initramfs(vm_dir.path(), &modules, &kver);
-    let state = State {
-        mode: Mode::Normal,
-        admin_pass: Password::generate().unwrap(),
-        visitor_pass: Password::generate().unwrap(),
-    };
+    let state = State::generate(Mode::Normal).unwrap();
     state.write(&vm_dir.state_file()).unwrap();
     let mut spec = QemuSpec::new(
         Boot::Direct {
@@ -158,12 +156,7 @@ fn stand_in_answers_the_guest_through_guestfwd() {
         },
         vm_dir.monitor(),
     );
-    let exe = std::env::current_exe().unwrap();
-    spec.metadata_cmd = Some(format!(
-        "{} __metadata-standin --state {}",
-        exe.display(),
-        vm_dir.state_file().display()
-    ));
+    spec.metadata_cmd = Some(standin::guestfwd_command(&vm_dir.state_file()).unwrap());
     let mut vm = Vm::spawn(&spec, &ConsoleSinks::default()).unwrap();
     let exit = vm.wait_exit(Duration::from_secs(240)).unwrap();
     let lines: Vec<String> = vm.console().lines().into_iter().map(|l| l.text).collect();

@@ -13,11 +13,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use host_tools::ensure_tools;
+use vm_harness::qemu::GUEST_SERVER_PORT;
+use vm_harness::resp::{Conn, Value};
+use vm_harness::standin::{self, Mode, State};
+use vm_harness::{
+    copy_sparse, free_port, matchers, monitor_command, Boot, BootMode, ConsoleSinks, Forward,
+    ImageFiles, QemuSpec, Vm, VmDir,
+};
 
-use crate::e2e::resp::{Conn, Value};
 use crate::e2e::{ReadyProbe, Session};
-use crate::qemu::{self, Boot, BootMode, ConsoleSinks, Forward, ImageFiles, QemuSpec, Vm, VmDir};
-use crate::standin::{Mode, Password, State};
 use report::{FileCounts, IdleBlock, Row};
 
 /// How long a boot may take to its first acknowledged XADD: the Debian
@@ -112,15 +117,13 @@ struct Measured {
 pub fn main(args: &[String]) -> Result<()> {
     let o = parse(args)?;
     let all = Instant::now();
-    qemu::ensure_tools(&qemu::BOOT_TOOLS, "to boot both machines under QEMU")?;
-    let image = ImageFiles {
-        dir: o.image.clone(),
-    };
+    ensure_tools(&vm_harness::BOOT_TOOLS, "to boot both machines under QEMU")?;
+    let image = ImageFiles::new(&o.image);
     let missing = image.missing(true);
     if !missing.is_empty() {
         bail!(
             "no appliance image at {} (missing {}): run `cargo xtask image` first",
-            image.dir.display(),
+            image.dir().display(),
             missing.join(", ")
         );
     }
@@ -314,7 +317,7 @@ fn server_rss(c: &mut Conn) -> Result<u64> {
 /// `pmemsave` (the guest stops while QEMU writes the file).
 fn nonzero_ram(monitor: &Path, dir: &Path, ram: u64) -> Result<u64> {
     let dump = dir.join("ram.dump");
-    let out = qemu::monitor_command(
+    let out = monitor_command(
         monitor,
         // Hex size and a quoted name: HMP reads `1073741824 /tmp/..` as a
         // division.
@@ -336,31 +339,9 @@ fn nonzero_ram(monitor: &Path, dir: &Path, ram: u64) -> Result<u64> {
 /// `n` XADDs one round trip at a time, then `n` pipelined in batches of
 /// 100: rates per second.
 fn throughput(c: &mut Conn, stream: &str, n: usize) -> Result<(f64, f64)> {
-    let start = Instant::now();
-    for i in 0..n {
-        match c.cmd(&["XADD", stream, "*", "n", &i.to_string()])? {
-            Value::Bulk(Some(_)) => {}
-            other => bail!("XADD answered {other:?}"),
-        }
-    }
-    let seq = start.elapsed();
-    let start = Instant::now();
-    let mut left = n;
-    while left > 0 {
-        let batch = left.min(100);
-        for i in 0..batch {
-            c.send(&["XADD", stream, "*", "n", &i.to_string()])?;
-        }
-        for _ in 0..batch {
-            match c.read_reply()? {
-                Value::Bulk(Some(_)) => {}
-                other => bail!("XADD answered {other:?}"),
-            }
-        }
-        left -= batch;
-    }
+    let (seq, piped) = crate::bench::xadd_timings(c, stream, n)?;
     let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
-    Ok((rate(seq), rate(start.elapsed())))
+    Ok((rate(seq), rate(piped)))
 }
 
 /// Warms TCG's translation of the server's paths up, then measures.
@@ -376,16 +357,10 @@ fn boot_appliance(
     last: bool,
     m: &mut Measured,
 ) -> Result<()> {
-    let state = State {
-        mode: Mode::Normal,
-        admin_pass: Password::generate()?,
-        visitor_pass: Password::generate()?,
-    };
-    let data = qemu::TempDir::new("compare-appliance")?;
-    let disk = data.path().join("data.raw");
-    qemu::copy_sparse(&image.file("data.raw"), &disk)?;
-    let log = data.path().join("console.log");
-    let mut s = Session::boot(image, BootMode::Direct, &disk, state, log)?;
+    let state = State::generate(Mode::Normal)?;
+    let data = image.fresh_data("compare-appliance")?;
+    let log = data.dir().join("console.log");
+    let mut s = Session::boot(image, BootMode::Direct, &data.disk(), state, log)?;
     let (at, _) = s.wait_ready(ReadyProbe::VisitorXadd)?;
     m.ready.push(at);
     if first {
@@ -394,7 +369,8 @@ fn boot_appliance(
             .wait_for(0, SEAL_TIMEOUT, |l| l.starts_with("procwatch: seal: end"))
             .with_context(|| format!("no seal table within {}s", SEAL_TIMEOUT.as_secs()))?;
         let lines = console.lines();
-        let n = seal_count(&seal_line.text)
+        let n = matchers::seal_end(&seal_line.text)
+            .map(u64::from)
             .with_context(|| format!("cannot read the seal line {:?}", seal_line.text))?;
         let names: Vec<&str> = lines
             .iter()
@@ -444,14 +420,6 @@ fn guest_ram_bytes() -> u64 {
     u64::from(QemuSpec::new(boot, PathBuf::new()).memory_mib) << 20
 }
 
-/// `procwatch: seal: end (3 userspace processes)` -> 3.
-fn seal_count(line: &str) -> Option<u64> {
-    line.strip_prefix("procwatch: seal: end (")?
-        .strip_suffix(" userspace processes)")?
-        .parse()
-        .ok()
-}
-
 fn boot_debian(
     guest: &guest::Guest,
     o: &Options,
@@ -461,7 +429,7 @@ fn boot_debian(
 ) -> Result<()> {
     let dir = VmDir::new("compare-debian")?;
     let disk = dir.path().join("disk.raw");
-    qemu::copy_sparse(&guest.disk, &disk)?;
+    copy_sparse(&guest.disk, &disk)?;
     let mut spec = QemuSpec::new(
         Boot::Direct {
             kernel: guest.kernel.clone(),
@@ -471,26 +439,21 @@ fn boot_debian(
         dir.monitor(),
     );
     spec.data_disk = Some(disk);
-    let port = qemu::free_port()?;
+    let port = free_port()?;
     spec.forwards = vec![
         Forward {
             host: port,
-            guest: qemu::GUEST_SERVER_PORT,
+            guest: GUEST_SERVER_PORT,
         },
         Forward {
-            host: qemu::free_port()?,
+            host: free_port()?,
             guest: 22,
         },
     ];
     // The same network as the appliance's, metadata forward included
     // (nothing in the stock guest asks it).
-    State {
-        mode: Mode::Normal,
-        admin_pass: Password::generate()?,
-        visitor_pass: Password::generate()?,
-    }
-    .write(&dir.state_file())?;
-    spec.metadata_cmd = Some(qemu::standin_command(&dir.state_file())?);
+    State::generate(Mode::Normal)?.write(&dir.state_file())?;
+    spec.metadata_cmd = Some(standin::guestfwd_command(&dir.state_file())?);
     let log = dir.console_log();
     let mut vm = Vm::spawn(
         &spec,
@@ -605,19 +568,6 @@ fn print_debian_block(b: &IdleBlock) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_seal_line() {
-        assert_eq!(
-            seal_count("procwatch: seal: end (2 userspace processes)"),
-            Some(2)
-        );
-        assert_eq!(
-            seal_count("procwatch: seal: end (x userspace processes)"),
-            None
-        );
-        assert_eq!(seal_count("procwatch: seal: valkey-server"), None);
-    }
 
     #[test]
     fn parses_options() {

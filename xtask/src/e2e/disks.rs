@@ -21,9 +21,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::{check_acked, console, host_command, resp, xadd, Acked, Ctx, ReadyProbe, Session};
-use crate::qemu::{self, BootMode, ConsoleSinks, DiskInterface, Forward, TempDir, Vm, VmDir};
-use crate::standin::Mode;
+use vm_harness::standin::Mode;
+use vm_harness::{copy_sparse, matchers, resp, temp_dir, BootMode, DiskInterface};
+
+use super::{check_acked, host_command, xadd, Acked, Ctx, Net, ReadyProbe, Session};
 
 /// The console line init prints after growing the data filesystem.
 const GROWN: &str = "appliance: data filesystem grown from ";
@@ -40,7 +41,7 @@ const POWER_OFF_WITHIN: Duration = Duration::from_secs(60);
 
 /// `appliance: data filesystem grown from <old> to <new> bytes` -> sizes.
 fn grown_line(line: &str) -> Option<(u64, u64)> {
-    let rest = console::from_marker(line, GROWN)?.get(GROWN.len()..)?;
+    let rest = matchers::from_marker(line, GROWN)?.get(GROWN.len()..)?;
     let (old, rest) = rest.split_once(" to ")?;
     let new = rest.trim_end().strip_suffix(" bytes")?;
     Some((old.parse().ok()?, new.parse().ok()?))
@@ -48,7 +49,7 @@ fn grown_line(line: &str) -> Option<(u64, u64)> {
 
 /// `appliance: data disk <device> labelled <label>` -> the device.
 fn data_disk_line(line: &str) -> Option<&str> {
-    let rest = console::from_marker(line, DATA_DISK)?.get(DATA_DISK.len()..)?;
+    let rest = matchers::from_marker(line, DATA_DISK)?.get(DATA_DISK.len()..)?;
     let (device, _) = rest.split_once(" labelled ")?;
     Some(device)
 }
@@ -72,37 +73,18 @@ fn boot(
     log_name: &str,
 ) -> Result<Session> {
     ctx.require(&ctx.image, "production image")?;
-    let image = &ctx.image;
-    let spec = super::image_spec(image)?;
-    let dir = VmDir::new("e2e-vm")?;
-    let state = ctx.state(Mode::Normal);
-    state.write(&dir.state_file())?;
-    let port = qemu::free_port()?;
-    let extra_port = qemu::free_port()?;
-    let forwards = [Forward {
-        host: extra_port,
-        guest: 22,
-    }];
-    let mut qspec = qemu::plan_boot(image, BootMode::Uefi, data, &dir, port, &forwards)?;
-    qspec.disk_interface = interface;
-    qspec.extra_disks = extra.to_vec();
-    let console_log = ctx.logs.path().join(log_name);
-    let sinks = ConsoleSinks {
-        echo: false,
-        log_file: Some(console_log.clone()),
-    };
-    let vm = Vm::spawn(&qspec, &sinks)?;
-    Ok(Session {
-        vm,
-        dir,
-        port,
-        extra_port,
-        state,
-        spec,
-        ready_at: None,
-        console_log,
-        net: None,
-    })
+    Session::start(
+        &ctx.image,
+        BootMode::Uefi,
+        data,
+        ctx.state(Mode::Normal),
+        ctx.logs.path().join(log_name),
+        Net::User,
+        |qspec| {
+            qspec.disk_interface = interface;
+            qspec.extra_disks = extra.to_vec();
+        },
+    )
 }
 
 /// The data disk the guest named, checked against the interface.
@@ -130,10 +112,12 @@ fn power_off(s: &mut Session) -> Result<String> {
     let exit = s.power_button(POWER_OFF_WITHIN)?;
     let lines = s.vm.console().lines();
     let after = lines.get(from..).unwrap_or_default();
-    let pressed = after.iter().any(|l| l.text.contains(console::POWER_BUTTON));
+    let pressed = after
+        .iter()
+        .any(|l| l.text.contains(matchers::POWER_BUTTON));
     let powered_down = after
         .iter()
-        .any(|l| l.text.contains(console::KERNEL_POWER_DOWN));
+        .any(|l| l.text.contains(matchers::KERNEL_POWER_DOWN));
     let Some(status) = exit else {
         s.vm.stop()?;
         bail!(
@@ -145,14 +129,14 @@ fn power_off(s: &mut Session) -> Result<String> {
     if !pressed || !powered_down {
         bail!(
             "power button: governor line {pressed}, `{}` {powered_down}\n{}",
-            console::KERNEL_POWER_DOWN,
+            matchers::KERNEL_POWER_DOWN,
             s.vm.console().tail(10)
         );
     }
     Ok(format!(
         "power button: `{}`, `{}`, QEMU exited ({status})",
-        console::POWER_BUTTON,
-        console::KERNEL_POWER_DOWN
+        matchers::POWER_BUTTON,
+        matchers::KERNEL_POWER_DOWN
     ))
 }
 
@@ -160,9 +144,9 @@ fn power_off(s: &mut Session) -> Result<String> {
 /// journal on a copy (the guest powers off without unmounting), and
 /// e2fsck's verdict on that copy.
 fn filesystem_bytes(data: &Path) -> Result<u64> {
-    let tmp = TempDir::new("e2e-disk-size")?;
+    let tmp = temp_dir("e2e-disk-size")?;
     let copy = tmp.path().join("data.raw");
-    qemu::copy_sparse(data, &copy)?;
+    copy_sparse(data, &copy)?;
     let copy_s = copy.to_string_lossy().into_owned();
     // 1: errors corrected (the journal replayed); a second pass must be 0.
     host_command("e2fsck", &["-fy", &copy_s], &[1])?;
@@ -182,9 +166,8 @@ fn filesystem_bytes(data: &Path) -> Result<u64> {
 /// The three boots; see the module docs.
 pub(super) fn disk_interfaces(ctx: &mut Ctx) -> Result<Vec<String>> {
     let mut notes = Vec::new();
-    let tmp = TempDir::new("e2e-disks")?;
-    let data = tmp.path().join("data.raw");
-    qemu::copy_sparse(&ctx.image.file("data.raw"), &data)?;
+    let tmp = ctx.image.fresh_data("e2e-disks")?;
+    let data = tmp.disk();
 
     // 1. virtio-SCSI: ready, entries, power button.
     let mut s = boot(
@@ -245,7 +228,7 @@ pub(super) fn disk_interfaces(ctx: &mut Ctx) -> Result<Vec<String>> {
     let grown: Vec<(u64, u64)> = lines.iter().filter_map(|l| grown_line(&l.text)).collect();
     let exec_at = lines
         .iter()
-        .position(|l| l.text.contains(console::EXEC_SERVER));
+        .position(|l| l.text.contains(matchers::EXEC_SERVER));
     let grown_at = lines.iter().position(|l| grown_line(&l.text).is_some());
     let &[(old, new)] = grown.as_slice() else {
         bail!(
@@ -339,7 +322,7 @@ fn fatal_data_disk_boot(
     let mut s = boot(ctx, DiskInterface::Scsi, data, extra, log_name)?;
     let found =
         s.vm.console()
-            .wait_for(0, super::FATAL_TIMEOUT, |l| console::fatal(l).is_some());
+            .wait_for(0, super::FATAL_TIMEOUT, |l| matchers::fatal(l).is_some());
     let Some((_, line)) = found else {
         s.vm.stop()?;
         bail!(
@@ -348,7 +331,7 @@ fn fatal_data_disk_boot(
             s.vm.console().tail(15)
         );
     };
-    let (step, reason) = console::fatal(&line.text).context("FATAL line")?;
+    let (step, reason) = matchers::fatal(&line.text).context("FATAL line")?;
     if step != "data disk" {
         s.vm.stop()?;
         bail!("FATAL {step}: {reason}; want a `FATAL data disk` line");
@@ -360,7 +343,7 @@ fn fatal_data_disk_boot(
     let exited = s.vm.wait_exit(Duration::from_secs(30))?;
     let lines = s.vm.console().lines();
     let mounted = lines.iter().find_map(|l| data_disk_line(&l.text));
-    let exec = lines.iter().any(|l| l.text.contains(console::EXEC_SERVER));
+    let exec = lines.iter().any(|l| l.text.contains(matchers::EXEC_SERVER));
     let probe = resp::probe(s.port, Duration::from_secs(2));
     if exited.is_none() {
         s.vm.stop()?;
@@ -382,12 +365,10 @@ fn fatal_data_disk_boot(
 /// A second disk with the data label: FATAL naming both. Then a disk whose
 /// filesystem carries another label, and no other: FATAL, never a format.
 pub(super) fn disk_label_fatal(ctx: &mut Ctx) -> Result<Vec<String>> {
-    let tmp = TempDir::new("e2e-disks-label")?;
-    let data = tmp.path().join("data.raw");
-    let twin = tmp.path().join("twin.raw");
-    for disk in [&data, &twin] {
-        qemu::copy_sparse(&ctx.image.file("data.raw"), disk)?;
-    }
+    let tmp = ctx.image.fresh_data("e2e-disks-label")?;
+    let data = tmp.disk();
+    let twin = tmp.dir().join("twin.raw");
+    copy_sparse(&data, &twin)?;
     let twin_note = fatal_data_disk_boot(
         ctx,
         &data,
@@ -416,7 +397,7 @@ pub(super) fn disk_label_fatal(ctx: &mut Ctx) -> Result<Vec<String>> {
     )?;
 
     // The operator attached the wrong disk: an ext4 filesystem, another label.
-    let other = tmp.path().join("other.raw");
+    let other = tmp.dir().join("other.raw");
     std::fs::File::create(&other)
         .and_then(|f| f.set_len(64 << 20))
         .with_context(|| format!("create {}", other.display()))?;

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::resp::{self, Conn, Value};
+use vm_harness::resp::{self, Conn, Value};
+
 use super::{stream_tail, Ctx};
 
 /// What a refused visitor XADD answers (the reason and `'` follow).
@@ -546,7 +547,9 @@ fn well_behaved(target: &Target, conn: Conn, deadline: Instant) -> Good {
         let value = flood_value(n);
         good.attempts += 1;
         let reply = match conn.as_mut() {
-            Some(c) => c.cmd(&["XADD", &target.stream, "*", "msg", &value]),
+            Some(c) => c
+                .cmd(&["XADD", &target.stream, "*", "msg", &value])
+                .map_err(anyhow::Error::from),
             None => Err(anyhow::anyhow!("no connection (reconnect failed)")),
         };
         match reply {
@@ -577,11 +580,16 @@ fn admin_reads(admin: &mut Conn, stream: &str, stop: &AtomicBool) -> AdminView {
     let mut view = AdminView::default();
     let mut last_ok = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let read = admin
-            .cmd(&["XLEN", stream])
-            .and_then(|v| v.int().context("XLEN is not an integer"))
-            .and_then(|_| admin.cmd(&["INFO", "memory"]))
-            .and_then(|v| v.text().context("INFO memory is not text"));
+        let read = (|| -> Result<String> {
+            admin
+                .cmd(&["XLEN", stream])?
+                .int()
+                .context("XLEN is not an integer")?;
+            admin
+                .cmd(&["INFO", "memory"])?
+                .text()
+                .context("INFO memory is not text")
+        })();
         match read {
             Ok(info) => {
                 let (used, max) = memory_fields(&info);

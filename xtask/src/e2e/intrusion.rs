@@ -27,11 +27,11 @@ use anyhow::{bail, Context, Result};
 use intruder::steps::Target;
 use intruder::{judge, HaltWait, Observed, Outcome, Step, COMMAND, MARKER, STEPS};
 
-use super::console;
-use super::resp::{self, Value};
+use vm_harness::resp::{self, Value};
+use vm_harness::standin::Mode;
+use vm_harness::{matchers, BootMode};
+
 use super::{check_acked, Acked, Ctx, ReadyProbe, Session};
-use crate::qemu::{self, BootMode, TempDir};
-use crate::standin::Mode;
 
 /// Every intrusion case name starts with this.
 pub(super) const PREFIX: &str = "intrude-";
@@ -112,7 +112,7 @@ fn watch_halt(
         .get(verdict_at)
         .map(|l| l.text.clone())
         .unwrap_or_default();
-    match console::halt_verdict(&verdict_line).and_then(|v| v.process) {
+    match matchers::halt_verdict(&verdict_line).and_then(|v| v.process) {
         Some(p) if p.pid == 1 || p.ppid == 1 => {}
         Some(p) => problems.push(format!(
             "the HALT line names pid {} (ppid {}, exe {}), neither the server nor a child of it",
@@ -121,7 +121,7 @@ fn watch_halt(
         None => problems.push("the HALT line names no process".into()),
     }
     let down = c.wait_for(verdict_at, Duration::from_secs(30), |l| {
-        l.contains(console::KERNEL_POWER_DOWN) || l.contains(console::KERNEL_HALTED)
+        l.contains(matchers::KERNEL_POWER_DOWN) || l.contains(matchers::KERNEL_HALTED)
     });
     let exit = s.vm.wait_exit(Duration::from_secs(10))?;
     match &down {
@@ -140,7 +140,7 @@ fn watch_halt(
                     bound.as_secs_f64()
                 ));
             }
-            if line.text.contains(console::KERNEL_HALTED) {
+            if line.text.contains(matchers::KERNEL_HALTED) {
                 problems.push(
                     "the kernel halted instead of powering off (RB_HALT_SYSTEM leaves QEMU and a GCE instance running)"
                         .into(),
@@ -150,7 +150,7 @@ fn watch_halt(
         None => problems.push(format!(
             "a HALT verdict ({}) but no `{}` line within 30 s",
             verdict_line.trim(),
-            console::KERNEL_POWER_DOWN
+            matchers::KERNEL_POWER_DOWN
         )),
     }
     match exit {
@@ -175,7 +175,7 @@ pub(super) fn step_case(ctx: &mut Ctx, step: &'static Step) -> Result<Vec<String
     if !missing.is_empty() {
         bail!(
             "no test-profile image at {} (missing {}); build it with `cargo xtask image --test`",
-            ctx.test_image.dir.display(),
+            ctx.test_image.dir().display(),
             missing.join(", ")
         );
     }
@@ -201,9 +201,8 @@ pub(super) fn step_case(ctx: &mut Ctx, step: &'static Step) -> Result<Vec<String
             (Some(dir), image)
         }
     };
-    let data = TempDir::new("e2e-intrude")?;
-    let disk = data.path().join("data.raw");
-    qemu::copy_sparse(&ctx.test_image.file("data.raw"), &disk)?;
+    let data = ctx.test_image.fresh_data("e2e-intrude")?;
+    let disk = data.disk();
     let log = ctx
         .logs
         .path()
@@ -242,7 +241,7 @@ pub(super) fn step_case(ctx: &mut Ctx, step: &'static Step) -> Result<Vec<String
         let pid = c
             .lines()
             .iter()
-            .find_map(|l| console::governor_pid(&l.text))
+            .find_map(|l| matchers::governor_pid(&l.text))
             .context("no governor pid on the console")?;
         args.push(pid.to_string());
     }
@@ -267,7 +266,7 @@ pub(super) fn step_case(ctx: &mut Ctx, step: &'static Step) -> Result<Vec<String
         (Some(Outcome::Succeeded(_)), HaltWait::ChildLifetime) => bound,
         (Some(_), _) => PROMPT_HALT,
     };
-    let verdict = c.wait_for(from, watch, |l| console::halt_verdict(l).is_some());
+    let verdict = c.wait_for(from, watch, |l| matchers::halt_verdict(l).is_some());
     let start = c
         .lines()
         .iter()
@@ -323,7 +322,7 @@ pub(super) fn step_case(ctx: &mut Ctx, step: &'static Step) -> Result<Vec<String
             };
             notes.push(format!("the step replied: {}", outcome.reply()));
             for l in c.lines().iter().skip(from) {
-                if let Some(v) = console::allow_verdict(&l.text) {
+                if let Some(v) = matchers::allow_verdict(&l.text) {
                     notes.push(format!("the governor allowed: {} [{}]", v.reason, v.path));
                 }
             }

@@ -6,18 +6,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::console;
-use super::resp::{self, Probe};
+use vm_harness::matchers;
+use vm_harness::resp::{self, Probe};
+use vm_harness::standin::{self, Mode};
+
 use super::{Ctx, Session, FATAL_TIMEOUT};
-use crate::qemu::{self, TempDir};
-use crate::standin::{self, Mode};
 
 /// g. One misbehaving stand-in mode.
 pub(super) fn fail_closed(ctx: &mut Ctx, mode: Mode) -> Result<Vec<String>> {
     ctx.require(&ctx.image, "production image")?;
-    let data = TempDir::new("e2e-metadata")?;
-    let disk = data.path().join("data.raw");
-    qemu::copy_sparse(&ctx.image.file("data.raw"), &disk)?;
+    let data = ctx.image.fresh_data("e2e-metadata")?;
+    let disk = data.disk();
     let log = ctx.logs.path().join(format!(
         "metadata-{}.console.log",
         mode.to_string().replace(':', "-")
@@ -38,7 +37,7 @@ pub(super) fn fail_closed(ctx: &mut Ctx, mode: Mode) -> Result<Vec<String>> {
             s.vm.console()
                 .lines()
                 .into_iter()
-                .find(|l| console::fatal(&l.text).is_some());
+                .find(|l| matchers::fatal(&l.text).is_some());
         if let Some(line) = found {
             break line;
         }
@@ -51,7 +50,7 @@ pub(super) fn fail_closed(ctx: &mut Ctx, mode: Mode) -> Result<Vec<String>> {
         if Instant::now() >= deadline {
             bail!(
                 "no `{}` line within {}s\n{}",
-                console::FATAL,
+                matchers::FATAL,
                 FATAL_TIMEOUT.as_secs(),
                 s.vm.console().tail(15)
             );
@@ -68,7 +67,7 @@ pub(super) fn fail_closed(ctx: &mut Ctx, mode: Mode) -> Result<Vec<String>> {
         std::thread::sleep(Duration::from_millis(500));
     };
     let halted = s.vm.console().wait_for(0, Duration::from_secs(20), |l| {
-        l.contains(console::KERNEL_HALTED) || l.contains(console::KERNEL_POWER_DOWN)
+        l.contains(matchers::KERNEL_HALTED) || l.contains(matchers::KERNEL_POWER_DOWN)
     });
     let after = resp::probe(s.port, Duration::from_secs(2));
     probes += 1;
@@ -76,7 +75,10 @@ pub(super) fn fail_closed(ctx: &mut Ctx, mode: Mode) -> Result<Vec<String>> {
         bail!("the server port answered after the halt: {after:?}");
     }
     let lines = s.vm.console().lines();
-    if let Some(exec) = lines.iter().find(|l| l.text.contains(console::EXEC_SERVER)) {
+    if let Some(exec) = lines
+        .iter()
+        .find(|l| l.text.contains(matchers::EXEC_SERVER))
+    {
         bail!("init went on to exec the server: {}", exec.text);
     }
     let served_values = [standin::ADMIN_KEY, standin::VISITOR_KEY]

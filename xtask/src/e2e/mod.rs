@@ -14,12 +14,10 @@
 //! directory.
 
 mod abuse;
-pub mod console;
 mod disks;
 mod guard;
 mod intrusion;
 mod metadata;
-pub mod resp;
 mod shared;
 
 use std::io::Read;
@@ -28,12 +26,27 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use appliance_spec::Spec;
+use host_tools::{ensure_tools, Tool};
+use vm_harness::resp::{Conn, Value};
+use vm_harness::standin::{Mode, Password, State};
+use vm_harness::{
+    free_port, matchers, plan_boot, testnet, BootMode, ConsoleSinks, DataCopy, Forward, ImageFiles,
+    Network, QemuSpec, TempDir, TestNet, Vm, VmDir,
+};
 
 use crate::image::manifest::Profile;
-use crate::qemu::{self, BootMode, ConsoleSinks, Forward, ImageFiles, TempDir, Vm, VmDir};
-use crate::standin::{Mode, Password, State};
-use crate::testnet;
-use resp::{Conn, Value};
+
+/// What inspecting a data disk needs.
+const DISK_TOOLS: [Tool; 2] = [
+    Tool {
+        file: "debugfs",
+        package: "e2fsprogs",
+    },
+    Tool {
+        file: "e2fsck",
+        package: "e2fsprogs",
+    },
+];
 
 /// Bounded waits (TCG on a shared 2-core machine is slow; these are upper
 /// bounds, not expectations).
@@ -170,9 +183,9 @@ pub fn main(args: &[String]) -> Result<()> {
         }
         return Ok(());
     }
-    qemu::ensure_tools(&qemu::BOOT_TOOLS, "to boot the image under QEMU")?;
-    qemu::ensure_tools(&qemu::DISK_TOOLS, "to inspect the data disk")?;
-    qemu::ensure_tools(&qemu::NET_TOOLS, "for the many-address test network")?;
+    ensure_tools(&vm_harness::BOOT_TOOLS, "to boot the image under QEMU")?;
+    ensure_tools(&DISK_TOOLS, "to inspect the data disk")?;
+    ensure_tools(&testnet::TOOLS, "for the many-address test network")?;
     raise_fd_limit();
     let selected: Vec<&str> = all
         .iter()
@@ -194,7 +207,7 @@ pub fn main(args: &[String]) -> Result<()> {
     ];
     for (profile, dir, wanted) in wants {
         if wanted {
-            let image = ImageFiles { dir: dir.clone() };
+            let image = ImageFiles::new(dir);
             // The intrusion cases boot the test image directly, always.
             let direct = direct || profile == Profile::Test;
             // A failed build shows again in every case that needs the image.
@@ -230,9 +243,10 @@ fn run_case(ctx: &mut Ctx, name: &str) -> Result<Vec<String>> {
         "guard-flood" => guard::guard_flood(ctx),
         "power-button" => shared::power_button(ctx),
         "no-cleartext" => shared::no_cleartext(ctx),
-        "metadata-missing-key" => {
-            metadata::fail_closed(ctx, Mode::MissingKey(crate::standin::VISITOR_KEY.into()))
-        }
+        "metadata-missing-key" => metadata::fail_closed(
+            ctx,
+            Mode::MissingKey(vm_harness::standin::VISITOR_KEY.into()),
+        ),
         "metadata-wrong-header" => metadata::fail_closed(ctx, Mode::WrongHeader),
         "metadata-oversized" => metadata::fail_closed(ctx, Mode::Oversized),
         "metadata-never-answers" => metadata::fail_closed(ctx, Mode::NeverAnswers),
@@ -318,13 +332,47 @@ pub struct Ctx {
     net: NetVm,
 }
 
+/// A VM several cases share: booted (and ready) on first use; a failed
+/// boot is kept, and every later case that needs the VM fails at once.
+#[derive(Default)]
+struct SharedVm {
+    session: Option<Session>,
+    boot_error: Option<String>,
+}
+
+/// The VM in `slot(ctx)`, booted with `boot` if no case has tried yet;
+/// `what` names it in errors.
+fn shared_vm<'a>(
+    ctx: &'a mut Ctx,
+    what: &str,
+    slot: fn(&mut Ctx) -> &mut SharedVm,
+    boot: fn(&mut Ctx) -> Result<Session>,
+) -> Result<&'a mut Session> {
+    if let Some(e) = &slot(ctx).boot_error {
+        let first = e.lines().next().unwrap_or_default();
+        bail!("{what} did not come up (details above): {first}");
+    }
+    if slot(ctx).session.is_none() {
+        let booted = boot(ctx);
+        let vm = slot(ctx);
+        match booted {
+            Ok(s) => vm.session = Some(s),
+            Err(e) => {
+                let text = format!("{e:#}");
+                vm.boot_error = Some(text.clone());
+                bail!("{what} did not come up: {text}");
+            }
+        }
+    }
+    slot(ctx).session.as_mut().context("no shared VM")
+}
+
 /// The production VM on the test network that the abuse cases share, and
 /// its data disk.
 #[derive(Default)]
 struct NetVm {
-    data: Option<TempDir>,
-    session: Option<Session>,
-    boot_error: Option<String>,
+    data: Option<DataCopy>,
+    vm: SharedVm,
 }
 
 /// Client addresses on the test network: the admin, the well-behaved
@@ -365,7 +413,7 @@ fn secret_line_ending(ctx: &mut Ctx) -> Result<Vec<String>> {
 /// abuse-disk-fill: its own VM on a small data disk.
 fn disk_fill(ctx: &mut Ctx) -> Result<Vec<String>> {
     ctx.require(&ctx.image, "production image")?;
-    let dir = TempDir::new("e2e-small-disk")?;
+    let dir = vm_harness::temp_dir("e2e-small-disk")?;
     let disk = dir.path().join("data.raw");
     crate::image::ext4::write(&disk, SMALL_DISK, 0)?;
     let log = ctx.logs.path().join("disk-fill.console.log");
@@ -378,7 +426,6 @@ fn disk_fill(ctx: &mut Ctx) -> Result<Vec<String>> {
         NET_CLIENTS,
     )?;
     let (at, _) = s.wait_ready(ReadyProbe::VisitorXadd)?;
-    s.ready_at = Some(at);
     let mut notes = vec![format!(
         "booted on a {} MiB data disk, ready after {:.1}s",
         SMALL_DISK >> 20,
@@ -410,9 +457,8 @@ impl LogDir {
 /// The VM most cases share, its data disk, and what was acknowledged on it.
 #[derive(Default)]
 struct Shared {
-    data: Option<TempDir>,
-    session: Option<Session>,
-    boot_error: Option<String>,
+    data: Option<DataCopy>,
+    vm: SharedVm,
     acked: Acked,
     /// Console logs of every shared boot (scanned by no-cleartext).
     console_logs: Vec<PathBuf>,
@@ -436,14 +482,10 @@ impl Ctx {
                 std::fs::create_dir_all(p).with_context(|| format!("create {}", p.display()))?;
                 LogDir::Kept(p.clone())
             }
-            None => LogDir::Temp(TempDir::new("e2e-logs")?),
+            None => LogDir::Temp(vm_harness::temp_dir("e2e-logs")?),
         };
-        let mut image = ImageFiles {
-            dir: opts.image.clone(),
-        };
-        let mut test_image = ImageFiles {
-            dir: opts.test_image.clone(),
-        };
+        let mut image = ImageFiles::new(&opts.image);
+        let mut test_image = ImageFiles::new(&opts.test_image);
         let mut appended = Vec::new();
         if let Some(words) = &opts.append {
             for files in [&mut image, &mut test_image] {
@@ -477,7 +519,7 @@ impl Ctx {
         if !missing.is_empty() {
             bail!(
                 "no {what} at {} (missing {}); build it there first with `cargo xtask image`",
-                image.dir.display(),
+                image.dir().display(),
                 missing.join(", "),
             );
         }
@@ -486,34 +528,30 @@ impl Ctx {
 
     /// The shared production VM, booted (and ready) on first use.
     fn shared(&mut self) -> Result<&mut Session> {
-        if let Some(e) = &self.shared.boot_error {
-            let first = e.lines().next().unwrap_or_default();
-            bail!("the shared VM did not come up (details above): {first}");
-        }
-        if self.shared.session.is_none() {
-            match self.boot_shared() {
-                Ok(s) => self.shared.session = Some(s),
-                Err(e) => {
-                    let text = format!("{e:#}");
-                    self.shared.boot_error = Some(text.clone());
-                    bail!("the shared VM did not come up: {text}");
-                }
-            }
-        }
-        self.shared.session.as_mut().context("shared VM")
+        shared_vm(
+            self,
+            "the shared VM",
+            |c| &mut c.shared.vm,
+            Ctx::boot_shared,
+        )
+    }
+
+    /// The next boot's console log on the shared data disk (no-cleartext
+    /// scans them all).
+    fn next_shared_log(&mut self) -> PathBuf {
+        let n = self.shared.console_logs.len();
+        let log = self.logs.path().join(format!("shared-{n}.console.log"));
+        self.shared.console_logs.push(log.clone());
+        log
     }
 
     fn boot_shared(&mut self) -> Result<Session> {
         self.require(&self.image, "production image")?;
         if self.shared.data.is_none() {
-            let dir = TempDir::new("e2e-shared-data")?;
-            qemu::copy_sparse(&self.image.file("data.raw"), &dir.path().join("data.raw"))?;
-            self.shared.data = Some(dir);
+            self.shared.data = Some(self.image.fresh_data("e2e-shared-data")?);
         }
         let data = self.shared_data()?;
-        let n = self.shared.console_logs.len();
-        let log = self.logs.path().join(format!("shared-{n}.console.log"));
-        self.shared.console_logs.push(log.clone());
+        let log = self.next_shared_log();
         let mut session = Session::boot(
             &self.image,
             self.opts.boot,
@@ -521,8 +559,7 @@ impl Ctx {
             self.state(Mode::Normal),
             log,
         )?;
-        let (at, id) = session.wait_ready(ReadyProbe::VisitorXadd)?;
-        session.ready_at = Some(at);
+        let (_, id) = session.wait_ready(ReadyProbe::VisitorXadd)?;
         if let Some(id) = id {
             self.shared.acked.count += 1;
             self.shared.acked.last_id = Some(id);
@@ -532,29 +569,19 @@ impl Ctx {
 
     /// The test-network VM, booted (and ready) on first use.
     fn net_vm(&mut self) -> Result<&mut Session> {
-        if let Some(e) = &self.net.boot_error {
-            let first = e.lines().next().unwrap_or_default();
-            bail!("the test-network VM did not come up (details above): {first}");
-        }
-        if self.net.session.is_none() {
-            match self.boot_net_vm() {
-                Ok(s) => self.net.session = Some(s),
-                Err(e) => {
-                    let text = format!("{e:#}");
-                    self.net.boot_error = Some(text.clone());
-                    bail!("the test-network VM did not come up: {text}");
-                }
-            }
-        }
-        self.net.session.as_mut().context("test-network VM")
+        shared_vm(
+            self,
+            "the test-network VM",
+            |c| &mut c.net.vm,
+            Ctx::boot_net_vm,
+        )
     }
 
     fn boot_net_vm(&mut self) -> Result<Session> {
         self.require(&self.image, "production image")?;
-        let dir = TempDir::new("e2e-net-data")?;
-        let data = dir.path().join("data.raw");
-        qemu::copy_sparse(&self.image.file("data.raw"), &data)?;
-        self.net.data = Some(dir);
+        let copy = self.image.fresh_data("e2e-net-data")?;
+        let data = copy.disk();
+        self.net.data = Some(copy);
         let log = self.logs.path().join("net.console.log");
         let mut session = Session::boot_on_net(
             &self.image,
@@ -564,8 +591,7 @@ impl Ctx {
             log,
             NET_CLIENTS,
         )?;
-        let (at, _) = session.wait_ready(ReadyProbe::VisitorXadd)?;
-        session.ready_at = Some(at);
+        session.wait_ready(ReadyProbe::VisitorXadd)?;
         Ok(session)
     }
 
@@ -575,13 +601,12 @@ impl Ctx {
             .data
             .as_ref()
             .context("no shared data disk")?
-            .path()
-            .join("data.raw"))
+            .disk())
     }
 
     /// Stops the shared VM if it runs: power button, then QEMU `quit`.
     fn shutdown_shared(&mut self) {
-        for s in [self.net.session.take(), self.shared.session.take()]
+        for s in [self.net.vm.session.take(), self.shared.vm.session.take()]
             .into_iter()
             .flatten()
         {
@@ -634,7 +659,7 @@ pub struct Session {
     /// Set when the guest is on the e2e test network (many client
     /// addresses) instead of the user network; `port` is then the guest's
     /// own server port.
-    pub net: Option<testnet::TestNet>,
+    pub net: Option<TestNet>,
 }
 
 /// Who connects on the test network: each role has its own source address.
@@ -659,6 +684,20 @@ impl Source {
     }
 }
 
+/// Where a [`Session`]'s guest is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    /// QEMU's user network: the server and guest port 22 forwarded to free
+    /// loopback ports; every client comes from the same address.
+    User,
+    /// A fresh test network with this many client addresses (see
+    /// [`testnet`]).
+    Test {
+        /// Client addresses.
+        clients: u16,
+    },
+}
+
 impl Session {
     /// Boots `image` on `data` with the stand-in in `state.mode`.
     pub fn boot(
@@ -668,16 +707,60 @@ impl Session {
         state: State,
         console_log: PathBuf,
     ) -> Result<Session> {
+        Session::start(image, mode, data, state, console_log, Net::User, |_| {})
+    }
+
+    /// Boots `image` on `data` on a fresh test network with `clients`
+    /// client addresses (see [`testnet`]).
+    pub fn boot_on_net(
+        image: &ImageFiles,
+        mode: BootMode,
+        data: &Path,
+        state: State,
+        console_log: PathBuf,
+        clients: u16,
+    ) -> Result<Session> {
+        let net = Net::Test { clients };
+        Session::start(image, mode, data, state, console_log, net, |_| {})
+    }
+
+    /// Boots `image` on `data` on `net`, with the stand-in in `state.mode`
+    /// and the console logged to `console_log`; `adjust` may change the
+    /// planned QEMU spec first (disk interface, more disks).
+    pub fn start(
+        image: &ImageFiles,
+        mode: BootMode,
+        data: &Path,
+        state: State,
+        console_log: PathBuf,
+        net: Net,
+        adjust: impl FnOnce(&mut QemuSpec),
+    ) -> Result<Session> {
         let spec = image_spec(image)?;
         let dir = VmDir::new("e2e-vm")?;
         state.write(&dir.state_file())?;
-        let port = qemu::free_port()?;
-        let extra_port = qemu::free_port()?;
-        let extra = [Forward {
-            host: extra_port,
-            guest: 22,
-        }];
-        let qspec = qemu::plan_boot(image, mode, data, &dir, port, &extra)?;
+        let (mut qspec, port, extra_port, net) = match net {
+            Net::User => {
+                let port = free_port()?;
+                let extra_port = free_port()?;
+                let extra = [Forward {
+                    host: extra_port,
+                    guest: 22,
+                }];
+                let network = Network::User {
+                    server_port: port,
+                    extra: &extra,
+                };
+                let qspec = plan_boot(image, mode, data, &dir, network)?;
+                (qspec, port, extra_port, None)
+            }
+            Net::Test { clients } => {
+                let net = TestNet::create(clients, &dir.state_file())?;
+                let qspec = plan_boot(image, mode, data, &dir, Network::Test(&net))?;
+                (qspec, spec.server.port, 0, Some(net))
+            }
+        };
+        adjust(&mut qspec);
         let sinks = ConsoleSinks {
             echo: false,
             log_file: Some(console_log.clone()),
@@ -692,40 +775,7 @@ impl Session {
             spec,
             ready_at: None,
             console_log,
-            net: None,
-        })
-    }
-
-    /// Boots `image` on `data` on a fresh test network with `clients`
-    /// client addresses (see [`testnet`]).
-    pub fn boot_on_net(
-        image: &ImageFiles,
-        mode: BootMode,
-        data: &Path,
-        state: State,
-        console_log: PathBuf,
-        clients: u16,
-    ) -> Result<Session> {
-        let spec = image_spec(image)?;
-        let dir = VmDir::new("e2e-vm")?;
-        state.write(&dir.state_file())?;
-        let net = testnet::TestNet::create(clients, &dir.state_file())?;
-        let qspec = qemu::plan_tap_boot(image, mode, data, &dir, net.name())?;
-        let sinks = ConsoleSinks {
-            echo: false,
-            log_file: Some(console_log.clone()),
-        };
-        let vm = Vm::spawn(&qspec, &sinks)?;
-        Ok(Session {
-            vm,
-            dir,
-            port: spec.server.port,
-            extra_port: 0,
-            state,
-            spec,
-            ready_at: None,
-            console_log,
-            net: Some(net),
+            net,
         })
     }
 
@@ -743,11 +793,11 @@ impl Session {
     /// another namespace.
     pub fn connect(&self, source: Source, timeout: Duration) -> Result<Conn> {
         let Some(net) = &self.net else {
-            return Conn::connect(self.port, timeout);
+            return Ok(Conn::connect(self.port, timeout)?);
         };
         let from = std::net::IpAddr::V4(testnet::client_addr(source.index()));
         let to = self.server_addr();
-        let stream = net.within(move || testnet::connect_from(from, to, timeout))?;
+        let stream = net.within(move || testnet::connect_from(from, to, timeout))??;
         Ok(Conn::from_stream(stream, timeout))
     }
 
@@ -787,9 +837,9 @@ impl Session {
             );
         }
         if let Some(line) = self.vm.console().lines().iter().find(|l| {
-            console::fatal(&l.text).is_some()
-                || console::halt_verdict(&l.text).is_some()
-                || l.text.contains(console::KERNEL_HALTED)
+            matchers::fatal(&l.text).is_some()
+                || matchers::halt_verdict(&l.text).is_some()
+                || l.text.contains(matchers::KERNEL_HALTED)
                 || l.text.contains("Kernel panic")
         }) {
             bail!(
@@ -801,8 +851,9 @@ impl Session {
         Ok(())
     }
 
-    /// Polls until `probe` succeeds; returns the time since QEMU's start and,
-    /// for [`ReadyProbe::VisitorXadd`], the acknowledged ID.
+    /// Polls until `probe` succeeds; returns the time since QEMU's start
+    /// (kept as `ready_at` too) and, for [`ReadyProbe::VisitorXadd`], the
+    /// acknowledged ID.
     pub fn wait_ready(&mut self, probe: ReadyProbe) -> Result<(Duration, Option<String>)> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last_error = String::from("no attempt yet");
@@ -820,7 +871,11 @@ impl Session {
                 ReadyProbe::AdminPing => self.try_admin_ping().map(|()| None),
             };
             match attempt {
-                Ok(id) => return Ok((self.vm.started().elapsed(), id)),
+                Ok(id) => {
+                    let at = self.vm.started().elapsed();
+                    self.ready_at = Some(at);
+                    return Ok((at, id));
+                }
                 Err(e) => last_error = format!("{e:#}"),
             }
             std::thread::sleep(Duration::from_millis(250));
@@ -846,7 +901,7 @@ impl Session {
     /// `system_powerdown`, then waits for QEMU to exit by itself.
     pub fn power_button(&mut self, timeout: Duration) -> Result<Option<std::process::ExitStatus>> {
         self.vm.monitor("system_powerdown")?;
-        self.vm.wait_exit(timeout)
+        Ok(self.vm.wait_exit(timeout)?)
     }
 }
 

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::console;
-use super::resp::{self, Conn, Value};
+use vm_harness::matchers::{self, Proc};
+use vm_harness::resp::{self, Conn, Value};
+use vm_harness::standin::Mode;
+
 use super::{check_acked, host_command, xadd, Ctx, ReadyProbe, Session};
 
 /// a. The visitor authenticates and an XADD is acknowledged.
@@ -423,28 +425,28 @@ pub(super) fn two_processes(ctx: &mut Ctx) -> Result<Vec<String>> {
     let s = ctx.shared()?;
     let c = s.vm.console();
     let end = c.wait_for(0, Duration::from_secs(10), |l| {
-        console::seal_end(l).is_some()
+        matchers::seal_end(l).is_some()
     });
     let lines = c.lines();
-    let rows: Vec<console::Proc> = lines
+    let rows: Vec<Proc> = lines
         .iter()
-        .filter_map(|l| console::seal_row(&l.text))
+        .filter_map(|l| matchers::seal_row(&l.text))
         .collect();
     if rows.is_empty() {
         bail!(
             "the governor printed no process table at the seal: expected one `{}pid=.. ppid=.. uid=r/e exe=\"..\" comm=\"..\" cmdline=\"..\"` line per userspace process and `{}end (<n> userspace processes)`",
-            console::SEAL_ROW,
-            console::SEAL_ROW
+            matchers::SEAL_ROW,
+            matchers::SEAL_ROW
         );
     }
     if end.is_none() {
         bail!(
             "the seal table has no end line `{}end (<n> userspace processes)`",
-            console::SEAL_ROW
+            matchers::SEAL_ROW
         );
     }
-    let gov = lines.iter().find_map(|l| console::governor_pid(&l.text));
-    console::check_seal_table(&rows, &s.spec.server.binary, s.spec.server.uid, gov)
+    let gov = lines.iter().find_map(|l| matchers::governor_pid(&l.text));
+    check_seal_table(&rows, &s.spec.server.binary, s.spec.server.uid, gov)
         .map_err(anyhow::Error::msg)?;
     Ok(rows
         .iter()
@@ -476,11 +478,11 @@ pub(super) fn firewall(ctx: &mut Ctx) -> Result<Vec<String>> {
         s.vm.console()
             .lines()
             .iter()
-            .find_map(|l| console::firewall_readback(&l.text));
+            .find_map(|l| matchers::firewall_readback(&l.text));
     match got {
         None => bail!(
             "guest port 22 had no service, but init printed no read-back of the sealed ruleset (expected `{}<sha256 of the nft text>`, rendered sha256 {want})",
-            console::FIREWALL_READBACK
+            matchers::FIREWALL_READBACK
         ),
         Some(rb) if rb.sha256 != want => bail!(
             "the sealed ruleset read back hashes to {}, rendered {want}",
@@ -546,14 +548,14 @@ pub(super) fn bgsave(ctx: &mut Ctx) -> Result<Vec<String>> {
     }
     let server = s.spec.server.binary.clone();
     let logged = s.vm.console().wait_for(from, Duration::from_secs(15), |l| {
-        console::allow_verdict(l)
+        matchers::allow_verdict(l)
             .and_then(|v| v.process)
             .is_some_and(|p| p.ppid == 1 && p.exe == server)
     });
     let Some((_, line)) = logged else {
         bail!(
             "BGSAVE finished but the governor logged no allowed child of PID 1 (`{}...`)\n{}",
-            console::ALLOW_VERDICT,
+            matchers::ALLOW_VERDICT,
             s.vm.console().tail(10)
         );
     };
@@ -578,9 +580,9 @@ pub(super) fn bgsave(ctx: &mut Ctx) -> Result<Vec<String>> {
 /// e2fsck has replayed (the VM may still be running and have committed
 /// changes only to the journal).
 pub(super) fn data_disk_listing(data: &std::path::Path) -> Result<String> {
-    let tmp = crate::qemu::TempDir::new("e2e-disk")?;
+    let tmp = vm_harness::temp_dir("e2e-disk")?;
     let copy = tmp.path().join("data.raw");
-    crate::qemu::copy_sparse(data, &copy)?;
+    vm_harness::copy_sparse(data, &copy)?;
     let copy_s = copy.to_string_lossy().into_owned();
     // 1: errors corrected, 2: ... and reboot advised; both fine for a copy.
     host_command("e2fsck", &["-fy", &copy_s], &[1, 2])?;
@@ -601,19 +603,19 @@ pub(super) fn power_button(ctx: &mut Ctx) -> Result<Vec<String>> {
         acked.last_id = Some(id);
     }
     ctx.shared.acked = acked.clone();
-    let mut s = ctx.shared.session.take().context("shared VM")?;
+    let mut s = ctx.shared.vm.session.take().context("shared VM")?;
     let from = s.vm.console().len();
     let pressed = Instant::now();
     s.vm.monitor("system_powerdown")?;
     let seen = s.vm.console().wait_for(from, Duration::from_secs(30), |l| {
-        l.contains(console::POWER_BUTTON)
+        l.contains(matchers::POWER_BUTTON)
     });
     let exit = s.vm.wait_exit(Duration::from_secs(60))?;
     let took = pressed.elapsed();
     if seen.is_none() {
         bail!(
             "no `{}` line within 30 s of system_powerdown\n{}",
-            console::POWER_BUTTON,
+            matchers::POWER_BUTTON,
             s.vm.console().tail(10)
         );
     }
@@ -627,15 +629,13 @@ pub(super) fn power_button(ctx: &mut Ctx) -> Result<Vec<String>> {
         s.vm.console()
             .lines()
             .iter()
-            .any(|l| l.text.contains(console::KERNEL_POWER_DOWN));
+            .any(|l| l.text.contains(matchers::KERNEL_POWER_DOWN));
     drop(s);
 
     // A fresh VM on the same disk: everything acknowledged is there.
     let data = ctx.shared_data()?;
-    let n = ctx.shared.console_logs.len();
-    let log = ctx.logs.path().join(format!("shared-{n}.console.log"));
-    ctx.shared.console_logs.push(log.clone());
-    let state = ctx.state(crate::standin::Mode::Normal);
+    let log = ctx.next_shared_log();
+    let state = ctx.state(Mode::Normal);
     let mut fresh = Session::boot(&ctx.image, ctx.opts.boot, &data, state, log)?;
     fresh.wait_ready(ReadyProbe::AdminPing)?;
     let mut admin = fresh.admin_conn()?;
@@ -711,7 +711,10 @@ pub(super) fn no_cleartext(ctx: &mut Ctx) -> Result<Vec<String>> {
             let hits = super::reader_contains_any(cpio.as_slice(), &needles)?;
             for ((key, _), hit) in passwords.iter().zip(hits) {
                 if hit {
-                    found.push(format!("{key} in the initramfs of {}", image.dir.display()));
+                    found.push(format!(
+                        "{key} in the initramfs of {}",
+                        image.dir().display()
+                    ));
                 }
             }
         }
@@ -723,6 +726,57 @@ pub(super) fn no_cleartext(ctx: &mut Ctx) -> Result<Vec<String>> {
         "{} files and {inside} decompressed archives scanned for both passwords",
         files.len()
     )])
+}
+
+/// What the userspace table at the seal must be, checked: exactly two
+/// processes, PID 1 running `server` with a non-root real and effective
+/// uid equal to `server_uid`, and the governor (`governor_pid` when known).
+fn check_seal_table(
+    rows: &[Proc],
+    server: &str,
+    server_uid: u32,
+    governor_pid: Option<u32>,
+) -> Result<(), String> {
+    if rows.len() != 2 {
+        let names: Vec<String> = rows
+            .iter()
+            .map(|p| format!("{}:{}", p.pid, p.exe))
+            .collect();
+        return Err(format!(
+            "expected 2 userspace processes, got {}: {names:?}",
+            rows.len()
+        ));
+    }
+    let Some(pid1) = rows.iter().find(|p| p.pid == 1) else {
+        return Err("no PID 1 in the seal table".into());
+    };
+    if pid1.exe != server {
+        return Err(format!("PID 1 runs {:?}, not {server:?}", pid1.exe));
+    }
+    if pid1.uid == 0 || pid1.euid == 0 || pid1.uid != server_uid || pid1.euid != server_uid {
+        return Err(format!(
+            "PID 1 runs as uid {}/{}, expected {server_uid}/{server_uid} (never root)",
+            pid1.uid, pid1.euid
+        ));
+    }
+    let Some(other) = rows.iter().find(|p| p.pid != 1) else {
+        return Err("no governor in the seal table".into());
+    };
+    if let Some(g) = governor_pid {
+        if other.pid != g {
+            return Err(format!(
+                "the second process is pid {} ({}), but the governor is pid {g}",
+                other.pid, other.exe
+            ));
+        }
+    }
+    if other.ppid != 1 {
+        return Err(format!(
+            "the governor's parent is {}, not PID 1",
+            other.ppid
+        ));
+    }
+    Ok(())
 }
 
 impl Ctx {
@@ -757,6 +811,56 @@ mod tests {
         ];
         v.push(Value::Array(Some(subs)));
         Value::Array(Some(v))
+    }
+
+    fn row(pid: u32, ppid: u32, uid: u32, exe: &str) -> Proc {
+        Proc {
+            pid,
+            ppid,
+            uid,
+            euid: uid,
+            exe: exe.into(),
+            comm: String::new(),
+            cmdline: String::new(),
+        }
+    }
+
+    #[test]
+    fn seal_table_checks() {
+        let server = "/usr/bin/valkey-server";
+        let good = vec![row(1, 0, 6379, server), row(73, 1, 0, "/init")];
+        assert_eq!(check_seal_table(&good, server, 6379, Some(73)), Ok(()));
+        let cases: Vec<(Vec<Proc>, Option<u32>, &str)> = vec![
+            (vec![row(1, 0, 6379, server)], None, "expected 2"),
+            (
+                vec![row(1, 0, 0, server), row(73, 1, 0, "/init")],
+                None,
+                "never root",
+            ),
+            (
+                vec![row(1, 0, 6379, "/init"), row(73, 1, 0, "/init")],
+                None,
+                "not \"/usr",
+            ),
+            (
+                vec![row(1, 0, 6379, server), row(74, 1, 0, "/init")],
+                Some(73),
+                "governor is pid 73",
+            ),
+            (
+                vec![
+                    row(1, 0, 6379, server),
+                    row(73, 1, 0, "/init"),
+                    row(80, 73, 0, "/bin/sh"),
+                ],
+                None,
+                "got 3",
+            ),
+        ];
+        for (rows, gov, want) in cases {
+            let err = check_seal_table(&rows, server, 6379, gov).unwrap_err();
+            assert!(err.contains(want), "{err} !~ {want}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::report::FileCounts;
-use crate::qemu::Tool;
+use host_tools::Tool;
 
 /// The suite the host and the guest share.
 const SUITE: &str = "bookworm";
@@ -314,7 +314,7 @@ pub fn ensure(
         println!("debian guest: cached at {}", dir.display());
         return load(&dir);
     }
-    crate::qemu::ensure_tools(&TOOLS, "to build the stock Debian guest")?;
+    host_tools::ensure_tools(&TOOLS, "to build the stock Debian guest")?;
     let partial = cache.join(format!("debian-{key}.partial"));
     let _ = fs::remove_dir_all(&partial);
     fs::create_dir_all(&partial).with_context(|| format!("create {}", partial.display()))?;
@@ -476,7 +476,7 @@ mod tests {
 
     #[test]
     fn counts_a_real_tree() {
-        let dir = crate::qemu::TempDir::new("compare-count").unwrap();
+        let dir = vm_harness::temp_dir("compare-count").unwrap();
         let p = dir.path();
         fs::create_dir(p.join("bin")).unwrap();
         write(p, "/bin/x", "", 0o755).unwrap();

@@ -14,8 +14,10 @@ use super::{
     clients_ceiling, info, info_u64, judge, on_net, peer_closed, write_until_closed, xlen,
     Background, Counter, Target, GUARD_REFUSED,
 };
-use crate::e2e::resp::{self, Value};
-use crate::e2e::{console, Session, Source};
+use vm_harness::matchers;
+use vm_harness::resp::{self, Value};
+
+use crate::e2e::{Session, Source};
 
 /// How long the reply-amplification attack writes.
 const AMPLIFY_FOR: Duration = Duration::from_secs(20);
@@ -466,12 +468,12 @@ pub(in crate::e2e) fn guessing(s: &mut Session) -> Result<Vec<String>> {
             .lines()
             .iter()
             .skip(from)
-            .filter(|l| l.text.contains(console::GUARD_AUTH_FAILURES))
+            .filter(|l| l.text.contains(matchers::GUARD_AUTH_FAILURES))
             .count();
     if lines == 0 {
         bail!(
             "no `{}` line reached the console",
-            console::GUARD_AUTH_FAILURES
+            matchers::GUARD_AUTH_FAILURES
         );
     }
     let max_lines =
@@ -586,7 +588,7 @@ pub(in crate::e2e) fn rewrites(s: &mut Session) -> Result<Vec<String>> {
             .lines()
             .iter()
             .skip(from)
-            .filter(|l| l.text.contains(console::AOF_REWRITE_DONE))
+            .filter(|l| l.text.contains(matchers::AOF_REWRITE_DONE))
             .count();
     if done < 5 {
         bail!("only {done} AOF rewrites finished; the case needs at least 5 to mean anything");
@@ -649,7 +651,7 @@ pub(in crate::e2e) fn disk_fill(s: &mut Session) -> Result<Vec<String>> {
     let refused_line =
         s.vm.console()
             .wait_for(from, Duration::from_secs(10), |l| {
-                l.contains(console::GUARD_WRITES_REFUSED)
+                l.contains(matchers::GUARD_WRITES_REFUSED)
             })
             .map(|(_, l)| l.text)
             .context("no console line when the refusal started")?;
@@ -697,7 +699,7 @@ pub(in crate::e2e) fn disk_fill(s: &mut Session) -> Result<Vec<String>> {
     let accepted_line =
         s.vm.console()
             .wait_for(from, Duration::from_secs(10), |l| {
-                l.contains(console::GUARD_WRITES_ACCEPTED)
+                l.contains(matchers::GUARD_WRITES_ACCEPTED)
             })
             .map(|(_, l)| l.text)
             .context("no console line when the refusal ended")?;

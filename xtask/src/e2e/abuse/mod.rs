@@ -25,9 +25,10 @@ mod cases;
 
 pub(super) use cases::*;
 
-use super::resp::{self, Conn, Value};
-use super::{console, Session, Source};
-use crate::testnet;
+use vm_harness::resp::{self, Conn, Value};
+use vm_harness::{matchers, testnet};
+
+use super::{Session, Source};
 
 /// One reply's wait in the background clients.
 const REPLY: Duration = Duration::from_secs(10);
@@ -71,7 +72,7 @@ impl Target {
     /// Moves the calling thread into the test network (once per thread).
     pub(super) fn enter(&self) -> Result<()> {
         match &self.net {
-            Some(p) => testnet::enter_netns(p),
+            Some(p) => Ok(testnet::enter_netns(p)?),
             None => Ok(()),
         }
     }
@@ -79,7 +80,7 @@ impl Target {
     /// A raw TCP connection from `source` (thread already entered).
     pub(super) fn tcp(&self, source: Source, timeout: Duration) -> Result<TcpStream> {
         let from = IpAddr::V4(testnet::client_addr(source.index()));
-        testnet::connect_from(from, self.addr, timeout)
+        Ok(testnet::connect_from(from, self.addr, timeout)?)
     }
 
     pub(super) fn conn(&self, source: Source, timeout: Duration) -> Result<Conn> {
@@ -392,7 +393,7 @@ pub(super) fn memory_budget(s: &Session) -> Result<HashMap<String, String>> {
     let lines = s.vm.console().lines();
     let line = lines
         .iter()
-        .find_map(|l| console::from_marker(&l.text, console::MEMORY_BUDGET))
+        .find_map(|l| matchers::from_marker(&l.text, matchers::MEMORY_BUDGET))
         .context("no memory budget line on the console")?;
     Ok(line
         .split_whitespace()
@@ -456,13 +457,13 @@ pub(super) fn machine_ok(s: &mut Session, from: usize) -> Result<()> {
     let lines = s.vm.console().lines();
     let boots = lines
         .iter()
-        .filter(|l| console::is_init_banner(&l.text))
+        .filter(|l| matchers::is_init_banner(&l.text))
         .count();
     if boots != 1 {
         bail!("the machine booted {boots} times (a reboot)");
     }
     for l in lines.iter().skip(from) {
-        if l.text.contains(console::HALT_VERDICT) {
+        if l.text.contains(matchers::HALT_VERDICT) {
             bail!("the governor printed a HALT line: {}", l.text);
         }
         if OOM_MARKERS.iter().any(|m| l.text.contains(m)) {

@@ -1,5 +1,7 @@
 //! Reading the appliance's serial console: pure matchers for the lines init
-//! (`appliance: ...`), the governor (`procwatch: ...`) and the kernel print.
+//! (`appliance: ...`), the governor (`procwatch: ...`), the stream-guard
+//! module (`stream-guard: ...`), the server and the kernel print. They take
+//! a line's text ([`crate::Line::text`]) and never panic.
 //!
 //! A kernel message may be printed into the middle of a line the appliance
 //! writes, so matchers look for their marker anywhere in a line and parse
@@ -7,9 +9,8 @@
 //! (`procwatch::render::render_process`): printable ASCII as is, `"` and
 //! `\` escaped, everything else `\xNN`.
 //!
-//! Two line formats are defined here because the e2e cases need them and
-//! nothing prints them yet (the lead decides; the tests fail with a message
-//! naming the missing line until then):
+//! Two line formats were first defined here, for the e2e cases, and then
+//! printed to match:
 //! - [`SEAL_ROW`]: at the seal, the governor prints one line per userspace
 //!   process (`procwatch: seal: pid=.. ppid=.. uid=r/e exe=".." comm=".."
 //!   cmdline=".."`), then `procwatch: seal: end (<n> userspace processes)`.
@@ -240,57 +241,6 @@ pub fn firewall_readback(line: &str) -> Option<FirewallReadback> {
     })
 }
 
-/// What the userspace table at the seal must be, checked: exactly two
-/// processes, PID 1 running `server` with a non-root real and effective
-/// uid equal to `server_uid`, and the governor (`governor_pid` when known).
-pub fn check_seal_table(
-    rows: &[Proc],
-    server: &str,
-    server_uid: u32,
-    governor_pid: Option<u32>,
-) -> Result<(), String> {
-    if rows.len() != 2 {
-        let names: Vec<String> = rows
-            .iter()
-            .map(|p| format!("{}:{}", p.pid, p.exe))
-            .collect();
-        return Err(format!(
-            "expected 2 userspace processes, got {}: {names:?}",
-            rows.len()
-        ));
-    }
-    let Some(pid1) = rows.iter().find(|p| p.pid == 1) else {
-        return Err("no PID 1 in the seal table".into());
-    };
-    if pid1.exe != server {
-        return Err(format!("PID 1 runs {:?}, not {server:?}", pid1.exe));
-    }
-    if pid1.uid == 0 || pid1.euid == 0 || pid1.uid != server_uid || pid1.euid != server_uid {
-        return Err(format!(
-            "PID 1 runs as uid {}/{}, expected {server_uid}/{server_uid} (never root)",
-            pid1.uid, pid1.euid
-        ));
-    }
-    let Some(other) = rows.iter().find(|p| p.pid != 1) else {
-        return Err("no governor in the seal table".into());
-    };
-    if let Some(g) = governor_pid {
-        if other.pid != g {
-            return Err(format!(
-                "the second process is pid {} ({}), but the governor is pid {g}",
-                other.pid, other.exe
-            ));
-        }
-    }
-    if other.ppid != 1 {
-        return Err(format!(
-            "the governor's parent is {}, not PID 1",
-            other.ppid
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,20 +331,8 @@ mod tests {
         }
     }
 
-    fn row(pid: u32, ppid: u32, uid: u32, exe: &str) -> Proc {
-        Proc {
-            pid,
-            ppid,
-            uid,
-            euid: uid,
-            exe: exe.into(),
-            comm: String::new(),
-            cmdline: String::new(),
-        }
-    }
-
     #[test]
-    fn seal_table_rows_and_checks() {
+    fn seal_table_rows() {
         let line = r#"procwatch: seal: pid=1 ppid=0 uid=6379/6379 exe="/usr/bin/valkey-server" comm="valkey-server" cmdline="/usr/bin/valkey-server /etc/valkey/valkey.conf""#;
         assert_eq!(seal_row(line).unwrap().pid, 1);
         assert_eq!(
@@ -405,40 +343,11 @@ mod tests {
             seal_end("procwatch: seal: end (2 userspace processes)"),
             Some(2)
         );
-        let server = "/usr/bin/valkey-server";
-        let good = vec![row(1, 0, 6379, server), row(73, 1, 0, "/init")];
-        assert_eq!(check_seal_table(&good, server, 6379, Some(73)), Ok(()));
-        let cases: Vec<(Vec<Proc>, Option<u32>, &str)> = vec![
-            (vec![row(1, 0, 6379, server)], None, "expected 2"),
-            (
-                vec![row(1, 0, 0, server), row(73, 1, 0, "/init")],
-                None,
-                "never root",
-            ),
-            (
-                vec![row(1, 0, 6379, "/init"), row(73, 1, 0, "/init")],
-                None,
-                "not \"/usr",
-            ),
-            (
-                vec![row(1, 0, 6379, server), row(74, 1, 0, "/init")],
-                Some(73),
-                "governor is pid 73",
-            ),
-            (
-                vec![
-                    row(1, 0, 6379, server),
-                    row(73, 1, 0, "/init"),
-                    row(80, 73, 0, "/bin/sh"),
-                ],
-                None,
-                "got 3",
-            ),
-        ];
-        for (rows, gov, want) in cases {
-            let err = check_seal_table(&rows, server, 6379, gov).unwrap_err();
-            assert!(err.contains(want), "{err} !~ {want}");
-        }
+        assert_eq!(
+            seal_end("procwatch: seal: end (x userspace processes)"),
+            None
+        );
+        assert_eq!(seal_end(line), None);
     }
 
     #[test]
@@ -467,6 +376,27 @@ mod tests {
                 rules: n,
             });
             assert_eq!(got, want, "{line:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn matchers_never_panic(line in "\\PC{0,200}") {
+            let _ = fatal(&line);
+            let _ = is_init_banner(&line);
+            let _ = governor_pid(&line);
+            let _ = halt_verdict(&line);
+            let _ = allow_verdict(&line);
+            let _ = seal_row(&line);
+            let _ = seal_end(&line);
+            let _ = firewall_readback(&line);
+            let _ = parse_process(&line);
+        }
+
+        #[test]
+        fn process_fields_never_panic(tail in "[ -~]{0,120}") {
+            let _ = parse_process(&format!("pid=1 ppid=0 uid=0/0 exe=\"{tail}"));
+            let _ = halt_verdict(&format!("procwatch: HALT r [event]: pid=1 ppid=0 uid=0/0 exe=? comm=\"{tail}"));
         }
     }
 }

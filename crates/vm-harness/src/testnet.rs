@@ -23,7 +23,6 @@
 use std::fs::File;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,9 +30,23 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use host_tools::Tool;
 
-use crate::qemu::TempDir;
+use crate::host::{temp_dir, TempDir};
+use crate::{Error, Result};
+
+/// What the test network needs on the host (namespaces, bridge and tap;
+/// DHCP).
+pub const TOOLS: [Tool; 2] = [
+    Tool {
+        file: "ip",
+        package: "iproute2",
+    },
+    Tool {
+        file: "dnsmasq",
+        package: "dnsmasq-base",
+    },
+];
 
 /// The bridge's (gateway's) address; the subnet is a /16.
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 1);
@@ -49,6 +62,7 @@ pub const MAX_CLIENTS: u16 = 2500;
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The namespace, its DHCP server and its metadata stand-in.
+#[derive(Debug)]
 pub struct TestNet {
     name: String,
     clients: u16,
@@ -70,13 +84,16 @@ fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip")
         .args(args)
         .output()
-        .context("run ip (iproute2)")?;
+        .map_err(|source| Error::Spawn {
+            program: "ip".into(),
+            source,
+        })?;
     if !out.status.success() {
-        bail!(
-            "ip {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        return Err(Error::Failed {
+            command: format!("ip {}", args.join(" ")),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
     }
     Ok(())
 }
@@ -85,21 +102,16 @@ fn ip(args: &[&str]) -> Result<()> {
 /// one process instead of one each).
 fn ip_batch(ns: &str, lines: &str, dir: &Path) -> Result<()> {
     let file = dir.join("ip.batch");
-    std::fs::write(&file, lines).with_context(|| format!("write {}", file.display()))?;
+    std::fs::write(&file, lines).map_err(Error::file("write", &file))?;
     ip(&["-n", ns, "-batch", &file.display().to_string()])
 }
 
 /// Moves the calling thread into the namespace at `path` (network only).
 pub fn enter_netns(path: &Path) -> Result<()> {
-    let f = File::open(path).with_context(|| format!("open {}", path.display()))?;
-    // SAFETY: setns on a descriptor we own and keep open for the call; it
-    // changes only this thread's network namespace.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("setns into {}", path.display()));
-    }
-    Ok(())
+    let f = File::open(path).map_err(Error::file("open", path))?;
+    // Changes only this thread's network namespace.
+    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|errno| Error::file("setns into", path)(errno.into()))
 }
 
 impl TestNet {
@@ -108,7 +120,10 @@ impl TestNet {
     /// (read afresh for every request, as the guestfwd program does).
     pub fn create(clients: u16, state_file: &Path) -> Result<TestNet> {
         if clients > MAX_CLIENTS {
-            bail!("at most {MAX_CLIENTS} client addresses, not {clients}");
+            return Err(Error::TooManyClients {
+                asked: clients,
+                max: MAX_CLIENTS,
+            });
         }
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let name = format!(
@@ -116,7 +131,7 @@ impl TestNet {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let dir = TempDir::new("e2e-net")?;
+        let dir = temp_dir("e2e-net")?;
         ip(&["netns", "add", &name])?;
         let mut net = TestNet {
             name,
@@ -150,7 +165,7 @@ impl TestNet {
 
     fn start_dnsmasq(&mut self) -> Result<()> {
         let log = self.dir.path().join("dnsmasq.log");
-        let log_file = File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        let log_file = File::create(&log).map_err(Error::file("create", &log))?;
         let child = Command::new("ip")
             .args(["netns", "exec", &self.name, "dnsmasq"])
             .args([
@@ -169,16 +184,22 @@ impl TestNet {
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
-            .context("start dnsmasq (package dnsmasq-base)")?;
+            .map_err(|source| Error::Spawn {
+                program: "dnsmasq".into(),
+                source,
+            })?;
         self.dnsmasq = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
             if let Some(c) = self.dnsmasq.as_mut() {
-                if let Some(status) = c.try_wait()? {
-                    bail!(
-                        "dnsmasq exited ({status}): {}",
-                        std::fs::read_to_string(&log).unwrap_or_default().trim()
-                    );
+                if let Some(status) = c.try_wait().map_err(Error::io("wait for dnsmasq"))? {
+                    return Err(Error::DnsmasqExited {
+                        status,
+                        log: std::fs::read_to_string(&log)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_owned(),
+                    });
                 }
             }
             if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("DHCP, IP range")) {
@@ -186,7 +207,10 @@ impl TestNet {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("dnsmasq did not start within {START_TIMEOUT:?}")
+        Err(Error::StartTimeout {
+            what: "dnsmasq",
+            within: START_TIMEOUT,
+        })
     }
 
     fn start_metadata(&mut self, state_file: PathBuf) -> Result<()> {
@@ -198,8 +222,8 @@ impl TestNet {
             .spawn(move || {
                 let listener = enter_netns(&path).and_then(|()| {
                     let l = TcpListener::bind(SocketAddr::from((METADATA, 80)))
-                        .context("bind the metadata stand-in")?;
-                    l.set_nonblocking(true)?;
+                        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                        .map_err(Error::io("bind the metadata stand-in"))?;
                     Ok(l)
                 });
                 let listener = match listener {
@@ -223,11 +247,14 @@ impl TestNet {
                     }
                 }
             })
-            .context("start the metadata thread")?;
+            .map_err(Error::io("start the metadata thread"))?;
         self.metadata = Some(handle);
         match ready_rx.recv_timeout(START_TIMEOUT) {
             Ok(r) => r,
-            Err(_) => bail!("the metadata stand-in did not start"),
+            Err(_) => Err(Error::StartTimeout {
+                what: "the metadata stand-in",
+                within: START_TIMEOUT,
+            }),
         }
     }
 
@@ -252,15 +279,13 @@ impl TestNet {
         enter_netns(&self.path())
     }
 
-    /// Runs `f` on a fresh thread inside the namespace and returns its result.
-    pub fn within<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    /// Runs `f` on a fresh thread inside the namespace and returns what it
+    /// returned.
+    pub fn within<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
         let path = self.path();
-        std::thread::spawn(move || enter_netns(&path).and_then(|()| f()))
+        std::thread::spawn(move || enter_netns(&path).map(|()| f()))
             .join()
-            .map_err(|_| anyhow::anyhow!("a thread in the test network panicked"))?
+            .map_err(|_| Error::ThreadPanicked)?
     }
 }
 
@@ -284,13 +309,17 @@ fn serve_one(state_file: &Path, stream: TcpStream, stop: &AtomicBool) {
 /// namespace (call [`TestNet::enter`] first for the test network).
 pub fn connect_from(source: IpAddr, to: SocketAddr, timeout: Duration) -> Result<TcpStream> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let sock = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))
-        .context("socket")?;
+    let fail = |e| Error::Connect {
+        from: Some(source),
+        to,
+        source: e,
+    };
+    let sock =
+        Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
     sock.bind(&SocketAddr::new(source, 0).into())
-        .with_context(|| format!("bind {source}"))?;
-    sock.connect_timeout(&to.into(), timeout)
-        .with_context(|| format!("connect {source} -> {to}"))?;
-    sock.set_tcp_nodelay(true)?;
+        .map_err(fail)?;
+    sock.connect_timeout(&to.into(), timeout).map_err(fail)?;
+    sock.set_tcp_nodelay(true).map_err(fail)?;
     Ok(sock.into())
 }
 
@@ -324,5 +353,47 @@ mod tests {
             assert_ne!(a, GATEWAY);
             assert_ne!(a, GUEST);
         }
+    }
+
+    #[test]
+    fn too_many_clients_are_refused_before_anything_is_made() {
+        let err = TestNet::create(MAX_CLIENTS + 1, Path::new("/nonexistent")).unwrap_err();
+        assert!(matches!(err, Error::TooManyClients { .. }), "{err}");
+    }
+
+    /// The real thing (root): the namespace with its addresses comes up,
+    /// one client address reaches another inside it, and dropping the net
+    /// removes the namespace.
+    #[test]
+    fn clients_connect_from_their_own_addresses_inside_the_namespace() {
+        host_tools::ensure_tools(&TOOLS, "for the test network").unwrap();
+        let tmp = temp_dir("testnet-test").unwrap();
+        let state = tmp.path().join("standin.json");
+        let net = TestNet::create(3, &state).unwrap();
+        assert_eq!(net.clients(), 3);
+        let path = net.path();
+        assert!(path.exists());
+        let (from, to) = (client_addr(0), client_addr(2));
+        let seen = net
+            .within(move || -> Result<IpAddr> {
+                let listener = TcpListener::bind((to, 0)).map_err(Error::io("bind"))?;
+                let addr = listener.local_addr().map_err(Error::io("bind"))?;
+                let _client = connect_from(IpAddr::V4(from), addr, Duration::from_secs(5))?;
+                let (_, peer) = listener.accept().map_err(Error::io("accept"))?;
+                Ok(peer.ip())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen, IpAddr::V4(from));
+        // The host's own namespace has none of these addresses.
+        let err = connect_from(
+            IpAddr::V4(from),
+            SocketAddr::from((to, 1)),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Connect { .. }), "{err}");
+        drop(net);
+        assert!(!path.exists(), "the namespace outlived its TestNet");
     }
 }

@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use crate::{Error, Result};
 
 /// Arrays nested deeper than this are refused (COMMAND replies nest 3-4).
 const MAX_DEPTH: usize = 16;
@@ -91,16 +91,9 @@ pub fn encode<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
 }
 
 /// A malformed reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("RESP protocol error: {0}")]
 pub struct ProtocolError(pub String);
-
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RESP protocol error: {}", self.0)
-    }
-}
-
-impl std::error::Error for ProtocolError {}
 
 /// Parses one reply from the front of `buf`: `Ok(None)` if more bytes are
 /// needed, else the value and how many bytes it took.
@@ -199,9 +192,13 @@ impl Conn {
     /// Connects to 127.0.0.1:`port`; every read waits at most `timeout`.
     pub fn connect(port: u16, timeout: Duration) -> Result<Conn> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let stream = TcpStream::connect_timeout(&addr, timeout)
-            .with_context(|| format!("connect to 127.0.0.1:{port}"))?;
-        stream.set_nodelay(true)?;
+        let fail = |source| Error::Connect {
+            from: None,
+            to: addr,
+            source,
+        };
+        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(fail)?;
+        stream.set_nodelay(true).map_err(fail)?;
         Ok(Conn {
             stream,
             buf: Vec::new(),
@@ -232,7 +229,9 @@ impl Conn {
 
     /// Sends a command without reading (for pipelining).
     pub fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<()> {
-        self.stream.write_all(&encode(args)).context("send command")
+        self.stream
+            .write_all(&encode(args))
+            .map_err(Error::io("send command"))
     }
 
     /// Reads one reply.
@@ -245,19 +244,21 @@ impl Conn {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                bail!("no reply within {:?}", self.timeout);
+                return Err(Error::NoReply(self.timeout));
             }
-            self.stream.set_read_timeout(Some(left))?;
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(Error::io("read reply"))?;
             let mut chunk = [0u8; 16 * 1024];
             match self.stream.read(&mut chunk) {
-                Ok(0) => bail!("the server closed the connection"),
+                Ok(0) => return Err(Error::Closed),
                 Ok(n) => self
                     .buf
                     .extend_from_slice(chunk.get(..n).unwrap_or_default()),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    bail!("no reply within {:?}", self.timeout)
+                    return Err(Error::NoReply(self.timeout))
                 }
-                Err(e) => return Err(e).context("read reply"),
+                Err(e) => return Err(Error::io("read reply")(e)),
             }
         }
     }
@@ -266,7 +267,10 @@ impl Conn {
     pub fn auth(&mut self, user: &str, pass: &str) -> Result<()> {
         match self.cmd(&["AUTH", user, pass])? {
             Value::Simple(ok) if ok == "OK" => Ok(()),
-            other => bail!("AUTH as {user} answered {other:?}"),
+            other => Err(Error::Auth {
+                user: user.to_owned(),
+                reply: format!("{other:?}"),
+            }),
         }
     }
 }
@@ -425,7 +429,7 @@ mod tests {
     fn probe_sees_refused_closed_silent_and_data() {
         use std::net::TcpListener;
         // Refused: a port nobody listens on.
-        let port = crate::qemu::free_port().unwrap();
+        let port = crate::host::free_port().unwrap();
         assert_eq!(probe(port, Duration::from_millis(500)), Probe::Refused);
 
         let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -2,9 +2,13 @@
 //!
 //! QEMU's `guestfwd=tcp:169.254.169.254:80-cmd:<program>` runs `<program>`
 //! once per guest connection with the connection on its stdin/stdout. The
-//! program is this xtask binary's hidden subcommand
-//! `__metadata-standin --state <file>`: it reads one HTTP request, answers it
-//! as the [`Mode`] in the state file says, and exits.
+//! program is a private copy of the executable that booted the VM, run as
+//! `<copy> __metadata-standin --state <file>` ([`guestfwd_command`]): it
+//! reads one HTTP request, answers it as the [`Mode`] in the state file
+//! says, and exits. So every program that boots VMs through this crate
+//! hands that subcommand ([`SUBCOMMAND`]) to [`main`] first thing (see the
+//! crate documentation for why it is not a binary of its own). The test
+//! network serves the same answers from a thread ([`serve_logged`]).
 //!
 //! The state file (0600, in a private temporary directory) carries the two
 //! passwords and the mode, so no secret ever appears on a command line that
@@ -21,8 +25,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The first argument that makes a program the stand-in.
+pub const SUBCOMMAND: &str = "__metadata-standin";
 
 /// The attribute prefix the appliance asks under.
 pub const ATTRIBUTES_PATH: &str = "/computeMetadata/v1/instance/attributes/";
@@ -85,11 +93,7 @@ impl Mode {
             "same-secrets" => Mode::SameSecrets,
             other => match other.strip_prefix("missing-key:") {
                 Some(key) if !key.is_empty() => Mode::MissingKey(key.to_owned()),
-                _ => bail!(
-                    "unknown stand-in mode `{other}` (normal, missing-key[:KEY], wrong-header, \
-                     oversized, never-answers, line-ending, control-char, short-admin, \
-                     same-secrets)"
-                ),
+                _ => return Err(Error::UnknownMode(other.to_owned())),
             },
         })
     }
@@ -129,10 +133,12 @@ impl Password {
     pub fn generate() -> Result<Password> {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let mut out = String::with_capacity(32);
-        let mut file = fs::File::open("/dev/urandom").context("open /dev/urandom")?;
+        let mut file =
+            fs::File::open("/dev/urandom").map_err(Error::file("open", "/dev/urandom"))?;
         let mut byte = [0u8; 1];
         while out.len() < 32 {
-            file.read_exact(&mut byte).context("read /dev/urandom")?;
+            file.read_exact(&mut byte)
+                .map_err(Error::file("read", "/dev/urandom"))?;
             // 248 = 4 * 62: rejecting the rest keeps the choice uniform.
             if byte[0] < 248 {
                 let idx = usize::from(byte[0]) % ALPHABET.len();
@@ -168,6 +174,16 @@ pub struct State {
 }
 
 impl State {
+    /// A state in `mode` with two fresh random passwords
+    /// ([`Password::generate`]).
+    pub fn generate(mode: Mode) -> Result<State> {
+        Ok(State {
+            mode,
+            admin_pass: Password::generate()?,
+            visitor_pass: Password::generate()?,
+        })
+    }
+
     /// The value served for a known key, as the mode shapes it.
     pub fn value(&self, key: &str) -> Option<String> {
         let admin = self.admin_pass.expose();
@@ -196,7 +212,7 @@ impl State {
     /// Writes the state to `path`, created 0600 (replacing an older one, so
     /// a test can change the mode between boots).
     pub fn write(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_vec(self).context("serialize stand-in state")?;
+        let text = serde_json::to_vec(self).map_err(Error::StateSerialize)?;
         let tmp = path.with_extension("tmp");
         let _ = fs::remove_file(&tmp);
         let mut file = fs::OpenOptions::new()
@@ -204,23 +220,26 @@ impl State {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
-            .with_context(|| format!("create {}", tmp.display()))?;
-        file.write_all(&text)
-            .with_context(|| format!("write {}", tmp.display()))?;
+            .map_err(Error::file("create", &tmp))?;
+        file.write_all(&text).map_err(Error::file("write", &tmp))?;
         drop(file);
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
-        fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
+            .map_err(Error::file("chmod", &tmp))?;
+        fs::rename(&tmp, path).map_err(Error::file("rename to", path))?;
         Ok(())
     }
 
     /// Reads a state file; refuses one that others may read.
     pub fn read(path: &Path) -> Result<State> {
-        let meta = fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
+        let meta = fs::metadata(path).map_err(Error::file("stat", path))?;
         if meta.permissions().mode() & 0o077 != 0 {
-            bail!("{} is readable by others; refusing", path.display());
+            return Err(Error::StateReadable(path.to_path_buf()));
         }
-        let text = fs::read(path).with_context(|| format!("read {}", path.display()))?;
-        serde_json::from_slice(&text).with_context(|| format!("parse {}", path.display()))
+        let text = fs::read(path).map_err(Error::file("read", path))?;
+        serde_json::from_slice(&text).map_err(|source| Error::StateParse {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
@@ -252,7 +271,7 @@ struct Request {
 
 /// Reads a request head (up to the blank line). `Ok(None)` when the peer
 /// closed before sending a full head or it was too long.
-fn read_request<R: BufRead>(input: &mut R) -> Result<Option<Request>> {
+fn read_request<R: BufRead>(input: &mut R) -> std::io::Result<Option<Request>> {
     let mut head: Vec<Vec<u8>> = Vec::new();
     let mut total = 0usize;
     loop {
@@ -260,8 +279,7 @@ fn read_request<R: BufRead>(input: &mut R) -> Result<Option<Request>> {
         let n = input
             .by_ref()
             .take(u64::try_from(MAX_REQUEST_HEAD).unwrap_or(u64::MAX))
-            .read_until(b'\n', &mut line)
-            .context("read request")?;
+            .read_until(b'\n', &mut line)?;
         if n == 0 {
             return Ok(None);
         }
@@ -322,6 +340,10 @@ fn respond<W: Write>(
 /// `output` as `state.mode` says. In [`Mode::NeverAnswers`] it reads
 /// `input` to its end (the guest hanging up) and sends nothing.
 pub fn serve<R: Read, W: Write>(state: &State, input: R, output: &mut W) -> Result<Served> {
+    serve_io(state, input, output).map_err(Error::io("serve a metadata request"))
+}
+
+fn serve_io<R: Read, W: Write>(state: &State, input: R, output: &mut W) -> std::io::Result<Served> {
     let mut input = BufReader::new(input);
     let Some(req) = read_request(&mut input)? else {
         return Ok(Served {
@@ -406,21 +428,47 @@ pub fn serve_stdio(state_file: &Path) -> Result<()> {
 pub fn serve_logged<R: Read, W: Write>(state_file: &Path, input: R, output: &mut W) -> Result<()> {
     let state = State::read(state_file)?;
     let served = serve(&state, input, output)?;
-    let mut log = fs::OpenOptions::new()
+    let log = log_path(state_file);
+    fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
-        .open(log_path(state_file))?;
-    writeln!(log, "{} {served}", state.mode)?;
-    Ok(())
+        .open(&log)
+        .and_then(|mut f| writeln!(f, "{} {served}", state.mode))
+        .map_err(Error::file("append to", log))
 }
 
-/// Entry of the hidden subcommand `__metadata-standin --state <file>`.
+/// The stand-in program: what follows [`SUBCOMMAND`] on its command line
+/// (`--state <file>`); serves one connection on stdin/stdout.
 pub fn main(args: &[String]) -> Result<()> {
     match args {
         [flag, file] if flag == "--state" => serve_stdio(Path::new(file)),
-        _ => bail!("usage: xtask __metadata-standin --state <file>"),
+        _ => Err(Error::StandinUsage),
     }
+}
+
+/// The metadata program line for QEMU's `guestfwd`: a private copy of this
+/// very executable (beside `state_file`, in the VM's directory, removed
+/// with it) with [`SUBCOMMAND`] and the state file. A copy, because QEMU
+/// starts the program once per guest connection for as long as the VM
+/// runs, and a `cargo build` meanwhile (CI runs `cargo test` before e2e in
+/// the same `cargo xtask ci`) replaces `target/debug/xtask`, leaving this
+/// process's own path deleted.
+pub fn guestfwd_command(state_file: &Path) -> Result<String> {
+    let dir = state_file
+        .parent()
+        .ok_or_else(|| Error::StandinPath(state_file.to_path_buf()))?;
+    let exe = dir.join("metadata-standin");
+    fs::copy("/proc/self/exe", &exe).map_err(Error::file("copy this executable to", &exe))?;
+    let line = format!(
+        "{} {SUBCOMMAND} --state {}",
+        exe.display(),
+        state_file.display()
+    );
+    if line.contains(',') || exe.to_string_lossy().contains(' ') {
+        return Err(Error::StandinPath(exe));
+    }
+    Ok(line)
 }
 
 /// The requests a stand-in served so far (one line each).
@@ -610,7 +658,7 @@ mod tests {
 
     #[test]
     fn state_file_is_private_and_round_trips() {
-        let dir = crate::qemu::TempDir::new("standin-test").unwrap();
+        let dir = crate::host::temp_dir("standin-test").unwrap();
         let path = dir.path().join("state.json");
         let s = state(Mode::MissingKey(ADMIN_KEY.into()));
         s.write(&path).unwrap();
@@ -618,7 +666,64 @@ mod tests {
         assert_eq!(mode, 0o600);
         assert_eq!(State::read(&path).unwrap(), s);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(State::read(&path).is_err());
+        assert!(matches!(State::read(&path), Err(Error::StateReadable(_))));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&path, b"{").unwrap();
+        assert!(matches!(State::read(&path), Err(Error::StateParse { .. })));
+    }
+
+    #[test]
+    fn the_program_takes_only_a_state_file() {
+        for args in [
+            &[][..],
+            &["--state"],
+            &["--mode", "x"],
+            &["--state", "a", "b"],
+        ] {
+            let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+            assert!(matches!(main(&args), Err(Error::StandinUsage)), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn guestfwd_runs_a_private_copy_of_this_executable() {
+        let dir = crate::host::temp_dir("standin-test").unwrap();
+        let state_file = dir.path().join("standin.json");
+        let line = guestfwd_command(&state_file).unwrap();
+        let exe = dir.path().join("metadata-standin");
+        assert_eq!(
+            line,
+            format!(
+                "{} {SUBCOMMAND} --state {}",
+                exe.display(),
+                state_file.display()
+            )
+        );
+        assert_eq!(fs::read(&exe).unwrap(), fs::read("/proc/self/exe").unwrap());
+    }
+
+    #[test]
+    fn served_requests_are_logged_without_values() {
+        let dir = crate::host::temp_dir("standin-test").unwrap();
+        let state_file = dir.path().join("standin.json");
+        state(Mode::WrongHeader).write(&state_file).unwrap();
+        let mut out = Vec::new();
+        serve_logged(&state_file, request(ADMIN_KEY).as_slice(), &mut out).unwrap();
+        serve_logged(&state_file, &b""[..], &mut out).unwrap();
+        let log = read_log(&state_file);
+        assert_eq!(
+            log,
+            [
+                format!("wrong-header GET {ATTRIBUTES_PATH}{ADMIN_KEY} -> 200"),
+                "wrong-header - -> no answer".to_owned()
+            ]
+        );
+        assert!(log.iter().all(|l| !l.contains("secret")));
+        let mode = fs::metadata(log_path(&state_file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]
@@ -634,5 +739,8 @@ mod tests {
         assert_eq!(a.expose().len(), 32);
         assert!(a.expose().bytes().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(a, b);
+        let s = State::generate(Mode::Oversized).unwrap();
+        assert_eq!(s.mode, Mode::Oversized);
+        assert_ne!(s.admin_pass, s.visitor_pass);
     }
 }
