@@ -97,16 +97,24 @@ fn c_path(path: &Path) -> Result<CString, String> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| format!("{} has a NUL", path.display()))
 }
 
-/// The server's working directory: its data directory (`dir` in
-/// valkey.conf; the server chdirs there at start).
+/// The server's working directory, its data directory (`dir` in
+/// valkey.conf; the server chdirs there at start), as a relative path:
+/// an attacker needs no `getcwd` (which the server never calls, so its
+/// filter refuses it) to write there.
 fn data_dir() -> Result<PathBuf, String> {
-    std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))
+    Ok(PathBuf::from("."))
 }
 
-/// The server binary's path, as `/proc/self/exe` names it.
+/// The server binary's path in the image. An attacker knows it (the image
+/// is public); reading `/proc/self/exe` would take `readlink`, which the
+/// server never calls and its filter refuses, so the step would stop
+/// before the exec it is about.
 fn server_binary() -> Result<PathBuf, String> {
-    std::fs::read_link("/proc/self/exe").map_err(|e| format!("cannot read /proc/self/exe: {e}"))
+    Ok(PathBuf::from(SERVER_BINARY))
 }
+
+/// Where the image puts the server.
+const SERVER_BINARY: &str = "/usr/bin/valkey-server";
 
 /// Sleeps for good with raw `nanosleep` (a forked child's whole life).
 fn sleep_forever() -> ! {
@@ -126,24 +134,32 @@ fn sleep_forever() -> ! {
     }
 }
 
-/// `fork` as the raw `clone(SIGCHLD)` syscall (no `pthread_atfork`
-/// handlers run, as none would for an exploit). Returns 0 in the child.
+/// `fork` as the raw `clone` syscall with exactly glibc's `fork()` flags
+/// (`CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD`), the one shape of
+/// process creation the server's filter allows when it may fork: what an
+/// exploit calling the server's own `fork` would make. No `pthread_atfork`
+/// handlers run. Returns 0 in the child.
 ///
 /// # Safety
 ///
 /// In the child, the caller runs only raw syscalls on memory prepared
 /// before the call and ends with `exit_group` or [`sleep_forever`]: other
 /// threads' locks are held forever there.
+/// Where a forked child's tid goes (`CLONE_CHILD_SETTID`).
+static FORK_CHILD_TID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 unsafe fn raw_fork() -> Result<c_long, Errno> {
-    // SAFETY: clone with only the exit signal and no stack/tid/tls
-    // arguments behaves as fork; the caller upholds the child's contract.
+    // SAFETY: clone without a new stack behaves as fork; the kernel writes
+    // the child's tid into its own copy of FORK_CHILD_TID (and clears it
+    // at exit), a static that outlives every child. The caller upholds the
+    // child's contract.
     sys(unsafe {
         libc::syscall(
             libc::SYS_clone,
-            c_long::from(libc::SIGCHLD),
+            c_long::from(libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD),
             0 as c_long,
             0 as c_long,
-            0 as c_long,
+            FORK_CHILD_TID.as_ptr() as c_long,
             0 as c_long,
         )
     })
@@ -483,20 +499,29 @@ fn socket_error(fd: c_long) -> Result<c_int, Errno> {
 }
 
 /// Copies everything `from` holds to `to` with `sendfile`.
+/// Copies with plain `read` and `write` (calls the server makes, so its
+/// filter lets them through: the step reaches the call it is about).
 fn copy_all(from: c_long, to: c_long) -> Result<(), Errno> {
+    let mut buf = [0u8; 4096];
     loop {
-        // SAFETY: sendfile between two open descriptors, no offset pointer.
-        let n = sys(unsafe {
-            libc::syscall(
-                libc::SYS_sendfile,
-                to,
-                from,
-                std::ptr::null_mut::<libc::off_t>(),
-                1usize << 20,
-            )
-        })?;
+        // SAFETY: read into a live stack buffer of its length.
+        let n = sys(unsafe { libc::syscall(libc::SYS_read, from, buf.as_mut_ptr(), buf.len()) })?;
         if n == 0 {
             return Ok(());
+        }
+        let mut done = 0;
+        while done < n {
+            let off = usize::try_from(done).unwrap_or(0);
+            // SAFETY: writes the part of the buffer read above.
+            let w = sys(unsafe {
+                libc::syscall(
+                    libc::SYS_write,
+                    to,
+                    buf.as_ptr().wrapping_add(off),
+                    usize::try_from(n - done).unwrap_or(0),
+                )
+            })?;
+            done += w;
         }
     }
 }
@@ -795,16 +820,11 @@ fn exec_data() -> Result<Outcome, String> {
     let written = open(&c"/proc/self/exe".to_owned(), libc::O_RDONLY, 0)
         .map_err(|e| (e, "open(/proc/self/exe)"))
         .and_then(|exe| {
-            let copied = copy_all(exe, fd).map_err(|e| (e, "sendfile"));
+            // The file is created 0755 (less the server's umask, 022):
+            // no fchmod, which the server never calls.
+            let copied = copy_all(exe, fd).map_err(|e| (e, "read/write"));
             close(exe);
             copied
-        })
-        .and_then(|()| {
-            // SAFETY: fchmod takes no pointers; the umask may have cut
-            // the execute bits.
-            sys(unsafe { libc::syscall(libc::SYS_fchmod, fd, 0o755 as c_long) })
-                .map(|_| ())
-                .map_err(|e| (e, "fchmod(0755)"))
         });
     close(fd);
     let outcome = match written {
