@@ -13,7 +13,7 @@
 //! step does to the machine lives behind the [`Machine`]'s parts, passed in
 //! by the caller: `os::linux::LinuxOs` and the leaf crates' Linux
 //! implementations for real; `fake::FakeMachine` (feature `fake`) for tests,
-//! [`fake::FakeOs`] recording init's typed calls beside the leaf crates' own
+//! `fake::FakeOs` recording init's typed calls beside the leaf crates' own
 //! recording fakes, in one journal.
 //!
 //! It deliberately does not: render the firewall, speak DHCP or HTTP, or

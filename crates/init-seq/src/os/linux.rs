@@ -3,7 +3,7 @@
 //! implementations, which `main` passes in beside this one.
 //!
 //! `unsafe` appears only here, at the syscall edge, one `// SAFETY:` comment
-//! per block; raw return codes go through [`check`].
+//! per block; raw return codes go through `check`.
 
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File, OpenOptions};
