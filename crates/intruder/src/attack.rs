@@ -116,17 +116,21 @@ fn server_binary() -> Result<PathBuf, String> {
 /// Where the image puts the server.
 const SERVER_BINARY: &str = "/usr/bin/valkey-server";
 
-/// Sleeps for good with raw `nanosleep` (a forked child's whole life).
+/// Sleeps for good with raw `clock_nanosleep` (a forked child's whole
+/// life; the call glibc's sleeps make, so the server's filter allows it).
 fn sleep_forever() -> ! {
     let hour = libc::timespec {
         tv_sec: 3600,
         tv_nsec: 0,
     };
     loop {
-        // SAFETY: nanosleep reads a valid timespec; no remaining-time out.
+        // SAFETY: clock_nanosleep reads a valid timespec; no remaining-time
+        // out.
         unsafe {
             libc::syscall(
-                libc::SYS_nanosleep,
+                libc::SYS_clock_nanosleep,
+                c_long::from(libc::CLOCK_MONOTONIC),
+                0 as c_long,
                 &hour as *const libc::timespec,
                 std::ptr::null_mut::<libc::timespec>(),
             )
@@ -166,7 +170,7 @@ unsafe fn raw_fork() -> Result<c_long, Errno> {
 }
 
 fn fork_stay() -> Outcome {
-    // SAFETY: the child only sleeps (raw nanosleep) for good.
+    // SAFETY: the child only sleeps (raw clock_nanosleep) for good.
     match unsafe { raw_fork() } {
         Err(e) => refused(e, "fork"),
         Ok(0) => sleep_forever(),
@@ -205,7 +209,7 @@ fn clone_vm() -> Outcome {
     // return into this frame on a stack the parent keeps using.
     // SAFETY: the child runs `clone_vm_child` on its own 64 KiB stack (the
     // mapping is never unmapped: the child keeps using it) and only makes
-    // raw nanosleep calls, touching no memory the server uses.
+    // raw clock_nanosleep calls, touching no memory the server uses.
     let pid = unsafe {
         libc::clone(
             clone_vm_child,
@@ -417,30 +421,48 @@ fn write_kmsg() -> Outcome {
     }
 }
 
-/// Waits up to `ms` for `events` on `fd`; returns the revents (0 on timeout).
+/// Waits up to `ms` for `events` on `fd`; returns the events seen (0 on
+/// timeout). Through epoll, which the server uses (its filter refuses
+/// `ppoll`: the step must reach the call it is about).
 fn poll(fd: c_long, events: i16, ms: u16) -> Result<i16, Errno> {
-    let mut pfd = libc::pollfd {
-        fd: c_int::try_from(fd).unwrap_or(-1),
-        events,
-        revents: 0,
+    // SAFETY: epoll_create takes a size hint and returns a descriptor.
+    let ep = sys(unsafe { libc::syscall(libc::SYS_epoll_create, 1 as c_long) })?;
+    let mut ev = libc::epoll_event {
+        events: u32::from(events.unsigned_abs()),
+        u64: 0,
     };
-    let timeout = libc::timespec {
-        tv_sec: libc::time_t::from(ms / 1000),
-        tv_nsec: c_long::from(ms % 1000) * 1_000_000,
-    };
-    // SAFETY: ppoll reads and writes one pollfd and reads one timespec; no
-    // signal mask (NULL), so the mask size is not read.
+    // SAFETY: epoll_ctl reads one epoll_event.
+    let added = sys(unsafe {
+        libc::syscall(
+            libc::SYS_epoll_ctl,
+            ep,
+            c_long::from(libc::EPOLL_CTL_ADD),
+            fd,
+            &mut ev as *mut libc::epoll_event,
+        )
+    });
+    if let Err(e) = added {
+        close(ep);
+        return Err(e);
+    }
+    let mut out = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: epoll_wait writes at most one epoll_event into `out`.
     let ready = sys(unsafe {
         libc::syscall(
-            libc::SYS_ppoll,
-            &mut pfd as *mut libc::pollfd,
+            libc::SYS_epoll_wait,
+            ep,
+            &mut out as *mut libc::epoll_event,
             1 as c_long,
-            &timeout as *const libc::timespec,
-            std::ptr::null::<libc::sigset_t>(),
-            0 as c_long,
+            c_long::from(ms),
         )
-    })?;
-    Ok(if ready == 0 { 0 } else { pfd.revents })
+    });
+    close(ep);
+    let ready = ready?;
+    Ok(if ready == 0 {
+        0
+    } else {
+        i16::try_from(out.events & 0x7fff).unwrap_or(i16::MAX)
+    })
 }
 
 fn connect_metadata() -> Outcome {
@@ -472,7 +494,7 @@ fn connect_metadata() -> Outcome {
                 Ok(code) => refused(Errno(code), &call),
                 Err(e) => refused(e, "getsockopt(SO_ERROR)"),
             },
-            Err(e) => refused(e, "ppoll"),
+            Err(e) => refused(e, "epoll_wait"),
         },
         Err(e) => refused(e, &call),
     };
