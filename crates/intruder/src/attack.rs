@@ -33,6 +33,7 @@ pub(crate) fn perform(request: &Request) -> Result<Outcome, String> {
     };
     match request.step.attack {
         Attack::ForkStay => Ok(fork_stay()),
+        Attack::ForkTwice => Ok(fork_twice()),
         Attack::CloneVm => Ok(clone_vm()),
         Attack::IoUring => Ok(io_uring()),
         Attack::MmapRwx => Ok(mmap_rwx()),
@@ -167,6 +168,21 @@ unsafe fn raw_fork() -> Result<c_long, Errno> {
             0 as c_long,
         )
     })
+}
+
+fn fork_twice() -> Outcome {
+    let mut pids = Vec::with_capacity(2);
+    for _ in 0..2 {
+        // SAFETY: each child only sleeps (raw clock_nanosleep) for good.
+        match unsafe { raw_fork() } {
+            Err(e) => return refused(e, "fork"),
+            Ok(0) => sleep_forever(),
+            Ok(pid) => pids.push(pid),
+        }
+    }
+    Outcome::Succeeded(format!(
+        "forked pids={pids:?}; two children that never exec sleep for good"
+    ))
 }
 
 fn fork_stay() -> Outcome {
