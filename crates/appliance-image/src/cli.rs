@@ -584,3 +584,255 @@ pub fn main(program: Program, parsed: Result<Command, UsageError>, defaults: &De
     }
     exit_status(&result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkout() -> Defaults {
+        Defaults {
+            checkout: Some(PathBuf::from("/ck")),
+        }
+    }
+
+    fn parse_line(line: &str, defaults: &Defaults) -> Result<Command, String> {
+        parse(
+            APPLIANCE_IMAGE,
+            line.split_whitespace().map(OsString::from),
+            defaults,
+        )
+        .map_err(|e| e.message)
+    }
+
+    fn build(f: impl FnOnce(&mut BuildArgs)) -> Result<Command, String> {
+        let mut a = BuildArgs {
+            spec: "/ck/image/appliance.toml".into(),
+            sources: "/ck/image/sources.toml".into(),
+            out: "/ck/target/appliance".into(),
+            cache: "/ck/target/appliance-cache".into(),
+            profile: Profile::Production,
+            binaries: BinariesArg::Workspace("/ck".into()),
+            no_sandbox: false,
+        };
+        f(&mut a);
+        Ok(Command::Build(a))
+    }
+
+    #[test]
+    fn build_arguments() {
+        let table: Vec<(&str, Result<Command, String>)> = vec![
+            ("build", build(|_| {})),
+            (
+                "build --test",
+                build(|a| {
+                    a.profile = Profile::Test;
+                    a.out = "/ck/target/appliance-test".into();
+                }),
+            ),
+            (
+                "build --profile test --out /o",
+                build(|a| {
+                    a.profile = Profile::Test;
+                    a.out = "/o".into();
+                }),
+            ),
+            (
+                "build --spec=/s.toml --sources /p.toml --cache /c --no-sandbox",
+                build(|a| {
+                    a.spec = "/s.toml".into();
+                    a.sources = "/p.toml".into();
+                    a.cache = "/c".into();
+                    a.no_sandbox = true;
+                }),
+            ),
+            (
+                "build --workspace /w",
+                build(|a| a.binaries = BinariesArg::Workspace("/w".into())),
+            ),
+            (
+                "build --test --init /i --stream-guard /g --intruder /x",
+                build(|a| {
+                    a.profile = Profile::Test;
+                    a.out = "/ck/target/appliance-test".into();
+                    a.binaries = BinariesArg::Prebuilt {
+                        init: "/i".into(),
+                        stream_guard: "/g".into(),
+                        intruder: Some("/x".into()),
+                    };
+                }),
+            ),
+            (
+                "build -h",
+                Ok(Command::Help(usage(APPLIANCE_IMAGE, Some("build")))),
+            ),
+            (
+                "build --out /o --help",
+                Ok(Command::Help(usage(APPLIANCE_IMAGE, Some("build")))),
+            ),
+            (
+                "build --profile debug",
+                Err("--profile takes `production` or `test`, not `debug`".into()),
+            ),
+            (
+                "build --out",
+                Err("missing argument for option '--out'".into()),
+            ),
+            ("build --bogus", Err("invalid option '--bogus'".into())),
+            ("build extra", Err("unexpected argument \"extra\"".into())),
+            (
+                "build --init /i",
+                Err("prebuilt binaries need both --init and --stream-guard".into()),
+            ),
+            (
+                "build --intruder /x",
+                Err("--intruder goes into a test image only (--test)".into()),
+            ),
+            (
+                "build --workspace /w --init /i --stream-guard /g",
+                Err("--workspace builds /init and the modules; do not also give them".into()),
+            ),
+            ("image", Err("unknown command `image`".into())),
+            ("", Err("no command given".into())),
+            ("-h", Ok(Command::Help(usage(APPLIANCE_IMAGE, None)))),
+        ];
+        for (line, want) in table {
+            assert_eq!(parse_line(line, &checkout()), want, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_checkout_the_paths_are_required() {
+        let none = Defaults { checkout: None };
+        let table: Vec<(&str, Result<&str, &str>)> = vec![
+            ("build --spec /s --sources /p --cache /c --workspace /w", Err("--out is required: no checkout to take a default from")),
+            ("build --spec /s --sources /p --out /o --init /i --stream-guard /g", Err("--cache is required: no checkout to take a default from")),
+            ("build --sources /p --out /o --cache /c --workspace /w", Err("--spec is required: no checkout to take a default from")),
+            ("build --spec /s --sources /p --out /o --cache /c", Err("--workspace (or --init and --stream-guard) is required: no checkout to take a default from")),
+            ("build --spec /s --sources /p --out /o --cache /c --init /i --stream-guard /g", Ok("build")),
+            ("verify /img --spec /s", Ok("verify")),
+            ("verify /img", Err("--spec is required: no checkout to take a default from")),
+            ("verify --spec /s", Err("DIR is required: no checkout to take a default from")),
+        ];
+        for (line, want) in table {
+            let got = parse_line(line, &none).map(|c| match c {
+                Command::Build(_) => "build",
+                Command::Verify(VerifyArgs { cache: None, .. }) => "verify",
+                _ => "other",
+            });
+            assert_eq!(got, want.map_err(str::to_owned), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn verify_pins_and_gce_arguments() {
+        let verify = |dir: &str, spec: &str, cache: &str| {
+            Ok(Command::Verify(VerifyArgs {
+                dir: dir.into(),
+                spec: spec.into(),
+                cache: Some(cache.into()),
+            }))
+        };
+        let table: Vec<(&str, Result<Command, String>)> = vec![
+            (
+                "verify",
+                verify(
+                    "/ck/target/appliance",
+                    "/ck/image/appliance.toml",
+                    "/ck/target/appliance-cache",
+                ),
+            ),
+            (
+                "verify /img --spec /s --cache /c",
+                verify("/img", "/s", "/c"),
+            ),
+            (
+                "verify --help",
+                Ok(Command::Help(usage(APPLIANCE_IMAGE, Some("verify")))),
+            ),
+            ("verify /a /b", Err("unexpected argument \"/b\"".into())),
+            (
+                "pins --update",
+                Ok(Command::PinsUpdate {
+                    sources: "/ck/image/sources.toml".into(),
+                }),
+            ),
+            (
+                "pins --update --sources /p",
+                Ok(Command::PinsUpdate {
+                    sources: "/p".into(),
+                }),
+            ),
+            ("pins", Err("--update is the only action".into())),
+            (
+                "gce --project p --zone z",
+                Err(
+                    "only --dry-run exists: this tool prints the commands and never runs gcloud"
+                        .into(),
+                ),
+            ),
+            (
+                "gce --zone z --dry-run",
+                Err("--project and --zone are required".into()),
+            ),
+            (
+                "gce --project p --zone z --data-size 1 --dry-run",
+                Err("--data-size \"1\": a whole number of GB, at least 2".into()),
+            ),
+        ];
+        for (line, want) in table {
+            assert_eq!(parse_line(line, &checkout()), want, "{line:?}");
+        }
+        let Ok(Command::Gce(g)) = parse_line(
+            "gce --project p --zone z --data-size 20GB --name n --image-dir /img --dry-run",
+            &checkout(),
+        ) else {
+            panic!("gce did not parse");
+        };
+        assert_eq!(
+            (
+                g.bucket.as_str(),
+                g.name.as_str(),
+                g.data_disk_gb,
+                g.image_dir.as_path()
+            ),
+            ("p-appliance-images", "n", 20, Path::new("/img"))
+        );
+    }
+
+    #[test]
+    fn xtask_calls_build_image_and_relative_paths_are_made_absolute() {
+        let parsed = parse_command(
+            XTASK,
+            "image",
+            ["--out", "rel"].map(OsString::from),
+            &checkout(),
+        );
+        let Ok(Command::Build(a)) = parsed else {
+            panic!("{parsed:?}");
+        };
+        assert_eq!(a.out, std::env::current_dir().unwrap().join("rel"));
+        let help = usage(XTASK, Some("image"));
+        assert!(
+            help.starts_with("usage: cargo xtask image [--test"),
+            "{help}"
+        );
+        assert!(usage(XTASK, None).contains("  image      build an image"));
+    }
+
+    #[test]
+    fn exit_statuses() {
+        let missing = Error::MissingTools {
+            why: "x".into(),
+            tools: vec![],
+        };
+        let table = [
+            (Ok(Outcome::Done), EXIT_OK),
+            (Ok(Outcome::AuditFailed), EXIT_FAILED),
+            (Err(Error::msg("fetch failed")), EXIT_FAILED),
+            (Err(missing.context("step")), EXIT_MISSING_TOOL),
+        ];
+        for (result, want) in table {
+            assert_eq!(exit_status(&result), want, "{result:?}");
+        }
+    }
+}
