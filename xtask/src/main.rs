@@ -556,7 +556,7 @@ mod tests {
             ),
             (
                 &["--seconds", "x"],
-                Err("cannot parse argument for option '--seconds': invalid digit found in string"),
+                Err("cannot parse argument \"x\": invalid digit found in string"),
             ),
             (&["--minutes", "1"], Err("invalid option '--minutes'")),
         ];
