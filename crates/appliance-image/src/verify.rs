@@ -1,4 +1,4 @@
-//! `cargo xtask verify`: an offline audit of a built image (design §10),
+//! `appliance-image verify` (`cargo xtask verify`): an offline audit of a built image (design §10),
 //! one `[OK]`/`[FAIL]` line per property, seed-002 style.
 //!
 //! It trusts nothing the build said about itself except as a claim to check:
