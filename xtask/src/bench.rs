@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::e2e::resp::{Conn, Value};
 use crate::e2e::{ReadyProbe, Session};
@@ -146,7 +146,8 @@ struct BenchOptions {
     seccomp_only: bool,
 }
 
-const USAGE: &str = "\
+/// The usage of `cargo xtask bench` (printed by `--help`).
+pub const USAGE: &str = "\
 usage: cargo xtask bench compare --help   (the appliance beside a stock Debian 12 guest)
        cargo xtask bench boot [--runs N] [--direct] [--image DIR] [--kernel FILE] [--xadds N]
                               [--seccomp-only]
@@ -177,7 +178,7 @@ fn parse(args: &[String]) -> Result<BenchOptions> {
         let mut value = || {
             it.next()
                 .cloned()
-                .ok_or_else(|| anyhow!("{a} needs a value\n{USAGE}"))
+                .ok_or_else(|| crate::usage_error(format!("{a} needs a value"), USAGE))
         };
         match a.as_str() {
             "--runs" => o.runs = value()?.parse().context("--runs")?,
@@ -187,7 +188,12 @@ fn parse(args: &[String]) -> Result<BenchOptions> {
             "--xadds" => o.xadds = value()?.parse().context("--xadds")?,
             "--test-image" => o.test_image = PathBuf::from(value()?),
             "--seccomp-only" => o.seccomp_only = true,
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
+            other => {
+                return Err(crate::usage_error(
+                    format!("unknown argument `{other}`"),
+                    USAGE,
+                ))
+            }
         }
     }
     if o.runs == 0 || o.xadds == 0 {
@@ -201,7 +207,7 @@ pub fn main(args: &[String]) -> Result<()> {
     match args.split_first() {
         Some((what, rest)) if what == "boot" => boot(rest),
         Some((what, rest)) if what == "compare" => compare::main(rest),
-        _ => bail!("{USAGE}"),
+        _ => Err(crate::usage_error("bench needs `boot` or `compare`", USAGE)),
     }
 }
 

@@ -1,19 +1,43 @@
-//! The build side of the appliance: everything `cargo xtask` does that is more
-//! than running another program — pinned inputs, the sandboxed Valkey build, the
-//! kernel module subset, the initramfs, UKI and disk writers, the manifest and
-//! the offline verifier. A library so its parsers (cpio, `.modinfo`) can be
-//! tested and fuzzed; the `xtask` binary only dispatches subcommands.
+//! The project's automation beyond building the image (that is
+//! `appliance-image`'s, which `cargo xtask image|verify|pins|gce` wrap): the
+//! VM harness, the end-to-end suite, `run`, the benchmarks and the syscall
+//! trace. A library so its pieces can be tested; the `xtask` binary only
+//! dispatches subcommands.
 //!
 //! This crate never runs on the appliance. It may use `anyhow` and print
 //! progress, but parsers of outside input still take `&[u8]` and never panic.
 
 pub mod bench;
 pub mod e2e;
-pub mod gce;
-pub mod image;
 pub mod qemu;
 pub mod run;
 pub mod seccomp;
 pub mod standin;
 pub mod testnet;
-pub mod verify;
+
+/// Arguments a command cannot make sense of: `cargo xtask` exits with status
+/// 2 ([`appliance_image::cli::EXIT_USAGE`]) and prints the usage on stderr.
+#[derive(Debug)]
+pub struct UsageError {
+    /// What is wrong.
+    pub message: String,
+    /// The command's usage.
+    pub usage: &'static str,
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\n\n{}", self.message, self.usage)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A [`UsageError`] as the `anyhow::Error` the commands return.
+pub fn usage_error(message: impl Into<String>, usage: &'static str) -> anyhow::Error {
+    UsageError {
+        message: message.into(),
+        usage,
+    }
+    .into()
+}

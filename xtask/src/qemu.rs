@@ -888,7 +888,7 @@ impl ImageFiles {
     pub fn cmdline(&self) -> String {
         fs::read_to_string(self.file("appliance.cmdline"))
             .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|_| crate::image::uki::CMDLINE.to_owned())
+            .unwrap_or_else(|_| appliance_image::uki::CMDLINE.to_owned())
     }
 
     /// The same image with `extra` words added to its kernel command line,

@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::e2e::resp::Conn;
-use crate::image::manifest::Profile;
 use crate::qemu::{self, BootMode, ConsoleSinks, DiskInterface, ImageFiles, Vm, VmDir};
 use crate::standin::{Mode, Password, State};
+use appliance_image::Profile;
 
 /// The workspace root (this crate's parent directory).
 pub fn workspace_root() -> PathBuf {
@@ -30,15 +30,9 @@ pub fn workspace_root() -> PathBuf {
 /// Builds the image of `profile` into `out` (`cargo xtask image`, with the
 /// default input cache and the sandbox).
 pub fn build_image(profile: Profile, out: &Path) -> Result<()> {
-    let root = workspace_root();
-    let args = crate::image::build::ImageArgs {
-        cache: root.join(crate::image::fetch::DEFAULT_CACHE),
-        root,
-        profile,
-        out: out.to_path_buf(),
-        no_sandbox: false,
-    };
-    crate::image::build::image(&args)
+    let config = appliance_image::BuildConfig::in_workspace(&workspace_root(), profile, out)?;
+    appliance_image::build(&config)?;
+    Ok(())
 }
 
 /// Builds the image unless every file a boot needs is there.
@@ -79,7 +73,8 @@ pub struct RunOptions {
     pub disk_interface: DiskInterface,
 }
 
-const USAGE: &str = "\
+/// The usage of `cargo xtask run` (printed by `--help`).
+pub const USAGE: &str = "\
 usage: cargo xtask run [--direct] [--port N] [--admin-pass P] [--visitor-pass P]
                        [--metadata-mode MODE] [--image DIR] [--data FILE] [--fresh-data] [--memory MIB]
                        [--disk-interface scsi|nvme|virtio]
@@ -122,7 +117,7 @@ impl RunOptions {
             let mut value = || {
                 it.next()
                     .cloned()
-                    .ok_or_else(|| anyhow!("{a} needs a value\n{USAGE}"))
+                    .ok_or_else(|| crate::usage_error(format!("{a} needs a value"), USAGE))
             };
             match a.as_str() {
                 "--direct" => o.boot = BootMode::Direct,
@@ -136,7 +131,12 @@ impl RunOptions {
                 "--memory" => o.memory_mib = value()?.parse().context("--memory")?,
                 "--disk-interface" => o.disk_interface = DiskInterface::parse(&value()?)?,
                 "-h" | "--help" => bail!("{USAGE}"),
-                other => bail!("unknown argument `{other}`\n{USAGE}"),
+                other => {
+                    return Err(crate::usage_error(
+                        format!("unknown argument `{other}`"),
+                        USAGE,
+                    ))
+                }
             }
         }
         for p in [&o.admin_pass, &o.visitor_pass].into_iter().flatten() {

@@ -14,9 +14,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use appliance_image::fetch::{fetch_kernel, Cache, HostArchives};
+use appliance_image::pins::Pins;
 use xtask::bench::{floor_boot, spawn_reboot_vm, RB_HALT_SYSTEM};
-use xtask::image::fetch::{fetch_kernel, Cache, HostArchives};
-use xtask::image::pins::Pins;
 use xtask::qemu::{ensure_tools, VmDir, BOOT_TOOLS};
 
 fn workspace() -> PathBuf {

@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use appliance_image::fetch::{fetch_kernel, Cache, HostArchives};
+use appliance_image::kmod::{decompress, module_subset};
+use appliance_image::pins::Pins;
 use image_formats::cpio::Archive;
-use xtask::image::fetch::{fetch_kernel, Cache, HostArchives};
-use xtask::image::kmod::{decompress, module_subset};
-use xtask::image::pins::Pins;
 use xtask::qemu::{ensure_tools, Boot, ConsoleSinks, QemuSpec, Tool, Vm, VmDir, BOOT_TOOLS};
 use xtask::standin::{self, Mode, Password, State};
 

@@ -12,7 +12,7 @@ pub mod report;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::e2e::resp::{Conn, Value};
 use crate::e2e::{ReadyProbe, Session};
@@ -45,7 +45,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The stream the Debian guest is written to (its server has no ACL).
 const DEBIAN_STREAM: &str = "bench:stream";
 
-const USAGE: &str = "\
+/// The usage of `cargo xtask bench compare` (printed by `--help`).
+pub const USAGE: &str = "\
 usage: cargo xtask bench compare [--runs N] [--image DIR] [--xadds N] [--cache DIR]
 
   --runs N       boots of each machine for the time to the first XADD
@@ -77,14 +78,19 @@ fn parse(args: &[String]) -> Result<Options> {
         let mut value = || {
             it.next()
                 .cloned()
-                .ok_or_else(|| anyhow!("{a} needs a value\n{USAGE}"))
+                .ok_or_else(|| crate::usage_error(format!("{a} needs a value"), USAGE))
         };
         match a.as_str() {
             "--runs" => o.runs = value()?.parse().context("--runs")?,
             "--image" => o.image = PathBuf::from(value()?),
             "--xadds" => o.xadds = value()?.parse().context("--xadds")?,
             "--cache" => o.cache = PathBuf::from(value()?),
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
+            other => {
+                return Err(crate::usage_error(
+                    format!("unknown argument `{other}`"),
+                    USAGE,
+                ))
+            }
         }
     }
     if o.runs == 0 || o.xadds == 0 {
@@ -124,17 +130,18 @@ pub fn main(args: &[String]) -> Result<()> {
             missing.join(", ")
         );
     }
-    let pins =
-        crate::image::pins::Pins::load(&crate::run::workspace_root().join("image/sources.toml"))?;
+    let pins = appliance_image::pins::Pins::load(
+        &crate::run::workspace_root().join("image/sources.toml"),
+    )?;
     let t = Instant::now();
     std::fs::create_dir_all(&o.cache)?;
-    let input_cache = crate::image::fetch::Cache::new(
-        crate::run::workspace_root().join(crate::image::fetch::DEFAULT_CACHE),
+    let input_cache = appliance_image::fetch::Cache::new(
+        crate::run::workspace_root().join(appliance_image::fetch::DEFAULT_CACHE),
     );
-    let kernel = crate::image::fetch::fetch_kernel(
+    let kernel = appliance_image::fetch::fetch_kernel(
         &pins,
         &input_cache,
-        &mut crate::image::fetch::HostArchives::new(&pins.valkey.suites),
+        &mut appliance_image::fetch::HostArchives::new(&pins.valkey.suites),
     )?;
     let guest = guest::ensure(
         &o.cache,

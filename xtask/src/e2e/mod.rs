@@ -29,10 +29,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use appliance_spec::Spec;
 
-use crate::image::manifest::Profile;
 use crate::qemu::{self, BootMode, ConsoleSinks, Forward, ImageFiles, TempDir, Vm, VmDir};
 use crate::standin::{Mode, Password, State};
 use crate::testnet;
+use appliance_image::Profile;
 use resp::{Conn, Value};
 
 /// Bounded waits (TCG on a shared 2-core machine is slow; these are upper
@@ -104,7 +104,8 @@ pub struct Options {
     pub append: Option<String>,
 }
 
-const USAGE: &str = "\
+/// The usage of `cargo xtask e2e` (printed by `--help`).
+pub const USAGE: &str = "\
 usage: cargo xtask e2e [--only NAME]... [--direct] [--image DIR] [--test-image DIR] [--logs DIR]
 
   --only NAME       run one case (repeatable); `--only list` prints the names
@@ -134,7 +135,7 @@ impl Options {
             let mut value = || {
                 it.next()
                     .cloned()
-                    .ok_or_else(|| anyhow!("{a} needs a value\n{USAGE}"))
+                    .ok_or_else(|| crate::usage_error(format!("{a} needs a value"), USAGE))
             };
             match a.as_str() {
                 "--only" => o.only.push(value()?),
@@ -147,7 +148,12 @@ impl Options {
                     o.boot = BootMode::Direct;
                 }
                 "-h" | "--help" => bail!("{USAGE}"),
-                other => bail!("unknown argument `{other}`\n{USAGE}"),
+                other => {
+                    return Err(crate::usage_error(
+                        format!("unknown argument `{other}`"),
+                        USAGE,
+                    ))
+                }
             }
         }
         let all = all_cases();
@@ -367,7 +373,7 @@ fn disk_fill(ctx: &mut Ctx) -> Result<Vec<String>> {
     ctx.require(&ctx.image, "production image")?;
     let dir = TempDir::new("e2e-small-disk")?;
     let disk = dir.path().join("data.raw");
-    crate::image::ext4::write(&disk, SMALL_DISK, 0)?;
+    appliance_image::ext4::write(&disk, SMALL_DISK, 0)?;
     let log = ctx.logs.path().join("disk-fill.console.log");
     let mut s = Session::boot_on_net(
         &ctx.image,
@@ -896,7 +902,7 @@ pub fn check_acked(c: &mut Conn, stream: &str, acked: &Acked) -> Result<String> 
 pub fn initramfs(image: &ImageFiles) -> Result<Vec<u8>> {
     let zst = std::fs::read(image.file("initramfs.cpio.zst"))
         .with_context(|| format!("read {}", image.file("initramfs.cpio.zst").display()))?;
-    crate::verify::unzstd(&zst)
+    Ok(appliance_image::verify::unzstd(&zst)?)
 }
 
 /// One file of the image's initramfs.
@@ -917,7 +923,7 @@ pub fn initramfs_file(image: &ImageFiles, path: &str) -> Result<Vec<u8>> {
 
 /// The spec baked into the image (`/etc/appliance.toml`).
 pub fn image_spec(image: &ImageFiles) -> Result<Spec> {
-    let text = initramfs_file(image, crate::image::assemble::SPEC_PATH)?;
+    let text = initramfs_file(image, image_layout::SPEC_PATH)?;
     let text = String::from_utf8(text).context("the image's spec is not UTF-8")?;
     Ok(Spec::from_toml_str(&text)?)
 }
