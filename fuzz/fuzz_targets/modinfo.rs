@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xtask::image::kmod::parse_modinfo;
+use appliance_image::kmod::parse_modinfo;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(info) = parse_modinfo(data) {

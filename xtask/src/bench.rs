@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
 use host_tools::ensure_tools;
 use image_formats::cpio::Archive;
 use vm_harness::resp::{Conn, Value};
@@ -150,7 +150,8 @@ struct BenchOptions {
     seccomp_only: bool,
 }
 
-const USAGE: &str = "\
+/// The usage of `cargo xtask bench` (printed by `--help`).
+pub const USAGE: &str = "\
 usage: cargo xtask bench compare --help   (the appliance beside a stock Debian 12 guest)
        cargo xtask bench boot [--runs N] [--direct] [--image DIR] [--kernel FILE] [--xadds N]
                               [--seccomp-only]
@@ -176,22 +177,17 @@ fn parse(args: &[String]) -> Result<BenchOptions> {
         test_image: crate::run::workspace_root().join("target/appliance-test"),
         seccomp_only: false,
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| anyhow!("{a} needs a value\n{USAGE}"))
-        };
-        match a.as_str() {
-            "--runs" => o.runs = value()?.parse().context("--runs")?,
+    let mut args = crate::Args::new(args, USAGE);
+    while let Some(a) = args.next_flag() {
+        match a {
+            "--runs" => o.runs = args.parse(a)?,
             "--direct" => o.boot = BootMode::Direct,
-            "--image" => o.image = PathBuf::from(value()?),
-            "--kernel" => o.kernel = Some(PathBuf::from(value()?)),
-            "--xadds" => o.xadds = value()?.parse().context("--xadds")?,
-            "--test-image" => o.test_image = PathBuf::from(value()?),
+            "--image" => o.image = PathBuf::from(args.value(a)?),
+            "--kernel" => o.kernel = Some(PathBuf::from(args.value(a)?)),
+            "--xadds" => o.xadds = args.parse(a)?,
+            "--test-image" => o.test_image = PathBuf::from(args.value(a)?),
             "--seccomp-only" => o.seccomp_only = true,
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
+            other => return Err(args.unknown(other)),
         }
     }
     if o.runs == 0 || o.xadds == 0 {
@@ -205,7 +201,7 @@ pub fn main(args: &[String]) -> Result<()> {
     match args.split_first() {
         Some((what, rest)) if what == "boot" => boot(rest),
         Some((what, rest)) if what == "compare" => compare::main(rest),
-        _ => bail!("{USAGE}"),
+        _ => Err(crate::usage_error("bench needs `boot` or `compare`", USAGE)),
     }
 }
 

@@ -2,14 +2,16 @@
 //! (matklad's xtask pattern). `cargo xtask ci` runs exactly what CI runs.
 
 use anyhow::{bail, Context, Result};
+use appliance_image::cli::{self, Defaults, EXIT_FAILED, EXIT_OK, EXIT_USAGE, XTASK};
+use appliance_image::{BuildConfig, Profile};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 use std::time::Instant;
-use xtask::image::build::{self, ImageArgs};
-use xtask::image::manifest::Profile;
+use xtask::UsageError;
 
 const USAGE: &str = "\
-usage: cargo xtask <command>
+usage: cargo xtask <command> [options]
 
   ci                     what CI runs: fmt, clippy, deny, tests, image, verify,
                          reproducibility, end-to-end
@@ -20,7 +22,7 @@ usage: cargo xtask <command>
   bench boot             boot-time and throughput benchmark
   seccomp-trace          the server under its syscall filter through the real-server
                          suites, refusals recorded (the allowlist's host measurement)
-  image [--test] [--out DIR] [--cache DIR] [--no-sandbox]
+  image [--test] [--spec FILE] [--out DIR] [--cache DIR] [--no-sandbox]
                          build the appliance image (default target/appliance)
   verify [DIR]           offline audit of a built image, one [OK]/[FAIL] per line
   pins --update          re-pin image/sources.toml to what apt offers now
@@ -28,6 +30,26 @@ usage: cargo xtask <command>
                          print the gcloud commands that deploy the image
   fuzz [--seconds N] [TARGET...]
                          run every fuzz target for N seconds each (default 60)
+
+`cargo xtask <command> --help` describes each command. image, verify, pins and
+gce are `appliance-image build|verify|pins|gce` with this checkout's defaults.
+exit status: 0 done, 1 a failed step or an audit [FAIL], 2 a usage error,
+3 a missing host tool (image, verify, pins, gce)
+";
+
+const CI_USAGE: &str = "\
+usage: cargo xtask ci
+
+Runs what CI runs, in order: host packages, cargo-deny, fmt, clippy (the
+workspace and the Valkey modules), deny, the FreeBSD check, the production
+image, verify, the reproducibility build, the tests, the test image, e2e.
+";
+
+const FUZZ_USAGE: &str = "\
+usage: cargo xtask fuzz [--seconds N] [TARGET...]
+
+Runs every fuzz target (or the named ones) for N seconds each (default 60)
+with `cargo +nightly fuzz run`.
 ";
 
 /// The repository root: xtask lives one level below it.
@@ -36,36 +58,144 @@ fn root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
-fn main() {
-    if let Err(err) = run(std::env::args().skip(1).collect()) {
-        eprintln!("xtask: {err:#}");
-        std::process::exit(1);
+/// The checkout `image`, `verify`, `pins` and `gce` take their defaults from.
+fn defaults() -> Defaults {
+    Defaults {
+        checkout: Some(root()),
     }
 }
 
-fn run(args: Vec<String>) -> Result<()> {
-    let mut args = args.into_iter();
-    match args.next().as_deref() {
-        Some("ci") => ci(),
-        Some("fuzz") => fuzz(args.collect()),
-        Some("image") => build::image(&ImageArgs::parse(&root(), &args.collect::<Vec<_>>())?),
-        Some("verify") => verify(args.collect()),
-        Some("pins") => pins(args.collect()),
-        Some("gce") => gce(args.collect()),
-        Some("run") => xtask::run::run(&args.collect::<Vec<_>>()),
-        Some("e2e") => xtask::e2e::main(&args.collect::<Vec<_>>()),
-        Some("bench") => xtask::bench::main(&args.collect::<Vec<_>>()),
-        Some("seccomp-trace") => xtask::seccomp::main(&args.collect::<Vec<_>>()),
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let command = args.next();
+    let rest: Vec<OsString> = args.collect();
+    ExitCode::from(dispatch(command.as_ref().and_then(|c| c.to_str()), rest))
+}
+
+/// Runs one command and returns the exit status.
+fn dispatch(command: Option<&str>, rest: Vec<OsString>) -> u8 {
+    let defaults = defaults();
+    let strings = || -> Vec<String> {
+        rest.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    };
+    let result = match command {
+        Some(name @ ("image" | "verify" | "pins" | "gce")) => {
+            let parsed = cli::parse_command(XTASK, name, rest.clone(), &defaults);
+            if let Ok(cli::Command::Build(_)) = &parsed {
+                // A fresh machine gets what the build needs (as root on
+                // Debian); appliance-image itself only names what is missing.
+                if let Err(err) = install_image_tools() {
+                    eprintln!("xtask: {err:#}");
+                    return EXIT_FAILED;
+                }
+            }
+            return cli::main(XTASK, parsed, &defaults);
+        }
+        None => {
+            eprint!("{USAGE}");
+            return EXIT_USAGE;
+        }
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            return EXIT_OK;
+        }
+        // The harness commands parse their own options; their help is here.
+        Some(name) if wants_help(&rest) => match command_usage(name, &rest) {
+            Some(usage) => {
+                print!("{usage}");
+                return EXIT_OK;
+            }
+            None => Err(xtask::usage_error(
+                format!("unknown command `{name}`"),
+                USAGE,
+            )),
+        },
+        Some("ci") if rest.is_empty() => ci(),
+        Some("ci") => Err(xtask::usage_error("ci takes no arguments", CI_USAGE)),
+        Some("fuzz") => fuzz(rest),
+        Some("run") => xtask::run::run(&strings()),
+        Some("e2e") => xtask::e2e::main(&strings()),
+        Some("bench") => xtask::bench::main(&strings()),
+        Some("seccomp-trace") => xtask::seccomp::main(&strings()),
         // Run by QEMU's guestfwd once per guest connection to the metadata
         // address: one HTTP exchange on stdin/stdout.
         Some(vm_harness::standin::SUBCOMMAND) => {
-            Ok(vm_harness::standin::main(&args.collect::<Vec<_>>())?)
+            vm_harness::standin::main(&strings()).map_err(anyhow::Error::from)
         }
-        Some("-h" | "--help" | "help") | None => {
-            print!("{USAGE}");
-            Ok(())
+        Some(other) => Err(xtask::usage_error(
+            format!("unknown command `{other}`"),
+            USAGE,
+        )),
+    };
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(err) => {
+            if let Some(usage) = err.downcast_ref::<UsageError>() {
+                eprintln!("xtask: {usage}");
+                return EXIT_USAGE;
+            }
+            eprintln!("xtask: {err:#}");
+            match err.downcast_ref::<appliance_image::Error>() {
+                Some(e) if e.missing_tools().is_some() => cli::EXIT_MISSING_TOOL,
+                _ => EXIT_FAILED,
+            }
         }
-        Some(other) => bail!("unknown command `{other}`\n{USAGE}"),
+    }
+}
+
+/// `-h` or `--help` among the options (before a `--`).
+fn wants_help(args: &[OsString]) -> bool {
+    args.iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "-h" || a == "--help")
+}
+
+/// The usage of a command that parses its own options.
+fn command_usage(name: &str, args: &[OsString]) -> Option<&'static str> {
+    Some(match name {
+        "bench" if args.first().is_some_and(|a| a == "compare") => xtask::bench::compare::USAGE,
+        "ci" => CI_USAGE,
+        "fuzz" => FUZZ_USAGE,
+        "run" => xtask::run::USAGE,
+        "e2e" => xtask::e2e::USAGE,
+        "bench" => xtask::bench::USAGE,
+        "seccomp-trace" => xtask::seccomp::USAGE,
+        _ => return None,
+    })
+}
+
+/// Installs the packages of the image build's missing host tools.
+fn install_image_tools() -> Result<()> {
+    let mut packages: Vec<&str> = appliance_image::missing_tools(&appliance_image::IMAGE_TOOLS)
+        .iter()
+        .map(|t| t.package)
+        .collect();
+    packages.dedup();
+    if packages.is_empty() {
+        return Ok(());
+    }
+    Ok(host_tools::ensure_packages(
+        &packages,
+        "to build the image (Valkey, the stream-guard module, data.raw)",
+    )?)
+}
+
+/// `cargo xtask image` with these arguments, as a step of `ci`.
+fn image(args: &[&str]) -> Result<()> {
+    let parsed = cli::parse_command(XTASK, "image", args.iter().map(OsString::from), &defaults())?;
+    install_image_tools()?;
+    cli::run(parsed, &defaults(), &mut std::io::stdout())?;
+    Ok(())
+}
+
+/// `cargo xtask verify DIR`, as a step of `ci`.
+fn verify(dir: &Path) -> Result<()> {
+    let parsed = cli::parse_command(XTASK, "verify", [dir.as_os_str().to_owned()], &defaults())?;
+    match cli::run(parsed, &defaults(), &mut std::io::stdout())? {
+        cli::Outcome::Done => Ok(()),
+        cli::Outcome::AuditFailed => bail!("{} fails the audit", dir.display()),
     }
 }
 
@@ -80,88 +210,6 @@ fn step(name: &str, program: &str, args: &[&str]) -> Result<()> {
     println!("<== {name}: {:.1}s", start.elapsed().as_secs_f64());
     if !status.success() {
         bail!("{name} failed ({status})");
-    }
-    Ok(())
-}
-
-fn verify(args: Vec<String>) -> Result<()> {
-    let dir = match args.as_slice() {
-        [] => build::default_out(&root(), Profile::Production),
-        [d] => PathBuf::from(d),
-        _ => bail!("usage: cargo xtask verify [DIR]"),
-    };
-    let spec = std::fs::read_to_string(root().join("image/appliance.toml"))
-        .context("cannot read image/appliance.toml")?;
-    // The pinned packages the kernel and the C library are compared with.
-    let opts = xtask::verify::VerifyOptions {
-        input_cache: Some(root().join(xtask::image::fetch::DEFAULT_CACHE)),
-        ..Default::default()
-    };
-    let ok = xtask::verify::verify_with(&dir, &spec, &opts, &mut std::io::stdout())?;
-    if !ok {
-        bail!(
-            "verify: {} fails the audit (see the [FAIL] lines)",
-            dir.display()
-        );
-    }
-    Ok(())
-}
-
-fn pins(args: Vec<String>) -> Result<()> {
-    if args != ["--update"] {
-        bail!("usage: cargo xtask pins --update");
-    }
-    let diff = xtask::image::fetch::update_pins_file(&root().join("image/sources.toml"))?;
-    if diff.is_empty() {
-        println!("image/sources.toml: pins are current");
-    } else {
-        print!("{diff}");
-    }
-    Ok(())
-}
-
-fn gce(args: Vec<String>) -> Result<()> {
-    let mut a = xtask::gce::GceArgs::example(&root());
-    let mut dry_run = false;
-    let mut it = args.into_iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--project" => a.project = value()?,
-            "--zone" => a.zone = value()?,
-            "--bucket" => a.bucket = value()?,
-            "--name" => a.name = value()?,
-            "--machine-type" => a.machine_type = value()?,
-            "--data-size" => {
-                let v = value()?;
-                a.data_disk_gb = v
-                    .strip_suffix("GB")
-                    .unwrap_or(&v)
-                    .parse()
-                    .ok()
-                    .filter(|gb| *gb >= xtask::gce::MIN_DATA_DISK_GB)
-                    .with_context(|| {
-                        format!(
-                            "--data-size {v:?}: a whole number of GB, at least {}",
-                            xtask::gce::MIN_DATA_DISK_GB
-                        )
-                    })?;
-            }
-            "--dry-run" => dry_run = true,
-            other => bail!("gce: unknown argument `{other}`"),
-        }
-    }
-    if a.project.is_empty() || a.zone.is_empty() {
-        bail!("usage: cargo xtask gce --project P --zone Z --dry-run");
-    }
-    if a.bucket.is_empty() {
-        a.bucket = format!("{}-appliance-images", a.project);
-    }
-    if !dry_run {
-        bail!("gce: only --dry-run exists: this tool prints the commands and never runs gcloud");
-    }
-    for line in xtask::gce::commands(&a) {
-        println!("{line}");
     }
     Ok(())
 }
@@ -218,31 +266,27 @@ fn ci() -> Result<()> {
 
     // The production image first: it fetches the pinned inputs and builds the
     // pinned Valkey and the stream-guard module, which the tests below run.
-    let production = build::default_out(&root, Profile::Production);
-    timed_ci("image (production)", || {
-        build::image(&ImageArgs::parse(
-            &root,
-            &["--out".into(), production.display().to_string()],
-        )?)
-    })?;
-    timed_ci("verify (production)", || {
-        verify(vec![production.display().to_string()])
-    })?;
+    let production = appliance_image::build::default_out(&root, Profile::Production);
+    let production_arg = production.display().to_string();
+    timed_ci("image (production)", || image(&["--out", &production_arg]))?;
+    timed_ci("verify (production)", || verify(&production))?;
     timed_ci("reproducibility", || reproducibility(&root, &production))?;
 
-    let cache = xtask::image::fetch::Cache::new(root.join(xtask::image::fetch::DEFAULT_CACHE));
-    let (_, _, valkey) = build::pinned_valkey(&root, &cache, false)?;
+    let config = BuildConfig::in_workspace(&root, Profile::Production, &production)?;
+    let cache = appliance_image::fetch::Cache::new(&config.cache);
+    let (_, _, valkey) = appliance_image::build::pinned_valkey(&config.sources, &cache, false)?;
     let module = root.join("target/image-build/module/release/libstream_guard.so");
     // The test image is built after the tests; its intruder module (the
     // same build, so cached for it) is needed by the module's own test.
     let intruder = root.join("target/image-build/module/release/libintruder.so");
     timed_ci("intruder module", || {
-        build::cargo_release(
+        appliance_image::build::cargo_release(
             &root,
             "intruder",
             &["module"],
             &root.join("target/image-build/module"),
-        )
+        )?;
+        Ok(())
     })?;
     timed_ci("test", || {
         let status = Command::new("cargo")
@@ -258,16 +302,10 @@ fn ci() -> Result<()> {
         Ok(())
     })?;
 
-    let test_image = build::default_out(&root, Profile::Test);
+    let test_image = appliance_image::build::default_out(&root, Profile::Test);
+    let test_image_arg = test_image.display().to_string();
     timed_ci("image (test)", || {
-        build::image(&ImageArgs::parse(
-            &root,
-            &[
-                "--test".into(),
-                "--out".into(),
-                test_image.display().to_string(),
-            ],
-        )?)
+        image(&["--test", "--out", &test_image_arg])
     })?;
     timed_ci("e2e", || xtask::e2e::main(&[]))?;
     println!(
@@ -375,7 +413,7 @@ fn reproducibility(root: &Path, first: &Path) -> Result<()> {
         ],
     )?;
     let second = root.join("target/appliance-repro");
-    let cache = root.join(xtask::image::fetch::DEFAULT_CACHE);
+    let cache = root.join(appliance_image::fetch::DEFAULT_CACHE);
     let status = Command::new("cargo")
         .args(["xtask", "image", "--cache"])
         .arg(&cache)
@@ -422,7 +460,7 @@ fn reproducibility(root: &Path, first: &Path) -> Result<()> {
 fn fuzz_targets() -> Result<Vec<String>> {
     let out = Command::new("cargo")
         .args(["+nightly", "fuzz", "list"])
-        .current_dir("fuzz")
+        .current_dir(root().join("fuzz"))
         .output()
         .context(
             "cannot run `cargo +nightly fuzz list` (install with `cargo install cargo-fuzz`)",
@@ -441,21 +479,31 @@ fn fuzz_targets() -> Result<Vec<String>> {
         .collect())
 }
 
-fn fuzz(args: Vec<String>) -> Result<()> {
-    let mut seconds: u64 = 60;
-    let mut only: Vec<String> = Vec::new();
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--seconds" => {
-                let v = it.next().context("--seconds needs a value")?;
-                seconds = v
-                    .parse()
-                    .with_context(|| format!("--seconds: `{v}` is not a number"))?;
+/// `cargo xtask fuzz [--seconds N] [TARGET...]`: the seconds per target and
+/// the targets chosen (none: all).
+fn parse_fuzz(args: Vec<OsString>) -> Result<(u64, Vec<String>), UsageError> {
+    use lexopt::prelude::*;
+    let parse = || -> Result<(u64, Vec<String>), lexopt::Error> {
+        let mut seconds: u64 = 60;
+        let mut only = Vec::new();
+        let mut p = lexopt::Parser::from_args(args);
+        while let Some(arg) = p.next()? {
+            match arg {
+                Long("seconds") => seconds = p.value()?.parse()?,
+                Value(target) => only.push(target.string()?),
+                _ => return Err(arg.unexpected()),
             }
-            _ => only.push(a),
         }
-    }
+        Ok((seconds, only))
+    };
+    parse().map_err(|e| UsageError {
+        message: e.to_string(),
+        usage: FUZZ_USAGE,
+    })
+}
+
+fn fuzz(args: Vec<OsString>) -> Result<()> {
+    let (seconds, only) = parse_fuzz(args)?;
     let targets = fuzz_targets()?;
     let chosen: Vec<&String> = targets
         .iter()
@@ -478,7 +526,7 @@ fn fuzz(args: Vec<String>) -> Result<()> {
                 &max_time,
                 "-print_final_stats=1",
             ])
-            .current_dir("fuzz")
+            .current_dir(root().join("fuzz"))
             .status()
             .with_context(|| format!("cannot start cargo fuzz for {t}"))?;
         println!("<== fuzz {t}: {:.1}s", start.elapsed().as_secs_f64());
@@ -489,4 +537,60 @@ fn fuzz(args: Vec<String>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Arguments, then the seconds and targets or the usage error.
+    type Case = (
+        &'static [&'static str],
+        Result<(u64, &'static [&'static str]), &'static str>,
+    );
+
+    #[test]
+    fn fuzz_arguments() {
+        let table: &[Case] = &[
+            (&[], Ok((60, &[]))),
+            (&["--seconds", "5", "cpio_read"], Ok((5, &["cpio_read"]))),
+            (&["--seconds=7", "a", "b"], Ok((7, &["a", "b"]))),
+            (
+                &["--seconds"],
+                Err("missing argument for option '--seconds'"),
+            ),
+            (
+                &["--seconds", "x"],
+                Err("cannot parse argument \"x\": invalid digit found in string"),
+            ),
+            (&["--minutes", "1"], Err("invalid option '--minutes'")),
+        ];
+        for (args, want) in table {
+            let got = parse_fuzz(args.iter().map(OsString::from).collect());
+            let got = got
+                .as_ref()
+                .map(|(s, t)| (*s, t.iter().map(String::as_str).collect::<Vec<_>>()))
+                .map_err(|e| e.message.as_str());
+            let want = want.map(|(s, t)| (s, t.to_vec()));
+            assert_eq!(got, want, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_is_found_before_a_double_dash() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(wants_help(&args(&["--only", "x", "-h"])));
+        assert!(wants_help(&args(&["--help"])));
+        assert!(!wants_help(&args(&["--", "--help"])));
+        for name in ["ci", "fuzz", "run", "e2e", "bench", "seccomp-trace"] {
+            let usage = command_usage(name, &[]);
+            assert!(
+                usage.is_some_and(|u| u.starts_with("usage: cargo xtask")),
+                "{name}"
+            );
+        }
+        assert_eq!(command_usage("nope", &[]), None);
+        let compare = command_usage("bench", &args(&["compare", "--help"]));
+        assert_eq!(compare, Some(xtask::bench::compare::USAGE));
+    }
 }

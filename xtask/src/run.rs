@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 
+use appliance_image::Profile;
 use host_tools::ensure_tools;
 use vm_harness::resp::Conn;
 use vm_harness::standin::{Mode, Password, State};
@@ -24,26 +25,36 @@ use vm_harness::{
     Vm, VmDir,
 };
 
-use crate::image::manifest::Profile;
-
 /// The workspace root (this crate's parent directory).
 pub fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// This checkout's pins (`image/sources.toml`) and the pinned kernel
+/// package, fetched into the input cache (`target/appliance-cache`, or
+/// `$XTASK_CACHE`) through the host's apt on a miss: what the boots without
+/// an image (`bench compare`'s Debian guest, the QEMU plumbing tests) run.
+pub fn pinned_kernel() -> Result<(
+    appliance_image::pins::Pins,
+    appliance_image::fetch::KernelInputs,
+)> {
+    use appliance_image::fetch::{fetch_kernel, Cache, HostArchives, DEFAULT_CACHE};
+    let root = workspace_root();
+    let pins = appliance_image::pins::Pins::load(&root.join("image/sources.toml"))?;
+    let cache = Cache::new(
+        std::env::var_os("XTASK_CACHE").map_or_else(|| root.join(DEFAULT_CACHE), PathBuf::from),
+    );
+    let kernel = fetch_kernel(&pins, &cache, &mut HostArchives::new(&pins.valkey.suites))?;
+    Ok((pins, kernel))
+}
+
 /// Builds the image of `profile` into `out` (`cargo xtask image`, with the
 /// default input cache and the sandbox).
 pub fn build_image(profile: Profile, out: &Path) -> Result<()> {
-    let root = workspace_root();
-    let args = crate::image::build::ImageArgs {
-        cache: root.join(crate::image::fetch::DEFAULT_CACHE),
-        root,
-        profile,
-        out: out.to_path_buf(),
-        no_sandbox: false,
-    };
-    crate::image::build::image(&args)
+    let config = appliance_image::BuildConfig::in_workspace(&workspace_root(), profile, out)?;
+    appliance_image::build(&config)?;
+    Ok(())
 }
 
 /// Builds the image unless every file a boot needs is there.
@@ -84,7 +95,8 @@ pub struct RunOptions {
     pub disk_interface: DiskInterface,
 }
 
-const USAGE: &str = "\
+/// The usage of `cargo xtask run` (printed by `--help`).
+pub const USAGE: &str = "\
 usage: cargo xtask run [--direct] [--port N] [--admin-pass P] [--visitor-pass P]
                        [--metadata-mode MODE] [--image DIR] [--data FILE] [--fresh-data] [--memory MIB]
                        [--disk-interface scsi|nvme|virtio]
@@ -122,26 +134,21 @@ impl RunOptions {
             memory_mib: 1024,
             disk_interface: DiskInterface::Scsi,
         };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let mut value = || {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| anyhow!("{a} needs a value\n{USAGE}"))
-            };
-            match a.as_str() {
+        let mut args = crate::Args::new(args, USAGE);
+        while let Some(a) = args.next_flag() {
+            match a {
                 "--direct" => o.boot = BootMode::Direct,
                 "--fresh-data" => o.fresh_data = true,
-                "--port" => o.port = Some(value()?.parse().context("--port")?),
-                "--admin-pass" => o.admin_pass = Some(value()?),
-                "--visitor-pass" => o.visitor_pass = Some(value()?),
-                "--metadata-mode" => o.mode = Mode::parse(&value()?)?,
-                "--image" => o.image = PathBuf::from(value()?),
-                "--data" => o.data = PathBuf::from(value()?),
-                "--memory" => o.memory_mib = value()?.parse().context("--memory")?,
-                "--disk-interface" => o.disk_interface = DiskInterface::parse(&value()?)?,
+                "--port" => o.port = Some(args.parse(a)?),
+                "--admin-pass" => o.admin_pass = Some(args.value(a)?),
+                "--visitor-pass" => o.visitor_pass = Some(args.value(a)?),
+                "--metadata-mode" => o.mode = Mode::parse(&args.value(a)?)?,
+                "--image" => o.image = PathBuf::from(args.value(a)?),
+                "--data" => o.data = PathBuf::from(args.value(a)?),
+                "--memory" => o.memory_mib = args.parse(a)?,
+                "--disk-interface" => o.disk_interface = DiskInterface::parse(&args.value(a)?)?,
                 "-h" | "--help" => bail!("{USAGE}"),
-                other => bail!("unknown argument `{other}`\n{USAGE}"),
+                other => return Err(args.unknown(other)),
             }
         }
         for p in [&o.admin_pass, &o.visitor_pass].into_iter().flatten() {

@@ -16,7 +16,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::image::assemble::SPEC_PATH;
+use image_layout::SPEC_PATH;
 use vm_harness::ImageFiles;
 
 /// Where the image keeps what the server runs with.
@@ -29,7 +29,8 @@ const LOADER: &str = "ld-linux-x86-64.so.2";
 /// options, not the image's (`--unixsocket`): reported apart.
 const HARNESS_ONLY: &str = "socket family=AF_UNIX ";
 
-const USAGE: &str = "\
+/// The usage of `cargo xtask seccomp-trace` (printed by `--help`).
+pub const USAGE: &str = "\
 usage: cargo xtask seccomp-trace [--image DIR] [--keep DIR] [--everything]
 
   --image DIR   production image whose server, module, libraries and filter are used
@@ -63,7 +64,12 @@ pub fn main(args: &[String]) -> Result<()> {
                 print!("{USAGE}");
                 return Ok(());
             }
-            other => bail!("seccomp-trace: unknown argument `{other}`\n{USAGE}"),
+            other => {
+                return Err(crate::usage_error(
+                    format!("unknown argument `{other}`"),
+                    USAGE,
+                ))
+            }
         }
     }
     let tmp = vm_harness::temp_dir("seccomp-trace")?;

@@ -17,24 +17,11 @@ use std::time::Duration;
 use host_tools::ensure_tools;
 use vm_harness::{VmDir, BOOT_TOOLS};
 use xtask::bench::{floor_boot, spawn_reboot_vm, RB_HALT_SYSTEM};
-use xtask::image::fetch::{fetch_kernel, Cache, HostArchives};
-use xtask::image::pins::Pins;
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// The pinned kernel's `vmlinuz`.
 fn kernel() -> PathBuf {
     ensure_tools(&BOOT_TOOLS, "to boot under QEMU").unwrap();
-    let pins = Pins::load(&workspace().join("image/sources.toml")).unwrap();
-    let cache = Cache::new(
-        std::env::var_os("XTASK_CACHE")
-            .map_or_else(|| workspace().join("target/appliance-cache"), PathBuf::from),
-    );
-    fetch_kernel(&pins, &cache, &mut HostArchives::new(&pins.valkey.suites))
-        .unwrap()
-        .vmlinuz
+    xtask::run::pinned_kernel().unwrap().1.vmlinuz
 }
 
 const CMDLINE: &str = "console=ttyS0,115200n8 panic=-1";

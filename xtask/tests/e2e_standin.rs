@@ -22,13 +22,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use appliance_image::kmod::{decompress, module_subset};
 use host_tools::{ensure_tools, Tool};
 use image_formats::cpio::Archive;
 use vm_harness::standin::{self, Mode, State};
 use vm_harness::{Boot, ConsoleSinks, QemuSpec, Vm, VmDir, BOOT_TOOLS};
-use xtask::image::fetch::{fetch_kernel, Cache, HostArchives};
-use xtask::image::kmod::{decompress, module_subset};
-use xtask::image::pins::Pins;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,18 +46,9 @@ fn main() {
     );
 }
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// The unpacked pinned kernel package: (`vmlinuz`, its modules directory, kver).
 fn kernel_tree() -> (PathBuf, PathBuf, String) {
-    let pins = Pins::load(&workspace().join("image/sources.toml")).unwrap();
-    let cache = Cache::new(
-        std::env::var_os("XTASK_CACHE")
-            .map_or_else(|| workspace().join("target/appliance-cache"), PathBuf::from),
-    );
-    let kernel = fetch_kernel(&pins, &cache, &mut HostArchives::new(&pins.valkey.suites)).unwrap();
+    let (_, kernel) = xtask::run::pinned_kernel().unwrap();
     (kernel.vmlinuz, kernel.modules_dir, kernel.kver)
 }
 

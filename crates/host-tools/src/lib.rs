@@ -7,9 +7,10 @@
 //! say what and why), anywhere else they stop with that exact line for the
 //! user to run.
 //!
-//! Shared by the image builder (the sandbox's and the assembly's tools) and
-//! the VM harness (QEMU, OVMF, the test network's `ip` and `dnsmasq`), so
-//! neither depends on the other for it.
+//! Shared by the image builder (which only names what is missing:
+//! [`missing_tools`]), the VM harness (QEMU, OVMF, the test network's `ip`
+//! and `dnsmasq`) and xtask (which installs), so none of them depends on
+//! another for it.
 //!
 //! Deliberately absent: package lists (each caller names its own tools, and
 //! `cargo xtask ci` reads `.ci/packages`), other package managers, and any
@@ -77,15 +78,21 @@ pub fn tool_present(file: &str) -> bool {
         .any(|dir| dir.join(file).is_file())
 }
 
+/// The tools of `tools` that are not on this host.
+#[must_use]
+pub fn missing_tools(tools: &[Tool]) -> Vec<Tool> {
+    tools
+        .iter()
+        .copied()
+        .filter(|t| !tool_present(t.file))
+        .collect()
+}
+
 /// Makes sure the tools are there: as root on Debian, installs the missing
 /// packages with apt-get (one line says what and why); otherwise stops with
 /// the exact install line.
 pub fn ensure_tools(tools: &[Tool], why: &str) -> Result<(), Error> {
-    let mut missing: Vec<&str> = tools
-        .iter()
-        .filter(|t| !tool_present(t.file))
-        .map(|t| t.package)
-        .collect();
+    let mut missing: Vec<&str> = missing_tools(tools).iter().map(|t| t.package).collect();
     missing.dedup();
     install_packages(&missing, why)
 }
@@ -195,6 +202,11 @@ mod tests {
         assert!(tool_present("sh"));
         assert!(!tool_present("/nonexistent/tool"));
         assert!(!tool_present("no-such-program-anywhere"));
+        let gone = Tool {
+            file: "/nonexistent/tool",
+            package: "gone",
+        };
+        assert_eq!(missing_tools(&[gone, gone]), [gone, gone]);
         let tools = [Tool {
             file: "sh",
             package: "dash",

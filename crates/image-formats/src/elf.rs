@@ -8,7 +8,8 @@
 //! - [`modinfo`]: the `key=value` entries of a kernel module's `.modinfo`
 //!   section (`depends=`, `softdep=`, ...).
 //! - [`version_needs`]: the symbol versions a file needs from each library
-//!   (`.gnu.version_r`, e.g. `libc.so.6` `GLIBC_2.34`), and [`max_version`]
+//!   (`.gnu.version_r`, e.g. `libc.so.6` `GLIBC_2.34`), [`version_defs`]
+//!   the versions a library defines (`.gnu.version_d`), and [`max_version`]
 //!   to find the newest one of a family.
 //! - [`has_symbol`] (a name in `.symtab` or `.dynsym`) and [`contains_bytes`]
 //!   (a byte string anywhere in the file: what survives stripping).
@@ -53,7 +54,7 @@ pub enum ElfError {
     #[error("no {0} section")]
     NoSection(&'static str),
     /// More version records than the file has room for: they overlap.
-    #[error("ELF: .gnu.version_r entries overlap")]
+    #[error("ELF: version records overlap")]
     VersionLoop,
 }
 
@@ -255,6 +256,40 @@ pub fn version_needs(data: &[u8]) -> Result<Vec<VersionNeed>, ElfError> {
             if a.vna_next.get(e) == 0 {
                 break;
             }
+        }
+    }
+    Ok(out)
+}
+
+/// Every version a library defines in `.gnu.version_d` (e.g. `GLIBC_2.34`),
+/// except its base entry, which names the file itself. A file without the
+/// section defines none.
+pub fn version_defs(data: &[u8]) -> Result<Vec<String>, ElfError> {
+    let (h, e) = header(data)?;
+    let sections = h.sections(e, data)?;
+    let Some((mut defs, link)) = sections.gnu_verdef(e, data)? else {
+        return Ok(Vec::new());
+    };
+    let strings = sections.strings(e, data, link)?;
+    // Each record is at least 20 bytes; more than the file has room for
+    // means records that point back into each other.
+    let limit = data.len() / 20;
+    let mut out = Vec::new();
+    while let Some((def, mut aux)) = defs.next()? {
+        let base = def.vd_flags.get(e).0 & elf::VER_FLG_BASE.0 != 0;
+        // The first auxiliary record names the version; the others name
+        // the versions it inherits from.
+        if let (false, Some(a)) = (base, aux.next()?) {
+            let name = a
+                .name(e, strings)
+                .map_err(|_| ElfError::BadString("vda_name"))?;
+            out.push(String::from_utf8_lossy(name).into_owned());
+        }
+        if out.len() > limit {
+            return Err(ElfError::VersionLoop);
+        }
+        if def.vd_next.get(e) == 0 {
+            break;
         }
     }
     Ok(out)

@@ -22,7 +22,8 @@
 //! Deliberately not here: fetching or unpacking inputs, running host tools
 //! (`mkfs.ext4`, compilers), and the image's contents — which files go into
 //! the initramfs, the kernel command line, the os-release text, the module
-//! list. Those are `xtask`'s; this crate only knows how bytes are laid out.
+//! list. Those are `appliance-image`'s; this crate only knows how bytes are
+//! laid out.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

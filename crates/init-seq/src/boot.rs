@@ -1,12 +1,13 @@
-//! Running a [`Plan`] over an [`Os`]: fail closed at the first error.
+//! Running a [`Plan`] over a [`Machine`]: fail closed at the first error.
 #![forbid(unsafe_code)]
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use appliance_spec::Spec;
-use metadata_fetch::Secret;
-use pf_rules::Phase;
+use metadata_fetch::{Connector, MetadataSource, Secret};
+use netconf::{Lease, Network};
+use pf_rules::{Firewall, Phase};
 
 use crate::budget::MemoryBudget;
 use crate::os::{BlockDevice, Exec, GovernorLink, Mount, Os, Owner};
@@ -19,6 +20,31 @@ use crate::plan::{
     TCP_MEM_KEY,
 };
 use crate::InitError;
+
+/// The machine the boot sequence acts on, in its parts: init's own
+/// syscalls, and the network, the firewall and the metadata server behind
+/// their own crates' traits. `main` passes the real ones
+/// (`os::linux::LinuxOs`, `netconf::linux::LinuxNetwork`,
+/// `pf_rules::NetlinkFirewall`, `metadata_fetch::GceConnector`); tests pass
+/// `fake::FakeMachine`'s recording fakes.
+pub struct Machine<'a> {
+    /// Mounts, modules, sysctls, files, block devices, the fork, the
+    /// privilege drop, Landlock, the syscall filter, the exec, the halt.
+    pub os: &'a mut dyn Os,
+    /// The NIC: links up, a DHCP lease, the lease applied.
+    pub network: &'a mut dyn Network,
+    /// Loads and reads back the nftables ruleset of each phase.
+    pub firewall: &'a mut dyn Firewall,
+    /// Opens the metadata client at the first fetch; the boot drops the
+    /// client in the `metadata close` step, before it forks.
+    pub metadata: &'a dyn Connector,
+}
+
+impl fmt::Debug for Machine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Machine").finish_non_exhaustive()
+    }
+}
 
 /// What the forked governor runs: the spec, and its end of the link over
 /// which init hands it the syscall filter's listener.
@@ -104,11 +130,12 @@ pub fn fatal_line(step: &str, error: &InitError) -> String {
 /// does not return either, so in practice never); with the fake, `Ok` means
 /// the server was exec'd.
 pub fn boot(
-    os: &mut dyn Os,
+    machine: Machine<'_>,
     version: &str,
     governor: &Governor<'_>,
     options: &BootOptions,
 ) -> Result<(), Fatal> {
+    let os = &mut *machine.os;
     os.console(&format!("{CONSOLE_PREFIX} init {version} starting"));
     os.enter_step(STEP_PID1);
     let pid = os.getpid();
@@ -125,7 +152,7 @@ pub fn boot(
         Ok(plan) => plan,
         Err((step, error)) => return Err(die(os, step, error)),
     };
-    run(os, &plan, governor, options)
+    run(machine, &plan, governor, options)
 }
 
 /// Reads and validates the spec and the module order: everything checked
@@ -154,18 +181,24 @@ fn read_spec(os: &mut dyn Os) -> Result<Spec, InitError> {
 /// Carries out `plan`'s steps in order; at the first failure prints the
 /// `FATAL` line, syncs and halts.
 pub fn run(
-    os: &mut dyn Os,
+    mut machine: Machine<'_>,
     plan: &Plan,
     governor: &Governor<'_>,
     options: &BootOptions,
 ) -> Result<(), Fatal> {
-    let mut state = State::default();
+    let mut state = State {
+        secrets: Vec::new(),
+        budget: None,
+        governor_pid: None,
+        metadata: MetadataClient::NotYet,
+    };
     for step in plan.steps() {
-        os.enter_step(&step.name);
-        if let Err(error) = execute(os, plan, step, &mut state, governor, options) {
-            // Wipe the secrets (if any are still held) before saying anything.
+        machine.os.enter_step(&step.name);
+        if let Err(error) = execute(&mut machine, plan, step, &mut state, governor, options) {
+            // Wipe the secrets (if any are still held) and close the
+            // metadata client before saying anything.
             drop(state);
-            return Err(die(os, &step.name, error));
+            return Err(die(machine.os, &step.name, error));
         }
     }
     Ok(())
@@ -183,31 +216,43 @@ fn die(os: &mut dyn Os, step: &str, error: InitError) -> Fatal {
 }
 
 /// What earlier steps hand to later ones.
-#[derive(Default)]
-struct State {
+struct State<'m> {
     /// Fetched values by metadata key, until the ACL is written.
     secrets: Vec<(String, Secret)>,
     /// The memory budget, from `MemTotal`.
     budget: Option<MemoryBudget>,
     /// The governor's pid, once forked.
     governor_pid: Option<u32>,
+    /// The metadata client, from the first fetch to `metadata close`.
+    metadata: MetadataClient<'m>,
 }
 
-impl State {
+/// The metadata client's life: opened once, dropped once, never reopened.
+enum MetadataClient<'m> {
+    /// No fetch yet.
+    NotYet,
+    /// Open (the real one runs a thread).
+    Open(Box<dyn MetadataSource + 'm>),
+    /// Dropped, its thread joined: init may fork.
+    Closed,
+}
+
+impl State<'_> {
     /// Drops every secret; [`Secret`] zeroizes its buffer on drop.
     fn wipe_secrets(&mut self) {
         self.secrets.clear();
     }
 }
 
-fn execute(
-    os: &mut dyn Os,
+fn execute<'m>(
+    machine: &mut Machine<'m>,
     plan: &Plan,
     step: &Step,
-    state: &mut State,
+    state: &mut State<'m>,
     governor: &Governor<'_>,
     options: &BootOptions,
 ) -> Result<(), InitError> {
+    let os = &mut *machine.os;
     match &step.action {
         Action::Mount(mount) => os.mount(mount),
         Action::MemoryBudget => {
@@ -237,12 +282,20 @@ fn execute(
             other => other,
         },
         Action::Network { deadline } => {
-            let summary = os.configure_network(*deadline)?;
-            os.console(&format!("{CONSOLE_PREFIX} network {summary}"));
+            let lease = machine
+                .network
+                .bring_up(*deadline)
+                .map_err(|e| InitError::Network {
+                    reason: e.to_string(),
+                })?;
+            os.console(&format!(
+                "{CONSOLE_PREFIX} network {}",
+                lease_summary(&lease)
+            ));
             Ok(())
         }
         Action::Firewall(phase) => {
-            os.apply_firewall(plan.policy(), *phase)?;
+            machine.firewall.apply(plan.policy(), *phase)?;
             os.console(&format!(
                 "{CONSOLE_PREFIX} firewall {} phase loaded",
                 phase.name()
@@ -250,7 +303,7 @@ fn execute(
             // The seal is the ruleset the server lives behind: check the
             // kernel holds it, rule by rule, and say which text it is.
             if *phase == Phase::Sealed {
-                let read_back = os.verify_firewall(plan.policy(), *phase)?;
+                let read_back = machine.firewall.verify(plan.policy(), *phase)?;
                 os.console(&format!(
                     "{CONSOLE_PREFIX} firewall {} ruleset read back sha256={} ({} rules match)",
                     phase.name(),
@@ -261,11 +314,25 @@ fn execute(
             Ok(())
         }
         Action::FetchSecret { key } => {
-            let secret = os.fetch_secret(&plan.spec().metadata, key)?;
+            if matches!(state.metadata, MetadataClient::NotYet) {
+                let connector: &'m dyn Connector = machine.metadata;
+                state.metadata = MetadataClient::Open(connector.connect(&plan.spec().metadata)?);
+            }
+            let MetadataClient::Open(client) = &state.metadata else {
+                return Err(InitError::plan(
+                    format!("fetch {key}"),
+                    "metadata client already closed (plan out of order)",
+                ));
+            };
+            let secret = client.fetch(key)?;
             state.secrets.push((key.clone(), secret));
             Ok(())
         }
-        Action::CloseMetadata => os.close_metadata(),
+        Action::CloseMetadata => {
+            // Dropping the client joins its thread: the fork needs one.
+            state.metadata = MetadataClient::Closed;
+            Ok(())
+        }
         Action::CheckSecrets => crate::secrets::check_secrets(plan.spec(), &mut state.secrets)
             .map_err(|(key, problem)| InitError::SecretRefused { key, problem }),
         Action::WriteAcl {
@@ -386,6 +453,20 @@ fn execute(
             os.exec(&exec)
         }
     }
+}
+
+/// The lease for the console: `10.128.0.7/32 via 10.128.0.1 mtu 1460 from
+/// 169.254.169.254` (router and MTU only when the lease has them).
+fn lease_summary(lease: &Lease) -> String {
+    let mut summary = format!("{}/{}", lease.address, lease.prefix_len);
+    if let Some(router) = lease.router {
+        summary.push_str(&format!(" via {router}"));
+    }
+    if let Some(mtu) = lease.mtu {
+        summary.push_str(&format!(" mtu {mtu}"));
+    }
+    summary.push_str(&format!(" from {}", lease.server_id));
+    summary
 }
 
 /// The budget computed by the memory budget step.

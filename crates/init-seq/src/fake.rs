@@ -1,31 +1,53 @@
-//! A recording [`Os`] for tests: every call is kept, in order, as a typed
-//! [`Call`]; any call, or the first fallible call of a named step, can be made
-//! to fail.
+//! Recording fakes for the boot's tests. [`FakeOs`] is init's own syscalls:
+//! every call is kept, in order, as a typed [`Call`]; any call, or the first
+//! call of a named step, can be made to fail. [`FakeMachine`] puts it beside
+//! the leaf crates' own fakes (netconf's `FakeNetwork`, pf-rules'
+//! `FakeFirewall`, metadata-fetch's `FakeMetadata`), which record their
+//! calls into the same journal, so one record holds every call in order;
+//! those are failed through their own fakes' injection.
 //!
-//! [`FakeOs::reference`] is a machine on which the seed-000 boot succeeds:
-//! the reference spec, three modules, 2 GiB of RAM, a boot disk and a data
-//! disk, and the test secrets [`TEST_ADMIN_PASS`] and [`TEST_VISITOR_PASS`].
+//! [`FakeMachine::reference`] is a machine on which the seed-000 boot
+//! succeeds: the reference spec, three modules, 2 GiB of RAM, a boot disk
+//! and a data disk ([`FakeOs::reference`]), a DHCP server leasing
+//! [`REFERENCE_LEASE`], a firewall that takes every phase, and a metadata
+//! server with the test secrets [`TEST_ADMIN_PASS`] and [`TEST_VISITOR_PASS`].
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use appliance_spec::{Metadata, REFERENCE_TOML};
-use metadata_fetch::{FetchError, Secret};
-use pf_rules::{Phase, Policy, ReadBack};
+use appliance_spec::REFERENCE_TOML;
+use metadata_fetch::fake::FakeMetadata;
+use netconf::fake::FakeNetwork;
+use netconf::Lease;
+use pf_rules::fake::FakeFirewall;
 
 use crate::os::{BlockDevice, Exec, LandlockRules, Mount, Os, Owner, LANDLOCK_ABI};
 use crate::parse::{EXT4_SUPERBLOCK_LEN, EXT4_SUPERBLOCK_OFFSET};
 use crate::plan::{MODULES_ORDER_PATH, SPEC_PATH};
-use crate::InitError;
+use crate::{BootOptions, Fatal, Governor, InitError, Machine};
 use syscall_filter::Filter;
 
-/// The admin password [`FakeOs::reference`] serves for `redis-admin-pass`.
+/// The admin password [`FakeMachine::reference`]'s metadata server serves
+/// for `redis-admin-pass`.
 pub const TEST_ADMIN_PASS: &str = "fake-admin-Zq8v1-cleartext";
-/// The visitor password [`FakeOs::reference`] serves for `redis-visitor-pass`.
+/// The visitor password [`FakeMachine::reference`]'s metadata server serves
+/// for `redis-visitor-pass`.
 pub const TEST_VISITOR_PASS: &str = "fake-visitor-Kp3x9-cleartext";
+/// The lease [`FakeMachine::reference`]'s DHCP server gives: GCE's shape, a
+/// /32 with the router outside it.
+pub const REFERENCE_LEASE: Lease = Lease {
+    address: Ipv4Addr::new(10, 128, 0, 7),
+    prefix_len: 32,
+    router: Some(Ipv4Addr::new(10, 128, 0, 1)),
+    mtu: Some(1460),
+    lease_secs: Some(86_400),
+    server_id: Ipv4Addr::new(10, 128, 0, 1),
+};
 /// The module order [`FakeOs::reference`] serves.
 pub const REFERENCE_MODULES_ORDER: &str = "\
 /lib/modules/6.1.0-cloud-amd64/kernel/drivers/virtio/virtio.ko
@@ -37,7 +59,9 @@ pub const NOT_PID1: u32 = 4242;
 /// The pid [`FakeOs::fork_governor`] answers.
 pub const GOVERNOR_PID: u32 = 2;
 
-/// One recorded call to the [`Os`].
+/// One recorded call: to the [`Os`] ([`FakeOs`] records these), or, in a
+/// [`FakeMachine`], to one of the leaf fakes (the last three variants, each
+/// the leaf fake's own record).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Call {
@@ -60,22 +84,6 @@ pub enum Call {
         /// Value.
         value: String,
     },
-    /// Network bring-up.
-    ConfigureNetwork {
-        /// Deadline given.
-        deadline: Duration,
-    },
-    /// A firewall phase load.
-    ApplyFirewall(Phase),
-    /// A firewall read-back, compared with this phase.
-    VerifyFirewall(Phase),
-    /// A metadata fetch.
-    FetchSecret {
-        /// The key.
-        key: String,
-    },
-    /// The metadata client dropped.
-    CloseMetadata,
     /// `mkdir` with owner and mode.
     Mkdir {
         /// The directory.
@@ -158,6 +166,13 @@ pub enum Call {
     Sync,
     /// The machine halted.
     Halt,
+    /// netconf's `FakeNetwork` was asked to bring the network up.
+    Network(netconf::fake::NetworkCall),
+    /// pf-rules' `FakeFirewall` was asked to load or read back a phase.
+    Firewall(pf_rules::fake::Call),
+    /// metadata-fetch's `FakeMetadata` was connected to, asked for a key,
+    /// or its connection was dropped.
+    Metadata(metadata_fetch::fake::Call),
 }
 
 impl Call {
@@ -177,13 +192,6 @@ impl fmt::Display for Call {
             Call::Mount(mount) => write!(f, "mount {mount}"),
             Call::LoadModule(path) => write!(f, "finit_module {}", path.display()),
             Call::WriteSysctl { key, value } => write!(f, "sysctl {key} = {value}"),
-            Call::ConfigureNetwork { deadline } => {
-                write!(f, "configure_network deadline {} s", deadline.as_secs())
-            }
-            Call::ApplyFirewall(phase) => write!(f, "firewall {}", phase.name()),
-            Call::VerifyFirewall(phase) => write!(f, "firewall read back {}", phase.name()),
-            Call::FetchSecret { key } => write!(f, "fetch_secret {key}"),
-            Call::CloseMetadata => f.write_str("close_metadata"),
             Call::Mkdir { path, owner } => write!(f, "mkdir {} {owner}", path.display()),
             Call::WriteFile {
                 path,
@@ -257,6 +265,24 @@ impl fmt::Display for Call {
             ),
             Call::Sync => f.write_str("sync"),
             Call::Halt => f.write_str("halt"),
+            Call::Network(netconf::fake::NetworkCall::BringUp { deadline }) => {
+                write!(f, "network bring_up deadline {} s", deadline.as_secs())
+            }
+            Call::Firewall(pf_rules::fake::Call::Apply { phase, .. }) => {
+                write!(f, "firewall apply {}", phase.name())
+            }
+            Call::Firewall(pf_rules::fake::Call::Verify { phase, .. }) => {
+                write!(f, "firewall verify {}", phase.name())
+            }
+            Call::Metadata(metadata_fetch::fake::Call::Connect(metadata)) => write!(
+                f,
+                "metadata connect {} deadline {} ms attempts {}",
+                metadata.base_url, metadata.deadline_ms, metadata.attempts
+            ),
+            Call::Metadata(metadata_fetch::fake::Call::Fetch { key }) => {
+                write!(f, "metadata fetch {key}")
+            }
+            Call::Metadata(metadata_fetch::fake::Call::Close) => f.write_str("metadata close"),
         }
     }
 }
@@ -273,11 +299,15 @@ enum Failure {
     When(Box<dyn Fn(&Call) -> bool>),
 }
 
-/// The recording fake. Build one with [`FakeOs::new`] or
-/// [`FakeOs::reference`], adjust it with the `with_*`/`fail_*` methods, hand
-/// it to the boot sequence, then read [`FakeOs::calls`].
+/// Where the calls go: [`FakeOs`]'s own, shared with the leaf fakes'
+/// observers in a [`FakeMachine`].
+type Journal = Arc<Mutex<Vec<Call>>>;
+
+/// The recording fake of init's own syscalls. Build one with [`FakeOs::new`]
+/// or [`FakeOs::reference`], adjust it with the `with_*`/`fail_*` methods,
+/// put it in a [`FakeMachine`] and boot that, then read [`FakeOs::calls`].
 pub struct FakeOs {
-    calls: Vec<Call>,
+    journal: Journal,
     failures: Vec<Failure>,
     step_failure_pending: bool,
     pid: u32,
@@ -285,12 +315,10 @@ pub struct FakeOs {
     euid_override: Option<u32>,
     landlock_abi: u32,
     files: BTreeMap<PathBuf, Vec<u8>>,
-    secrets: BTreeMap<String, Vec<u8>>,
     devices: BTreeMap<PathBuf, FakeDevice>,
     /// Mount point -> device, for the ext4 mounts made.
     mounted: BTreeMap<PathBuf, PathBuf>,
     absent_sysctls: BTreeSet<String>,
-    network_summary: String,
     resize_shortfall: u64,
     listings: usize,
 }
@@ -326,7 +354,7 @@ impl FakeDevice {
 impl fmt::Debug for FakeOs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FakeOs")
-            .field("calls", &self.calls.len())
+            .field("calls", &self.journal().len())
             .finish_non_exhaustive()
     }
 }
@@ -341,7 +369,7 @@ impl FakeOs {
     /// An empty machine: PID 1, root, no files, no devices, no secrets.
     pub fn new() -> Self {
         FakeOs {
-            calls: Vec::new(),
+            journal: Journal::default(),
             failures: Vec::new(),
             step_failure_pending: false,
             pid: 1,
@@ -349,17 +377,16 @@ impl FakeOs {
             euid_override: None,
             landlock_abi: LANDLOCK_ABI,
             files: BTreeMap::new(),
-            secrets: BTreeMap::new(),
             devices: BTreeMap::new(),
             mounted: BTreeMap::new(),
             absent_sysctls: BTreeSet::new(),
-            network_summary: "eth0 10.128.0.7/32 via 10.128.0.1 mtu 1460".to_owned(),
             resize_shortfall: 0,
             listings: 0,
         }
     }
 
-    /// The seed-000 machine: the boot succeeds end to end.
+    /// The seed-000 machine's own part (in [`FakeMachine::reference`], the
+    /// boot succeeds end to end).
     pub fn reference() -> Self {
         FakeOs::new()
             .with_file(SPEC_PATH, REFERENCE_TOML)
@@ -369,8 +396,6 @@ impl FakeOs {
                 "MemTotal:        2097152 kB\nMemFree:         1048576 kB\n",
             )
             .with_file("/proc/self/status", "Name:\tinit\nThreads:\t1\n")
-            .with_secret("redis-admin-pass", TEST_ADMIN_PASS)
-            .with_secret("redis-visitor-pass", TEST_VISITOR_PASS)
             .with_device("/dev/vda", &[0u8; EXT4_SUPERBLOCK_LEN])
             .with_device("/dev/vdb", &ext4_superblock_bytes(b"appliance-data"))
     }
@@ -384,18 +409,6 @@ impl FakeOs {
     /// Serves `contents` for `read_file(path)`.
     pub fn with_file(mut self, path: impl Into<PathBuf>, contents: impl AsRef<[u8]>) -> Self {
         self.files.insert(path.into(), contents.as_ref().to_vec());
-        self
-    }
-
-    /// Serves `value` for the metadata key `key`.
-    pub fn with_secret(mut self, key: &str, value: impl AsRef<[u8]>) -> Self {
-        self.secrets.insert(key.to_owned(), value.as_ref().to_vec());
-        self
-    }
-
-    /// Removes the metadata key `key` (fetching it answers "missing").
-    pub fn without_secret(mut self, key: &str) -> Self {
-        self.secrets.remove(key);
         self
     }
 
@@ -477,8 +490,9 @@ impl FakeOs {
         self
     }
 
-    /// Fails the call recorded at `index` (step markers count; `getpid`
-    /// answers [`NOT_PID1`], `geteuid` and `landlock_abi` answer 0).
+    /// Fails the call recorded at `index` (step markers and the leaf fakes'
+    /// calls count; `getpid` answers [`NOT_PID1`], `geteuid` and
+    /// `landlock_abi` answer 0).
     pub fn fail_call(mut self, index: usize) -> Self {
         self.failures.push(Failure::Call(index));
         self
@@ -486,6 +500,8 @@ impl FakeOs {
 
     /// Fails the first call of the step named `step` (for `getpid` and
     /// `geteuid`, which cannot fail, the answer that fails their check).
+    /// Only this fake's calls: a step that calls only a leaf fake (the
+    /// network, a firewall phase, a fetch) fails through that fake.
     pub fn fail_step(mut self, step: &str) -> Self {
         self.failures.push(Failure::Step(step.to_owned()));
         self
@@ -497,15 +513,16 @@ impl FakeOs {
         self
     }
 
-    /// Every call so far, in order, step markers included.
-    pub fn calls(&self) -> &[Call] {
-        &self.calls
+    /// Every call so far, in order, step markers included (in a
+    /// [`FakeMachine`], the leaf fakes' calls too).
+    pub fn calls(&self) -> Vec<Call> {
+        self.journal().clone()
     }
 
     /// The record as text, one call per line (what the snapshot tests keep).
     pub fn transcript(&self) -> String {
         let mut text = String::new();
-        for call in &self.calls {
+        for call in self.journal().iter() {
             text.push_str(&call.to_string());
             text.push('\n');
         }
@@ -513,32 +530,39 @@ impl FakeOs {
     }
 
     /// Every console line, in order.
-    pub fn console_lines(&self) -> Vec<&str> {
-        self.calls
+    pub fn console_lines(&self) -> Vec<String> {
+        self.journal()
             .iter()
             .filter_map(|call| match call {
-                Call::Console(line) => Some(line.as_str()),
+                Call::Console(line) => Some(line.clone()),
                 _ => None,
             })
             .collect()
     }
 
+    fn journal(&self) -> std::sync::MutexGuard<'_, Vec<Call>> {
+        self.journal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A handle that appends to this fake's record, for the leaf fakes'
+    /// observers.
+    fn recorder(&self) -> Journal {
+        Arc::clone(&self.journal)
+    }
+
     fn record(&mut self, call: Call) {
-        self.calls.push(call);
+        self.journal().push(call);
     }
 
     /// Records a fallible call and decides whether it fails.
     fn fallible(&mut self, call: Call) -> Result<(), InitError> {
-        let index = self.calls.len();
+        let index = self.journal().len();
         let fails = self.should_fail(index, &call);
-        self.calls.push(call);
-        if fails {
-            Err(InitError::Injected {
-                index,
-                call: self.calls.last().map(Call::to_string).unwrap_or_default(),
-            })
-        } else {
-            Ok(())
+        let text = fails.then(|| call.to_string());
+        self.record(call);
+        match text {
+            Some(call) => Err(InitError::Injected { index, call }),
+            None => Ok(()),
         }
     }
 
@@ -620,7 +644,7 @@ impl Os for FakeOs {
     }
 
     fn getpid(&mut self) -> u32 {
-        let index = self.calls.len();
+        let index = self.journal().len();
         let failed = self.should_fail(index, &Call::Getpid);
         self.record(Call::Getpid);
         if failed {
@@ -665,35 +689,6 @@ impl Os for FakeOs {
             });
         }
         Ok(())
-    }
-
-    fn configure_network(&mut self, deadline: Duration) -> Result<String, InitError> {
-        self.fallible(Call::ConfigureNetwork { deadline })?;
-        Ok(self.network_summary.clone())
-    }
-
-    fn apply_firewall(&mut self, _policy: &Policy, phase: Phase) -> Result<(), InitError> {
-        self.fallible(Call::ApplyFirewall(phase))
-    }
-
-    /// Reports what a kernel holding exactly `policy` in `phase` would.
-    fn verify_firewall(&mut self, policy: &Policy, phase: Phase) -> Result<ReadBack, InitError> {
-        self.fallible(Call::VerifyFirewall(phase))?;
-        Ok(ReadBack::expected(policy, phase))
-    }
-
-    fn fetch_secret(&mut self, _metadata: &Metadata, key: &str) -> Result<Secret, InitError> {
-        self.fallible(Call::FetchSecret {
-            key: key.to_owned(),
-        })?;
-        match self.secrets.get(key) {
-            Some(value) => Ok(Secret::new(value.clone())),
-            None => Err(FetchError::Missing(key.to_owned()).into()),
-        }
-    }
-
-    fn close_metadata(&mut self) -> Result<(), InitError> {
-        self.fallible(Call::CloseMetadata)
     }
 
     fn mkdir(&mut self, path: &Path, owner: Owner) -> Result<(), InitError> {
@@ -817,7 +812,7 @@ impl Os for FakeOs {
     }
 
     fn geteuid(&mut self) -> u32 {
-        let index = self.calls.len();
+        let index = self.journal().len();
         let failed = self.should_fail(index, &Call::Geteuid);
         self.record(Call::Geteuid);
         if failed {
@@ -836,7 +831,7 @@ impl Os for FakeOs {
     }
 
     fn landlock_abi(&mut self) -> u32 {
-        let index = self.calls.len();
+        let index = self.journal().len();
         let failed = self.should_fail(index, &Call::LandlockAbi);
         self.record(Call::LandlockAbi);
         if failed {
@@ -874,4 +869,129 @@ impl Os for FakeOs {
     fn halt(&mut self) {
         self.record(Call::Halt);
     }
+}
+
+/// [`FakeOs`] beside the leaf crates' own fakes: the whole machine a boot
+/// test runs on. The fields are public so a test can reach each fake's own
+/// builders, failure injection and record; [`FakeMachine::parts`] wires the
+/// leaf fakes' observers into the [`FakeOs`] journal, so
+/// [`FakeMachine::calls`] holds every call in the order it was made.
+#[derive(Debug)]
+pub struct FakeMachine {
+    /// Init's own syscalls, and the journal.
+    pub os: FakeOs,
+    /// netconf's fake: a link table and a scripted DHCP server.
+    pub network: FakeNetwork,
+    /// pf-rules' fake.
+    pub firewall: FakeFirewall,
+    /// metadata-fetch's fake.
+    pub metadata: FakeMetadata,
+}
+
+impl FakeMachine {
+    /// `os` beside the reference leaf fakes: a DHCP server leasing
+    /// [`REFERENCE_LEASE`] on `eth0`, a firewall that takes every phase, a
+    /// metadata server holding [`TEST_ADMIN_PASS`] and [`TEST_VISITOR_PASS`].
+    pub fn around(os: FakeOs) -> Self {
+        FakeMachine {
+            os,
+            network: FakeNetwork::serving(REFERENCE_LEASE),
+            firewall: FakeFirewall::new(),
+            metadata: FakeMetadata::new()
+                .with_value("redis-admin-pass", TEST_ADMIN_PASS)
+                .with_value("redis-visitor-pass", TEST_VISITOR_PASS),
+        }
+    }
+
+    /// The seed-000 machine: the boot succeeds end to end.
+    pub fn reference() -> Self {
+        Self::around(FakeOs::reference())
+    }
+
+    /// With `os` changed by `change`.
+    #[must_use]
+    pub fn with_os(mut self, change: impl FnOnce(FakeOs) -> FakeOs) -> Self {
+        self.os = change(self.os);
+        self
+    }
+
+    /// With the network changed by `change`.
+    #[must_use]
+    pub fn with_network(mut self, change: impl FnOnce(FakeNetwork) -> FakeNetwork) -> Self {
+        self.network = change(self.network);
+        self
+    }
+
+    /// With the firewall changed by `change`.
+    #[must_use]
+    pub fn with_firewall(mut self, change: impl FnOnce(FakeFirewall) -> FakeFirewall) -> Self {
+        self.firewall = change(self.firewall);
+        self
+    }
+
+    /// With the metadata server changed by `change`.
+    #[must_use]
+    pub fn with_metadata(mut self, change: impl FnOnce(FakeMetadata) -> FakeMetadata) -> Self {
+        self.metadata = change(self.metadata);
+        self
+    }
+
+    /// The parts as the boot takes them, each leaf fake recording into the
+    /// [`FakeOs`] journal from now on.
+    pub fn parts(&mut self) -> Machine<'_> {
+        let journal = self.os.recorder();
+        self.network.set_observer(move |call| {
+            push(&journal, Call::Network(call.clone()));
+        });
+        let journal = self.os.recorder();
+        self.firewall.set_observer(move |call| {
+            push(&journal, Call::Firewall(call.clone()));
+        });
+        let journal = self.os.recorder();
+        self.metadata.set_observer(move |call| {
+            push(&journal, Call::Metadata(call.clone()));
+        });
+        Machine {
+            os: &mut self.os,
+            network: &mut self.network,
+            firewall: &mut self.firewall,
+            metadata: &self.metadata,
+        }
+    }
+
+    /// [`crate::boot`] on this machine.
+    ///
+    /// # Errors
+    ///
+    /// The boot's [`Fatal`].
+    pub fn boot(
+        &mut self,
+        version: &str,
+        governor: &Governor<'_>,
+        options: &BootOptions,
+    ) -> Result<(), Fatal> {
+        crate::boot(self.parts(), version, governor, options)
+    }
+
+    /// Every call so far, in order ([`FakeOs::calls`]).
+    pub fn calls(&self) -> Vec<Call> {
+        self.os.calls()
+    }
+
+    /// The record as text ([`FakeOs::transcript`]).
+    pub fn transcript(&self) -> String {
+        self.os.transcript()
+    }
+
+    /// Every console line, in order ([`FakeOs::console_lines`]).
+    pub fn console_lines(&self) -> Vec<String> {
+        self.os.console_lines()
+    }
+}
+
+fn push(journal: &Journal, call: Call) {
+    journal
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(call);
 }

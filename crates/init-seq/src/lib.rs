@@ -1,19 +1,26 @@
 //! The appliance's boot sequence (design §4): PID 1 from the first mount to
 //! the `execve` of the server, as a validated [`Plan`] of ordered, named steps
-//! carried out over one [`Os`] trait.
+//! carried out over a [`Machine`]: init's own syscalls behind the [`Os`]
+//! trait, and the network, the firewall and the metadata server behind their
+//! own crates' traits (`netconf::Network`, `pf_rules::Firewall`,
+//! `metadata_fetch::Connector`).
 //!
 //! The crate owns the order and the fail-closed discipline: [`boot`] checks
 //! that it is PID 1, reads the spec and the module load order from the image,
 //! validates everything into a [`Plan`] (no side effects), then runs the
 //! steps; at the first error it prints exactly one line
 //! `appliance: FATAL <step>: <reason>`, calls `sync()` and halts. What each
-//! step does to the machine lives behind [`Os`]: `os::linux::LinuxOs` for
-//! real, `fake::FakeOs` (feature `fake`) records typed calls for tests.
+//! step does to the machine lives behind the [`Machine`]'s parts, passed in
+//! by the caller: `os::linux::LinuxOs` and the leaf crates' Linux
+//! implementations for real; `fake::FakeMachine` (feature `fake`) for tests,
+//! `fake::FakeOs` recording init's typed calls beside the leaf crates' own
+//! recording fakes, in one journal.
 //!
 //! It deliberately does not: render the firewall, speak DHCP or HTTP, or
 //! decide what the governor allows (pf-rules, netconf, metadata-fetch and
-//! procwatch do; the Linux [`Os`] delegates to them); format a disk (the data
-//! disk is found by its ext4 label or the boot halts); or retry a failed step.
+//! procwatch do; the boot calls them through their traits); format a disk
+//! (the data disk is found by its ext4 label or the boot halts); or retry a
+//! failed step.
 //!
 //! Invariants:
 //! - Nothing is done to the machine before the spec, the module order and
@@ -22,6 +29,9 @@
 //!   phase before the data disk, the governor, and the server; the sealed
 //!   rules are read back from the kernel and checked rule by rule before
 //!   the boot goes on.
+//! - The metadata client is opened at the first fetch and dropped (its
+//!   thread joined) in the `metadata close` step, never reopened; init checks
+//!   it has one thread before it forks.
 //! - Cleartext secrets live only in [`metadata_fetch::Secret`]s (zeroized on
 //!   drop), are stripped of one trailing line ending in place and checked
 //!   ([`secrets`]) before the ACL is rendered, are dropped right after it,
@@ -48,8 +58,8 @@ pub mod secrets;
 
 pub use boot::grow_data_filesystem;
 pub use boot::{
-    boot, fatal_line, run, BootOptions, Fatal, FilterChoice, Governor, CONSOLE_PREFIX, STEP_PID1,
-    STEP_PLAN, STEP_SPEC,
+    boot, fatal_line, run, BootOptions, Fatal, FilterChoice, Governor, Machine, CONSOLE_PREFIX,
+    STEP_PID1, STEP_PLAN, STEP_SPEC,
 };
 pub use budget::{MemoryBudget, OutputLimit};
 pub use error::InitError;

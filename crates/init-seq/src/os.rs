@@ -1,12 +1,11 @@
-//! The one trait every boot step acts through, and the plain values it takes.
+//! The trait for the syscalls init makes itself, and the plain values it
+//! takes. The network, the firewall and the metadata server are not here:
+//! the boot takes them behind their own crates' traits ([`crate::Machine`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use appliance_spec::Metadata;
-use metadata_fetch::Secret;
-use pf_rules::{Phase, Policy, ReadBack};
 use syscall_filter::Filter;
 
 use crate::InitError;
@@ -14,12 +13,14 @@ use crate::InitError;
 #[cfg(target_os = "linux")]
 pub mod linux;
 
-/// Everything the boot sequence does to the machine.
+/// What init does to the machine itself: mounts, modules, sysctls, files,
+/// block devices, the governor's fork, the privilege drop, Landlock, the
+/// syscall filter, the exec, sync and halt.
 ///
 /// The real implementation is `os::linux::LinuxOs`; the recording fake is
-/// `fake::FakeOs` (feature `fake`). The sequence gets one passed in, never
-/// picks one itself. Every method that can fail returns [`InitError`], whose
-/// variants never carry a secret.
+/// `fake::FakeOs` (feature `fake`). The sequence gets one passed in (in a
+/// [`crate::Machine`]), never picks one itself. Every method that can fail
+/// returns [`InitError`], whose variants never carry a secret.
 pub trait Os {
     /// The boot sequence is entering step `name`. Only for observers (the fake
     /// records it); the default does nothing.
@@ -46,25 +47,6 @@ pub trait Os {
     /// Writes `value` to the sysctl `key` (dotted, as in `sysctl(8)`).
     /// [`InitError::SysctlAbsent`] when this kernel has no such key.
     fn write_sysctl(&mut self, key: &str, value: &str) -> Result<(), InitError>;
-
-    /// Brings up the first ethernet link with a DHCP lease within `deadline`;
-    /// returns a one-line summary of the lease for the console.
-    fn configure_network(&mut self, deadline: Duration) -> Result<String, InitError>;
-
-    /// Loads the firewall for `phase`, atomically replacing what was there.
-    fn apply_firewall(&mut self, policy: &Policy, phase: Phase) -> Result<(), InitError>;
-
-    /// Reads the firewall rules back from the kernel and checks them, rule
-    /// by rule, against those of `policy` in `phase`; a difference is an
-    /// error.
-    fn verify_firewall(&mut self, policy: &Policy, phase: Phase) -> Result<ReadBack, InitError>;
-
-    /// Fetches the metadata value `key` (the client is created on first use).
-    fn fetch_secret(&mut self, metadata: &Metadata, key: &str) -> Result<Secret, InitError>;
-
-    /// Drops the metadata client, joining any thread it runs, so that init is
-    /// single-threaded again.
-    fn close_metadata(&mut self) -> Result<(), InitError>;
 
     /// Creates directory `path` (its parent must exist) with `owner`. Fails if
     /// it exists: directories made here are meant to be fresh.

@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+use image_layout::ModulesOrder;
+
 use crate::InitError;
 
 /// Byte offset of the ext2/3/4 superblock on the device.
@@ -140,56 +142,20 @@ fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// Suffixes `finit_module` accepts: a plain ELF object, or one compressed the
-/// way Debian ships them (the kernel decompresses with
-/// `MODULE_INIT_COMPRESSED_FILE`).
-pub const MODULE_SUFFIXES: &[&str] = &[".ko", ".ko.xz", ".ko.zst", ".ko.gz"];
+/// Suffixes `finit_module` accepts (the image layout's).
+pub use image_layout::MODULE_SUFFIXES;
 
-/// The image's module load order (`/etc/modules.order`, written by the image
-/// builder): one absolute module file path per line, in load order. Blank
-/// lines and lines starting with `#` are skipped. A path that is relative,
-/// has a `.`/`..` component, a character outside `[A-Za-z0-9._+/-]`, no
-/// module suffix, or appears twice is an error naming the line.
+/// The image's module load order ([`image_layout::MODULES_ORDER_PATH`],
+/// written by the image builder through the same [`ModulesOrder`] type):
+/// one absolute module file path per line, in load order. A bad line is an
+/// [`InitError::ModulesOrder`] naming it.
 pub fn modules_order(text: &str) -> Result<Vec<PathBuf>, InitError> {
-    let mut modules: Vec<PathBuf> = Vec::new();
-    for (index, raw) in text.lines().enumerate() {
-        let line_no = index.saturating_add(1);
-        let line = raw.trim_end_matches('\r');
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let bad = |reason: &'static str| InitError::ModulesOrder {
-            line: line_no,
-            reason,
-        };
-        if !line.starts_with('/') {
-            return Err(bad("not an absolute path"));
-        }
-        if !line
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+/-".contains(&b))
-        {
-            return Err(bad("a character outside [A-Za-z0-9._+/-]"));
-        }
-        if line
-            .split('/')
-            .skip(1)
-            .any(|part| part.is_empty() || part == "." || part == "..")
-        {
-            return Err(bad("an empty, `.` or `..` path component"));
-        }
-        if !MODULE_SUFFIXES.iter().any(|s| line.ends_with(s)) {
-            return Err(bad(
-                "not a kernel module file (.ko, .ko.xz, .ko.zst, .ko.gz)",
-            ));
-        }
-        let path = PathBuf::from(line);
-        if modules.contains(&path) {
-            return Err(bad("listed twice"));
-        }
-        modules.push(path);
-    }
-    Ok(modules)
+    ModulesOrder::parse(text)
+        .map(ModulesOrder::into_paths)
+        .map_err(|e| InitError::ModulesOrder {
+            line: e.line,
+            reason: e.reason,
+        })
 }
 
 #[cfg(test)]

@@ -13,13 +13,9 @@ use syscall_filter::Filter;
 use crate::os::{FsAccess, FsRule, LandlockRules, Mount, MountFlags, Owner};
 use crate::InitError;
 
-/// Where init reads the spec inside the image.
-pub const SPEC_PATH: &str = "/etc/appliance.toml";
-/// Where init reads the module load order inside the image (written by the
-/// image builder: one module file path per line).
-pub const MODULES_ORDER_PATH: &str = "/etc/modules.order";
-/// The data disk's ext4 label.
-pub const DATA_LABEL: &str = "appliance-data";
+/// Where init reads the spec and the module load order inside the image,
+/// and the data disk's ext4 label: the image layout the builder writes.
+pub use image_layout::{DATA_LABEL, MODULES_ORDER_PATH, SPEC_PATH};
 /// How long the network gets to come up with a lease.
 pub const NETWORK_DEADLINE: Duration = Duration::from_secs(30);
 /// Scans for the data disk (disks may appear after init starts: NVMe and

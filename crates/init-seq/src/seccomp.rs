@@ -169,21 +169,18 @@ pub fn server_filter(forks: Forks) -> Result<Filter, InitError> {
     {
         filter = filter.rule(named(name, Action::Allow)?);
     }
-    for (_, request) in IOCTL_REQUESTS {
-        filter = filter
-            .rule(named("ioctl", Action::Allow)?.when(ArgCondition::equal(1, *request).low32()));
-    }
-    for (_, option) in PRCTL_OPTIONS {
-        filter = filter
-            .rule(named("prctl", Action::Allow)?.when(ArgCondition::equal(0, *option).low32()));
-    }
-    for (_, code) in ARCH_PRCTL_CODES {
-        filter = filter
-            .rule(named("arch_prctl", Action::Allow)?.when(ArgCondition::equal(0, *code).low32()));
-    }
-    for (_, family) in SOCKET_FAMILIES {
-        filter = filter
-            .rule(named("socket", Action::Allow)?.when(ArgCondition::equal(0, *family).low32()));
+    // Calls allowed only with one of a few values in one `int` argument.
+    let by_value: [(&str, u8, &[(&str, u64)]); 4] = [
+        ("ioctl", 1, IOCTL_REQUESTS),
+        ("prctl", 0, PRCTL_OPTIONS),
+        ("arch_prctl", 0, ARCH_PRCTL_CODES),
+        ("socket", 0, SOCKET_FAMILIES),
+    ];
+    for (name, arg, values) in by_value {
+        for (_, value) in values {
+            filter = filter
+                .rule(named(name, Action::Allow)?.when(ArgCondition::equal(arg, *value).low32()));
+        }
     }
     // Executable memory only from files (the loader, the module), never
     // writable at once, never anonymous; no page made executable later.

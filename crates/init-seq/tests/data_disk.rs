@@ -12,8 +12,10 @@
 use std::path::PathBuf;
 
 use appliance_spec::Spec;
-use init_seq::fake::{ext4_superblock_bytes, ext4_superblock_with_blocks, Call, FakeOs};
-use init_seq::{boot, Fatal, InitError};
+use init_seq::fake::{
+    ext4_superblock_bytes, ext4_superblock_with_blocks, Call, FakeMachine, FakeOs,
+};
+use init_seq::{Fatal, InitError};
 
 const LABEL: &[u8] = b"appliance-data";
 const GIB: u64 = 1 << 30;
@@ -22,14 +24,12 @@ fn governor(_spec: &Spec, _link: init_seq::GovernorLink) -> i32 {
     panic!("the fake must not run the governor")
 }
 
-fn boot_fake(mut os: FakeOs) -> (FakeOs, Result<(), Fatal>) {
-    let result = boot(
-        &mut os,
-        "0.1.0-test",
-        &governor,
-        &init_seq::BootOptions::default(),
-    );
-    (os, result)
+/// Boots `os` beside the reference network, firewall and metadata server;
+/// returns it for its record (which holds theirs too).
+fn boot_fake(os: FakeOs) -> (FakeOs, Result<(), Fatal>) {
+    let mut machine = FakeMachine::around(os);
+    let result = machine.boot("0.1.0-test", &governor, &init_seq::BootOptions::default());
+    (machine.os, result)
 }
 
 /// The reference machine without its two virtio-blk disks.
@@ -126,8 +126,9 @@ fn found_by_label_on_every_interface() {
         result.unwrap_or_else(|f| panic!("{name}: {f}"));
         assert_eq!(mounted_device(&os).as_deref(), Some(data), "{name}");
         assert!(
-            os.console_lines()
-                .contains(&format!("appliance: data disk {data} labelled appliance-data").as_str()),
+            os.console_lines().contains(&format!(
+                "appliance: data disk {data} labelled appliance-data"
+            )),
             "{name}"
         );
         // The last read is the superblock of the mounted disk, for growth.
@@ -192,7 +193,7 @@ fn two_labelled_filesystems_or_none_are_fatal() {
         let line = format!(
             "appliance: FATAL data disk: several block devices hold an ext4 filesystem labelled \"appliance-data\": {named:?}"
         );
-        assert_eq!(os.console_lines().last(), Some(&line.as_str()), "{name}");
+        assert_eq!(os.console_lines().last(), Some(&line), "{name}");
         assert_eq!(mounted_device(&os), None, "{name}");
         assert_eq!(os.calls().last(), Some(&Call::Halt), "{name}");
     }
@@ -205,7 +206,7 @@ fn two_labelled_filesystems_or_none_are_fatal() {
         InitError::DataDiskNotFound { devices: 3, .. }
     ));
     assert_eq!(
-        os.console_lines().last().copied(),
+        os.console_lines().last().map(String::as_str),
         Some("appliance: FATAL data disk: no block device holds an ext4 filesystem labelled \"appliance-data\" (looked at 3 device(s), 40 time(s)); never formatting one")
     );
 }
@@ -299,9 +300,9 @@ fn the_filesystem_grows_to_fill_its_disk() {
             .with_resize_shortfall(shortfall);
         let (os, result) = boot_fake(os);
         result.unwrap_or_else(|f| panic!("{name}: {f}"));
-        let asked: Vec<&Call> = os
+        let asked: Vec<Call> = os
             .calls()
-            .iter()
+            .into_iter()
             .filter(|c| matches!(c, Call::ResizeExt4 { .. }))
             .collect();
         let want: Vec<Call> = resize
@@ -311,17 +312,13 @@ fn the_filesystem_grows_to_fill_its_disk() {
             })
             .into_iter()
             .collect();
-        assert_eq!(asked, want.iter().collect::<Vec<_>>(), "{name}");
-        let lines: Vec<&str> = os
+        assert_eq!(asked, want, "{name}");
+        let lines: Vec<String> = os
             .console_lines()
             .into_iter()
             .filter(|l| l.contains("data filesystem"))
             .collect();
-        assert_eq!(
-            lines,
-            line.iter().map(String::as_str).collect::<Vec<_>>(),
-            "{name}"
-        );
+        assert_eq!(lines, line.iter().cloned().collect::<Vec<_>>(), "{name}");
     }
 }
 

@@ -10,8 +10,13 @@
 use std::cell::Cell;
 
 use appliance_spec::Spec;
-use init_seq::fake::{Call, FakeOs, REFERENCE_MODULES_ORDER, TEST_ADMIN_PASS, TEST_VISITOR_PASS};
-use init_seq::{boot, Fatal, FsAccess, InitError, Plan, STEP_PID1, STEP_PLAN, STEP_SPEC};
+use init_seq::fake::{
+    Call, FakeMachine, FakeOs, REFERENCE_MODULES_ORDER, TEST_ADMIN_PASS, TEST_VISITOR_PASS,
+};
+use init_seq::{Fatal, FsAccess, InitError, Plan, STEP_PID1, STEP_PLAN, STEP_SPEC};
+use metadata_fetch::fake::Call as MetadataCall;
+use metadata_fetch::FetchError;
+use pf_rules::fake::Call as FirewallCall;
 use pf_rules::Phase;
 
 const VERSION: &str = "0.1.0-test";
@@ -22,14 +27,28 @@ fn governor(_spec: &Spec, _link: init_seq::GovernorLink) -> i32 {
     panic!("the fake must not run the governor")
 }
 
-fn boot_fake(mut os: FakeOs) -> (FakeOs, Result<(), Fatal>) {
-    let result = boot(
-        &mut os,
-        VERSION,
-        &governor,
-        &init_seq::BootOptions::default(),
-    );
-    (os, result)
+/// Boots `machine`; returns it for its record.
+fn boot_machine(mut machine: FakeMachine) -> (FakeMachine, Result<(), Fatal>) {
+    let result = machine.boot(VERSION, &governor, &init_seq::BootOptions::default());
+    (machine, result)
+}
+
+/// Boots `os` beside the reference network, firewall and metadata server.
+fn boot_fake(os: FakeOs) -> (FakeMachine, Result<(), Fatal>) {
+    boot_machine(FakeMachine::around(os))
+}
+
+/// `machine` with the metadata key `key` holding `value`.
+fn with_secret(machine: FakeMachine, key: &str, value: impl Into<Vec<u8>>) -> FakeMachine {
+    machine.with_metadata(|metadata| metadata.with_value(key, value))
+}
+
+fn is_apply(phase: Phase) -> impl Fn(&Call) -> bool {
+    move |c| matches!(c, Call::Firewall(FirewallCall::Apply { phase: p, .. }) if *p == phase)
+}
+
+fn is_fetch(c: &Call) -> bool {
+    matches!(c, Call::Metadata(MetadataCall::Fetch { .. }))
 }
 
 fn reference_plan() -> Plan {
@@ -47,32 +66,98 @@ fn all_step_names() -> Vec<String> {
     names
 }
 
-/// A machine on which step `name` fails: its first OS call fails, or, for
-/// the one step that makes none (the secret check, pure), its input is bad.
-fn failing_at(name: &str) -> FakeOs {
-    if name == "secrets" {
-        FakeOs::reference().with_secret("redis-admin-pass", "short\n")
-    } else {
-        FakeOs::reference().fail_step(name)
-    }
+/// A machine on which step `name` fails: its first call fails, through
+/// the fake that gets it (init's own, or the network's, the firewall's or
+/// the metadata server's own injection); for the secret check, which is
+/// pure, its input is bad. `None` for the one step that cannot fail:
+/// `metadata close` only drops the client (a client left running would
+/// fail the `threads` check before the fork).
+fn failing_at(name: &str) -> Option<FakeMachine> {
+    let machine = FakeMachine::reference();
+    let injected = || format!("injected failure in step {name}");
+    Some(match name {
+        "secrets" => with_secret(machine, "redis-admin-pass", "short\n"),
+        "metadata close" => return None,
+        "network" => machine.with_network(|mut network| {
+            network.links.fail_call(0);
+            network
+        }),
+        "firewall boot" => machine.with_firewall(|firewall| firewall.fail_call(0, &injected())),
+        "firewall sealed" => machine.with_firewall(|firewall| firewall.fail_call(1, &injected())),
+        // The first fetch opens the client.
+        "fetch redis-admin-pass" => machine.with_metadata(|metadata| {
+            metadata.with_connect_error(FetchError::Config { reason: injected() })
+        }),
+        "fetch redis-visitor-pass" => machine.with_metadata(|metadata| {
+            metadata.with_error(
+                "redis-visitor-pass",
+                FetchError::Transport {
+                    key: "redis-visitor-pass".to_owned(),
+                    reason: injected(),
+                },
+            )
+        }),
+        _ => machine.with_os(|os| os.fail_step(name)),
+    })
 }
 
-fn syscalls(os: &FakeOs) -> Vec<&Call> {
-    os.calls().iter().filter(|c| c.is_syscall()).collect()
+/// A machine on which the call at `index` of `reference`'s record fails,
+/// through the fake that records it; `None` for a call no fake can fail.
+fn failing_call(reference: &[Call], index: usize) -> Option<FakeMachine> {
+    let machine = FakeMachine::reference();
+    let injected = format!("injected failure at call #{index}");
+    Some(match &reference[index] {
+        Call::Firewall(_) => {
+            let nth = reference[..index]
+                .iter()
+                .filter(|c| matches!(c, Call::Firewall(_)))
+                .count();
+            machine.with_firewall(|firewall| firewall.fail_call(nth, &injected))
+        }
+        Call::Metadata(MetadataCall::Connect(_)) => machine.with_metadata(|metadata| {
+            metadata.with_connect_error(FetchError::Config { reason: injected })
+        }),
+        Call::Metadata(MetadataCall::Fetch { key }) => machine.with_metadata(|metadata| {
+            metadata.with_error(
+                key,
+                FetchError::Transport {
+                    key: key.clone(),
+                    reason: injected,
+                },
+            )
+        }),
+        // Dropping the client.
+        Call::Metadata(MetadataCall::Close) => return None,
+        // The DHCP client's first send fails.
+        Call::Network(_) => machine.with_network(|mut network| {
+            network.transport.fail_call(0);
+            network
+        }),
+        _ => machine.with_os(|os| os.fail_call(index)),
+    })
 }
 
-fn position(os: &FakeOs, what: &str, pred: impl Fn(&Call) -> bool) -> usize {
-    os.calls()
+fn syscalls(machine: &FakeMachine) -> Vec<Call> {
+    machine
+        .calls()
+        .into_iter()
+        .filter(Call::is_syscall)
+        .collect()
+}
+
+fn position(machine: &FakeMachine, what: &str, pred: impl Fn(&Call) -> bool) -> usize {
+    machine
+        .calls()
         .iter()
         .position(pred)
-        .unwrap_or_else(|| panic!("no {what} call in:\n{}", os.transcript()))
+        .unwrap_or_else(|| panic!("no {what} call in:\n{}", machine.transcript()))
 }
 
 #[test]
 fn reference_boot_snapshot() {
-    let (os, result) = boot_fake(FakeOs::reference());
+    let (machine, result) = boot_fake(FakeOs::reference());
     result.unwrap();
-    let transcript = os.transcript();
+    let transcript = machine.transcript();
     assert!(!transcript.contains(TEST_ADMIN_PASS));
     assert!(!transcript.contains(TEST_VISITOR_PASS));
     insta::assert_snapshot!("reference_boot", transcript);
@@ -87,11 +172,16 @@ fn every_step_fails_closed() {
     sorted.dedup();
     assert_eq!(sorted.len(), names.len(), "duplicate step names: {names:?}");
 
+    let mut unfailable = Vec::new();
     for name in &names {
-        let (os, result) = boot_fake(failing_at(name));
+        let Some(failing) = failing_at(name) else {
+            unfailable.push(name.as_str());
+            continue;
+        };
+        let (machine, result) = boot_machine(failing);
         let fatal = result.expect_err(name);
         assert_eq!(&fatal.step, name);
-        let calls = os.calls();
+        let calls = machine.calls();
         // The step ran, and no later step did.
         let entered = calls
             .iter()
@@ -102,13 +192,13 @@ fn every_step_fails_closed() {
                 .iter()
                 .any(|c| matches!(c, Call::Step(_))),
             "{name}: a later step ran:\n{}",
-            os.transcript()
+            machine.transcript()
         );
         let prefix = format!("appliance: FATAL {name}: ");
         let fatal_at = calls
             .iter()
             .rposition(|c| matches!(c, Call::Console(line) if line.starts_with("appliance: FATAL")))
-            .unwrap_or_else(|| panic!("{name}: no FATAL line:\n{}", os.transcript()));
+            .unwrap_or_else(|| panic!("{name}: no FATAL line:\n{}", machine.transcript()));
         let Call::Console(line) = &calls[fatal_at] else {
             unreachable!()
         };
@@ -116,7 +206,8 @@ fn every_step_fails_closed() {
         assert!(!line.contains('\n'));
         // Exactly one FATAL line.
         assert_eq!(
-            os.console_lines()
+            machine
+                .console_lines()
                 .iter()
                 .filter(|l| l.contains("FATAL"))
                 .count(),
@@ -137,15 +228,16 @@ fn every_step_fails_closed() {
             "{name}"
         );
     }
+    assert_eq!(unfailable, ["metadata close"]);
 }
 
 #[test]
 fn pid1_is_checked_before_anything_else() {
-    let (os, result) = boot_fake(FakeOs::reference().with_pid(4242));
+    let (machine, result) = boot_fake(FakeOs::reference().with_pid(4242));
     let fatal = result.unwrap_err();
     assert!(matches!(fatal.error, InitError::NotPid1 { pid: 4242 }));
     assert_eq!(
-        os.calls(),
+        machine.calls(),
         &[
             Call::Console(format!("appliance: init {VERSION} starting")),
             Call::Step("pid1".into()),
@@ -159,13 +251,17 @@ fn pid1_is_checked_before_anything_else() {
 
 #[test]
 fn every_call_failure_is_fatal_or_harmless() {
-    let (reference, result) = boot_fake(FakeOs::reference());
+    let (reference, result) = boot_machine(FakeMachine::reference());
     result.unwrap();
-    let total = reference.calls().len();
+    let reference = reference.calls();
+    let total = reference.len();
     let mut fatal_count = 0;
-    for index in 0..total {
-        let call = &reference.calls()[index];
-        let (os, result) = boot_fake(FakeOs::reference().fail_call(index));
+    for (index, call) in reference.iter().enumerate() {
+        let Some(failing) = failing_call(&reference, index) else {
+            assert_eq!(*call, Call::Metadata(MetadataCall::Close));
+            continue;
+        };
+        let (machine, result) = boot_machine(failing);
         match result {
             Ok(()) => {
                 // Infallible calls cannot be failed, and an unreadable block
@@ -191,7 +287,7 @@ fn every_call_failure_is_fatal_or_harmless() {
                     continue;
                 }
                 assert!(fatal.halted);
-                let calls = os.calls();
+                let calls = machine.calls();
                 assert_eq!(
                     &calls[calls.len() - 2..],
                     &[Call::Sync, Call::Halt],
@@ -204,6 +300,10 @@ fn every_call_failure_is_fatal_or_harmless() {
                 // geteuid "fails" by answering 0: the refusal names seed 003.
                 if matches!(call, Call::Geteuid) {
                     assert!(matches!(fatal.error, InitError::StillRoot { .. }));
+                } else if matches!(call, Call::Network(_)) {
+                    // netconf's own injected failure, in the network step.
+                    assert!(matches!(fatal.error, InitError::Network { .. }), "{line}");
+                    assert!(line.contains("injected failure"), "{line}");
                 } else if matches!(call, Call::LandlockAbi) {
                     // A kernel without Landlock: refused, naming both ABIs.
                     assert!(matches!(
@@ -230,57 +330,51 @@ fn every_call_failure_is_fatal_or_harmless() {
 
 #[test]
 fn ordering_invariants() {
-    let (os, result) = boot_fake(FakeOs::reference());
+    let (machine, result) = boot_fake(FakeOs::reference());
     result.unwrap();
 
-    let boot_fw = position(&os, "firewall boot", |c| {
-        *c == Call::ApplyFirewall(Phase::Boot)
+    let boot_fw = position(&machine, "firewall boot", is_apply(Phase::Boot));
+    let sealed_fw = position(&machine, "firewall sealed", is_apply(Phase::Sealed));
+    let first_fetch = position(&machine, "fetch", is_fetch);
+    let last_fetch = machine.calls().iter().rposition(is_fetch).unwrap();
+    let network = position(&machine, "network", |c| matches!(c, Call::Network(_)));
+    let close_metadata = position(&machine, "close metadata", |c| {
+        *c == Call::Metadata(MetadataCall::Close)
     });
-    let sealed_fw = position(&os, "firewall sealed", |c| {
-        *c == Call::ApplyFirewall(Phase::Sealed)
+    let acl = position(&machine, "acl write", |c| {
+        matches!(c, Call::WriteFile { .. })
     });
-    let first_fetch = position(&os, "fetch", |c| matches!(c, Call::FetchSecret { .. }));
-    let last_fetch = os
-        .calls()
-        .iter()
-        .rposition(|c| matches!(c, Call::FetchSecret { .. }))
-        .unwrap();
-    let network = position(&os, "network", |c| {
-        matches!(c, Call::ConfigureNetwork { .. })
-    });
-    let close_metadata = position(&os, "close metadata", |c| *c == Call::CloseMetadata);
-    let acl = position(&os, "acl write", |c| matches!(c, Call::WriteFile { .. }));
-    let fork = position(&os, "fork", |c| *c == Call::ForkGovernor);
+    let fork = position(&machine, "fork", |c| *c == Call::ForkGovernor);
     let threads = position(
-        &os,
+        &machine,
         "threads",
         |c| matches!(c, Call::ReadFile(p) if p.as_os_str() == "/proc/self/status"),
     );
-    let bounding = position(&os, "bounding", |c| *c == Call::DropBoundingSet);
-    let setgroups = position(&os, "setgroups", |c| *c == Call::ClearGroups);
-    let setgid = position(&os, "setgid", |c| matches!(c, Call::Setgid(_)));
-    let setuid = position(&os, "setuid", |c| matches!(c, Call::Setuid(_)));
-    let geteuid = position(&os, "geteuid", |c| *c == Call::Geteuid);
-    let nnp = position(&os, "nnp", |c| *c == Call::SetNoNewPrivs);
-    let caps = position(&os, "caps", |c| *c == Call::ClearCapabilities);
-    let landlock = position(&os, "landlock", |c| matches!(c, Call::Landlock(_)));
+    let bounding = position(&machine, "bounding", |c| *c == Call::DropBoundingSet);
+    let setgroups = position(&machine, "setgroups", |c| *c == Call::ClearGroups);
+    let setgid = position(&machine, "setgid", |c| matches!(c, Call::Setgid(_)));
+    let setuid = position(&machine, "setuid", |c| matches!(c, Call::Setuid(_)));
+    let geteuid = position(&machine, "geteuid", |c| *c == Call::Geteuid);
+    let nnp = position(&machine, "nnp", |c| *c == Call::SetNoNewPrivs);
+    let caps = position(&machine, "caps", |c| *c == Call::ClearCapabilities);
+    let landlock = position(&machine, "landlock", |c| matches!(c, Call::Landlock(_)));
     let data_mount = position(
-        &os,
+        &machine,
         "data mount",
         |c| matches!(c, Call::Mount(m) if m.fstype == "ext4"),
     );
     let modules_disabled = position(
-        &os,
+        &machine,
         "modules_disabled",
         |c| matches!(c, Call::WriteSysctl { key, .. } if key == "kernel.modules_disabled"),
     );
-    let last_module = os
+    let last_module = machine
         .calls()
         .iter()
         .rposition(|c| matches!(c, Call::LoadModule(_)))
         .unwrap();
     let last_mount_of_proc = position(
-        &os,
+        &machine,
         "mount /proc",
         |c| matches!(c, Call::Mount(m) if m.target.as_os_str() == "/proc"),
     );
@@ -315,7 +409,7 @@ fn ordering_invariants() {
     // The governor is exempt from the OOM killer right after the fork, while
     // init still has the capability to lower a score.
     assert_eq!(
-        os.calls()[fork + 2..fork + 4],
+        machine.calls()[fork + 2..fork + 4],
         [
             Call::Step("governor oom_score_adj".into()),
             Call::SetOomScoreAdj {
@@ -324,20 +418,20 @@ fn ordering_invariants() {
             }
         ],
         "{}",
-        os.transcript()
+        machine.transcript()
     );
     assert!(fork + 3 < bounding);
     // Secrets are checked after the last fetch, before the ACL is rendered.
-    let secrets = position(&os, "secrets", |c| *c == Call::Step("secrets".into()));
+    let secrets = position(&machine, "secrets", |c| *c == Call::Step("secrets".into()));
     assert!(close_metadata < secrets && secrets < acl);
     // The kernel's TCP limit comes from the budget, after the budget.
     let budget = position(
-        &os,
+        &machine,
         "budget",
         |c| matches!(c, Call::Console(l) if l.starts_with("appliance: memory budget ")),
     );
     let tcp_mem = position(
-        &os,
+        &machine,
         "tcp_mem",
         |c| matches!(c, Call::WriteSysctl { key, value } if key == "net.ipv4.tcp_mem" && value == "5024 7536 10048"),
     );
@@ -358,9 +452,9 @@ fn ordering_invariants() {
     assert!(geteuid < nnp && nnp < caps && caps < landlock);
 
     // The server starts last: exec is the final call, after the seal.
-    let calls = syscalls(&os);
+    let calls = syscalls(&machine);
     let Call::Exec(exec) = calls.last().unwrap() else {
-        panic!("last call is not execve:\n{}", os.transcript())
+        panic!("last call is not execve:\n{}", machine.transcript())
     };
     // 2 GiB of MemTotal: the budget's figures (crate::budget pins them).
     assert_eq!(
@@ -388,16 +482,16 @@ fn ordering_invariants() {
 #[test]
 fn secrets_never_leak() {
     let secrets = [TEST_ADMIN_PASS, TEST_VISITOR_PASS];
-    let (os, result) = boot_fake(FakeOs::reference());
+    let (machine, result) = boot_fake(FakeOs::reference());
     result.unwrap();
-    for call in os.calls() {
+    for call in machine.calls() {
         let text = format!("{call} {call:?}");
         for secret in secrets {
             assert!(!text.contains(secret), "secret in {text}");
         }
     }
-    let writes: Vec<_> = os
-        .calls()
+    let calls = machine.calls();
+    let writes: Vec<_> = calls
         .iter()
         .filter_map(|c| match c {
             Call::WriteFile {
@@ -418,7 +512,7 @@ fn secrets_never_leak() {
         let hash = sha256_hex(secret.as_bytes());
         assert!(contents.contains(&format!("#{hash}")), "{contents}");
     }
-    let mkdir = os
+    let mkdir = machine
         .calls()
         .iter()
         .find_map(|c| match c {
@@ -431,12 +525,15 @@ fn secrets_never_leak() {
 
     // Every failure, anywhere: no FATAL line or error text holds a secret.
     for name in all_step_names() {
-        let (os, result) = boot_fake(failing_at(&name));
+        let Some(failing) = failing_at(&name) else {
+            continue;
+        };
+        let (machine, result) = boot_machine(failing);
         let fatal = result.unwrap_err();
         let texts = [
             fatal.to_string(),
             format!("{:?}", fatal.error),
-            os.transcript(),
+            machine.transcript(),
         ];
         for text in texts {
             for secret in secrets {
@@ -460,11 +557,11 @@ fn seed_003_refuses_root_after_the_drop() {
     // The matrix through the geteuid seam: 0 refused, anything else accepted.
     let cases: &[(u32, bool)] = &[(0, false), (6379, true), (65534, true), (1, true)];
     for &(euid, accepted) in cases {
-        let (os, result) = boot_fake(FakeOs::reference().with_euid(euid));
+        let (machine, result) = boot_fake(FakeOs::reference().with_euid(euid));
         match (accepted, result) {
             (true, Ok(())) => {
                 assert!(
-                    matches!(syscalls(&os).last(), Some(Call::Exec(_))),
+                    matches!(syscalls(&machine).last(), Some(Call::Exec(_))),
                     "euid {euid}"
                 );
             }
@@ -474,7 +571,7 @@ fn seed_003_refuses_root_after_the_drop() {
                     fatal.error,
                     InitError::StillRoot { target_uid: 6379 }
                 ));
-                let line = os
+                let line = machine
                     .console_lines()
                     .into_iter()
                     .find(|l| l.contains("FATAL"))
@@ -485,10 +582,9 @@ fn seed_003_refuses_root_after_the_drop() {
                     "appliance: FATAL refuse root: effective uid is 0 after dropping privileges to uid 6379: refusing to run the server as root"
                 );
                 // Refused right after the uid checks: nothing further.
-                let tail: Vec<_> = syscalls(&os)
+                let tail: Vec<_> = syscalls(&machine)
                     .into_iter()
-                    .skip_while(|c| **c != Call::Geteuid)
-                    .cloned()
+                    .skip_while(|c| *c != Call::Geteuid)
                     .collect();
                 assert_eq!(
                     tail,
@@ -503,22 +599,25 @@ fn seed_003_refuses_root_after_the_drop() {
 #[test]
 fn the_fake_never_runs_the_governor_in_process() {
     let ran = Cell::new(false);
-    let mut os = FakeOs::reference();
+    let mut machine = FakeMachine::reference();
     let entry = |_spec: &Spec, _link: init_seq::GovernorLink| {
         ran.set(true);
         0
     };
-    boot(&mut os, VERSION, &entry, &init_seq::BootOptions::default()).unwrap();
+    machine
+        .boot(VERSION, &entry, &init_seq::BootOptions::default())
+        .unwrap();
     assert!(!ran.get());
-    assert!(os
+    assert!(machine
         .console_lines()
-        .contains(&"appliance: governor started as pid 2"));
+        .iter()
+        .any(|l| l == "appliance: governor started as pid 2"));
 }
 
 #[test]
 fn data_disk_cases() {
     // Absent: scanned the whole time, never formatted, then fatal.
-    let (os, result) = boot_fake(FakeOs::reference().without_device("/dev/vdb"));
+    let (machine, result) = boot_fake(FakeOs::reference().without_device("/dev/vdb"));
     let fatal = result.unwrap_err();
     assert_eq!(fatal.step, "data disk");
     assert!(matches!(
@@ -529,13 +628,13 @@ fn data_disk_cases() {
             ..
         }
     ));
-    let sleeps = os
+    let sleeps = machine
         .calls()
         .iter()
         .filter(|c| matches!(c, Call::Sleep(_)))
         .count();
     assert_eq!(sleeps, 39);
-    assert!(!os
+    assert!(!machine
         .calls()
         .iter()
         .any(|c| matches!(c, Call::Mount(m) if m.fstype == "ext4")));
@@ -562,9 +661,9 @@ fn data_disk_cases() {
 
     // Found: mounted nosuid,nodev,noexec at the data dir, root given to the
     // server.
-    let (os, result) = boot_fake(FakeOs::reference());
+    let (machine, result) = boot_fake(FakeOs::reference());
     result.unwrap();
-    let mount = os
+    let mount = machine
         .calls()
         .iter()
         .find_map(|c| match c {
@@ -576,19 +675,20 @@ fn data_disk_cases() {
         mount.to_string(),
         "/dev/vdb on /data type ext4 (nosuid,nodev,noexec)"
     );
-    assert!(os.calls().iter().any(|c| matches!(c,
+    assert!(machine.calls().iter().any(|c| matches!(c,
         Call::SetOwner { path, owner } if path.as_os_str() == "/data" && owner.uid == 6379 && owner.mode == 0o700)));
 }
 
 #[test]
 fn sysctl_presence() {
     // An optional key may be missing from the kernel ...
-    let (os, result) =
+    let (machine, result) =
         boot_fake(FakeOs::reference().with_absent_sysctl("kernel.yama.ptrace_scope"));
     result.unwrap();
-    assert!(os
+    assert!(machine
         .console_lines()
-        .contains(&"appliance: sysctl kernel.yama.ptrace_scope absent on this kernel, skipped"));
+        .iter()
+        .any(|l| l == "appliance: sysctl kernel.yama.ptrace_scope absent on this kernel, skipped"));
     // ... a required one may not.
     let (_, result) = boot_fake(FakeOs::reference().with_absent_sysctl("kernel.kptr_restrict"));
     let fatal = result.unwrap_err();
@@ -601,7 +701,9 @@ fn sysctl_presence() {
 
 #[test]
 fn secret_problems_halt() {
-    let (_, result) = boot_fake(FakeOs::reference().without_secret("redis-visitor-pass"));
+    let (_, result) = boot_machine(
+        FakeMachine::reference().with_metadata(|metadata| metadata.without("redis-visitor-pass")),
+    );
     let fatal = result.unwrap_err();
     assert_eq!(fatal.step, "fetch redis-visitor-pass");
     assert_eq!(
@@ -651,11 +753,8 @@ fn secret_problems_halt() {
         ),
     ];
     for (what, admin, visitor, reason) in cases {
-        let (os, result) = boot_fake(
-            FakeOs::reference()
-                .with_secret("redis-admin-pass", admin)
-                .with_secret("redis-visitor-pass", visitor),
-        );
+        let machine = with_secret(FakeMachine::reference(), "redis-admin-pass", *admin);
+        let (machine, result) = boot_machine(with_secret(machine, "redis-visitor-pass", *visitor));
         let fatal = result.unwrap_err();
         assert_eq!(fatal.step, "secrets", "{what}");
         assert!(
@@ -664,7 +763,7 @@ fn secret_problems_halt() {
         );
         let line = format!("appliance: FATAL secrets: {reason}");
         assert_eq!(fatal.to_string(), line, "{what}");
-        let tail: Vec<_> = os
+        let tail: Vec<_> = machine
             .calls()
             .iter()
             .skip_while(|c| **c != Call::Step("secrets".into()))
@@ -685,7 +784,7 @@ fn secret_problems_halt() {
             let value = value.trim_end();
             if value.len() > 3 {
                 assert!(
-                    !os.transcript().contains(value),
+                    !machine.transcript().contains(value),
                     "{what}: value in transcript"
                 );
             }
@@ -697,16 +796,18 @@ fn secret_problems_halt() {
 fn acl_hashes_the_stripped_value() {
     let cases: &[(&str, &str)] = &[("\n", "\r\n"), ("\r\n", "\n"), ("", "")];
     for (admin_end, visitor_end) in cases {
-        let (os, result) = boot_fake(
-            FakeOs::reference()
-                .with_secret("redis-admin-pass", format!("{TEST_ADMIN_PASS}{admin_end}"))
-                .with_secret(
-                    "redis-visitor-pass",
-                    format!("{TEST_VISITOR_PASS}{visitor_end}"),
-                ),
+        let machine = with_secret(
+            FakeMachine::reference(),
+            "redis-admin-pass",
+            format!("{TEST_ADMIN_PASS}{admin_end}"),
         );
+        let (machine, result) = boot_machine(with_secret(
+            machine,
+            "redis-visitor-pass",
+            format!("{TEST_VISITOR_PASS}{visitor_end}"),
+        ));
         result.unwrap();
-        let acl = os
+        let acl = machine
             .calls()
             .iter()
             .find_map(|c| match c {
@@ -742,7 +843,7 @@ fn acl_hashes_the_stripped_value() {
 
 #[test]
 fn threads_check_refuses_a_multithreaded_init() {
-    let (os, result) =
+    let (machine, result) =
         boot_fake(FakeOs::reference().with_file("/proc/self/status", "Threads:\t3\n"));
     let fatal = result.unwrap_err();
     assert_eq!(fatal.step, "threads");
@@ -750,7 +851,7 @@ fn threads_check_refuses_a_multithreaded_init() {
         fatal.error,
         InitError::NotSingleThreaded { threads: 3 }
     ));
-    assert!(!os.calls().contains(&Call::ForkGovernor));
+    assert!(!machine.calls().contains(&Call::ForkGovernor));
 }
 
 #[test]
@@ -776,17 +877,17 @@ fn memory_budget_follows_ram() {
         ("MemFree: 1 kB\n", Err("/proc/meminfo: no MemTotal line")),
     ];
     for (meminfo, want) in cases {
-        let (os, result) = boot_fake(FakeOs::reference().with_file("/proc/meminfo", meminfo));
+        let (machine, result) = boot_fake(FakeOs::reference().with_file("/proc/meminfo", meminfo));
         match (want, result) {
             (Ok(total), Ok(())) => {
                 let budget = init_seq::MemoryBudget::new(*total, &limits).unwrap();
-                let Some(Call::Exec(exec)) = syscalls(&os).last().copied().cloned() else {
+                let Some(Call::Exec(exec)) = syscalls(&machine).last().cloned() else {
                     panic!()
                 };
                 assert_eq!(exec.argv[3], budget.data.to_string());
                 assert_eq!(exec.argv[7], budget.clients.to_string());
                 assert_eq!(exec.argv[9], budget.output_buffer_limits());
-                let lines = os.console_lines();
+                let lines = machine.console_lines();
                 let budget_lines: Vec<_> = lines
                     .iter()
                     .filter(|l| l.starts_with("appliance: memory budget "))
@@ -808,31 +909,28 @@ fn memory_budget_follows_ram() {
                         budget.output_normal.seconds
                     )
                 );
-                assert!(lines.contains(
-                    &format!(
-                        "appliance: exec /usr/bin/valkey-server (maxmemory {} bytes)",
-                        budget.data
-                    )
-                    .as_str()
-                ));
+                assert!(lines.contains(&format!(
+                    "appliance: exec /usr/bin/valkey-server (maxmemory {} bytes)",
+                    budget.data
+                )));
             }
             (Err(reason), Err(fatal)) => {
                 assert_eq!(fatal.step, "memory budget");
                 assert_eq!(fatal.error.to_string(), *reason);
                 // Before any module, sysctl or network.
-                assert!(!os.calls().iter().any(|c| matches!(
+                assert!(!machine.calls().iter().any(|c| matches!(
                     c,
-                    Call::LoadModule(_) | Call::WriteSysctl { .. } | Call::ConfigureNetwork { .. }
+                    Call::LoadModule(_) | Call::WriteSysctl { .. } | Call::Network(_)
                 )));
             }
             (want, got) => panic!("{meminfo:?}: want {want:?}, got {got:?}"),
         }
     }
     // The exact line for QEMU's 1 GiB (the e2e suite parses it).
-    let (os, result) =
+    let (machine, result) =
         boot_fake(FakeOs::reference().with_file("/proc/meminfo", "MemTotal: 1002932 kB\n"));
     result.unwrap();
-    assert!(os
+    assert!(machine
         .console_lines()
         .iter()
         .any(|l| l.starts_with("appliance: memory budget total=1027002368 data=")));
@@ -869,16 +967,16 @@ fn bad_inputs_are_refused_before_acting() {
         ),
     ];
     for (what, build, step) in cases {
-        let (os, result) = boot_fake(build());
+        let (machine, result) = boot_fake(build());
         let fatal = result.unwrap_err();
         assert_eq!(&fatal.step, step, "{what}");
         assert!(
-            syscalls(&os).iter().all(|c| matches!(
+            syscalls(&machine).iter().all(|c| matches!(
                 c,
                 Call::Console(_) | Call::Getpid | Call::ReadFile(_) | Call::Sync | Call::Halt
             )),
             "{what}: acted before validating:\n{}",
-            os.transcript()
+            machine.transcript()
         );
     }
 }
@@ -995,8 +1093,8 @@ fn landlock_below_the_needed_abi_does_not_boot() {
         (6, None),
         (7, None),
     ] {
-        let (os, result) = boot_fake(FakeOs::reference().with_landlock_abi(abi));
-        let lines = os.console_lines();
+        let (machine, result) = boot_fake(FakeOs::reference().with_landlock_abi(abi));
+        let lines = machine.console_lines();
         match line {
             Some(want) => {
                 let fatal = result.unwrap_err();
@@ -1007,8 +1105,8 @@ fn landlock_below_the_needed_abi_does_not_boot() {
                     "ABI {abi}: {lines:?}"
                 );
                 // Nothing was restricted half-way, and nothing ran after.
-                assert!(!os.calls().iter().any(|c| matches!(c, Call::Landlock(_))));
-                assert!(!os.calls().iter().any(|c| matches!(c, Call::Exec(_))));
+                assert!(!machine.calls().iter().any(|c| matches!(c, Call::Landlock(_))));
+                assert!(!machine.calls().iter().any(|c| matches!(c, Call::Exec(_))));
             }
             None => {
                 result.unwrap();
@@ -1028,15 +1126,19 @@ fn landlock_below_the_needed_abi_does_not_boot() {
 
 #[test]
 fn sealed_ruleset_is_read_back_before_anything_else_runs() {
-    let (os, result) = boot_fake(FakeOs::reference());
+    let (machine, result) = boot_fake(FakeOs::reference());
     result.unwrap();
-    let calls = os.calls();
-    let sealed = position(&os, "firewall sealed", |c| {
-        *c == Call::ApplyFirewall(Phase::Sealed)
-    });
-    // Load, its console line, then the read-back and its line.
-    assert_eq!(calls[sealed + 2], Call::VerifyFirewall(Phase::Sealed));
+    let calls = machine.calls();
+    let sealed = position(&machine, "firewall sealed", is_apply(Phase::Sealed));
     let policy = pf_rules::Policy::from_spec(&Spec::reference().unwrap()).unwrap();
+    // Load, its console line, then the read-back and its line.
+    assert_eq!(
+        calls[sealed + 2],
+        Call::Firewall(FirewallCall::Verify {
+            policy: policy.clone(),
+            phase: Phase::Sealed
+        })
+    );
     let want = pf_rules::ReadBack::expected(&policy, Phase::Sealed);
     assert_eq!(
         calls[sealed + 3],
@@ -1049,16 +1151,167 @@ fn sealed_ruleset_is_read_back_before_anything_else_runs() {
     assert_eq!(
         calls
             .iter()
-            .filter(|c| matches!(c, Call::VerifyFirewall(_)))
+            .filter(|c| matches!(c, Call::Firewall(FirewallCall::Verify { .. })))
             .count(),
         1
     );
 
     // A failed read-back is fatal in the sealed step, before the data disk.
-    let (os, result) =
-        boot_fake(FakeOs::reference().fail_when(|c| matches!(c, Call::VerifyFirewall(_))));
+    // pf-rules' fake: call #2 is the read-back (after the two loads).
+    let (machine, result) = boot_machine(
+        FakeMachine::reference().with_firewall(|firewall| firewall.fail_call(2, "dump refused")),
+    );
     let fatal = result.unwrap_err();
     assert_eq!(fatal.step, "firewall sealed");
     assert!(fatal.halted);
-    assert!(!os.calls().contains(&Call::Step("data disk".to_owned())));
+    assert!(!machine
+        .calls()
+        .contains(&Call::Step("data disk".to_owned())));
+}
+
+#[test]
+fn the_metadata_client_lives_from_the_first_fetch_to_the_close() {
+    let (machine, result) = boot_fake(FakeOs::reference());
+    result.unwrap();
+    let calls = machine.calls();
+    let metadata: Vec<_> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Metadata(call) => Some(call.clone()),
+            _ => None,
+        })
+        .collect();
+    // One client, opened with the spec's [metadata] table, each key once,
+    // then dropped; never reopened.
+    let fetch = |key: &str| MetadataCall::Fetch {
+        key: key.to_owned(),
+    };
+    assert_eq!(
+        metadata,
+        [
+            MetadataCall::Connect(Spec::reference().unwrap().metadata),
+            fetch("redis-admin-pass"),
+            fetch("redis-visitor-pass"),
+            MetadataCall::Close,
+        ]
+    );
+    // Opened in the first fetch step, dropped in its own step.
+    let connect = position(&machine, "connect", |c| {
+        matches!(c, Call::Metadata(MetadataCall::Connect(_)))
+    });
+    assert_eq!(
+        calls[connect - 1],
+        Call::Step("fetch redis-admin-pass".into())
+    );
+    let close = position(&machine, "close", |c| {
+        *c == Call::Metadata(MetadataCall::Close)
+    });
+    assert_eq!(calls[close - 1], Call::Step("metadata close".into()));
+
+    // A failed fetch drops the client before the FATAL line.
+    let failing = failing_at("fetch redis-visitor-pass").unwrap();
+    let (machine, result) = boot_machine(failing);
+    assert_eq!(result.unwrap_err().step, "fetch redis-visitor-pass");
+    let calls = machine.calls();
+    let tail = &calls[calls.len() - 4..];
+    assert_eq!(tail[0], Call::Metadata(MetadataCall::Close));
+    assert!(
+        matches!(&tail[1], Call::Console(l) if l.starts_with("appliance: FATAL fetch redis-visitor-pass: "))
+    );
+    assert_eq!(tail[2..], [Call::Sync, Call::Halt]);
+
+    // A client that cannot be opened: fatal in the first fetch, nothing
+    // fetched.
+    let (machine, result) = boot_machine(FakeMachine::reference().with_metadata(|metadata| {
+        metadata.with_connect_error(FetchError::Config {
+            reason: "attempts must be at least 1".to_owned(),
+        })
+    }));
+    let fatal = result.unwrap_err();
+    assert_eq!(
+        fatal.to_string(),
+        "appliance: FATAL fetch redis-admin-pass: metadata client configuration: attempts must be at least 1"
+    );
+    assert!(!machine.calls().iter().any(is_fetch));
+}
+
+#[test]
+fn the_network_comes_up_through_netconf_or_the_boot_halts() {
+    use netconf::fake::{FakeLinkOps, FakeNetwork, FakeTransport, LinkCall};
+
+    // The lease on the console as netconf's client got it from the scripted
+    // server, and the link configured from it.
+    let (machine, result) = boot_fake(FakeOs::reference());
+    result.unwrap();
+    assert!(machine
+        .console_lines()
+        .iter()
+        .any(|l| l == "appliance: network 10.128.0.7/32 via 10.128.0.1 mtu 1460 from 10.128.0.1"));
+    assert_eq!(machine.network.transport.sent_types(), [Some(1), Some(3)]);
+    assert!(machine
+        .network
+        .links
+        .calls()
+        .contains(&LinkCall::SetMtu(2, 1460)));
+
+    // A lease without router or MTU says so by leaving them out.
+    let bare = netconf::Lease {
+        router: None,
+        mtu: None,
+        prefix_len: 24,
+        ..init_seq::fake::REFERENCE_LEASE
+    };
+    let (machine, result) =
+        boot_machine(FakeMachine::reference().with_network(|_| FakeNetwork::serving(bare)));
+    result.unwrap();
+    assert!(machine
+        .console_lines()
+        .iter()
+        .any(|l| l == "appliance: network 10.128.0.7/24 from 10.128.0.1"));
+
+    // No DHCP server: the deadline passes (on the fake's clock), and no
+    // ethernet link: nothing to ask on. Either halts in the network step,
+    // before the firewall and any fetch.
+    let silent = |network: FakeNetwork| FakeNetwork::new(network.links, FakeTransport::new([]));
+    let no_nic = |_| FakeNetwork::new(FakeLinkOps::new(Vec::new()), FakeTransport::new([]));
+    type Change = fn(FakeNetwork) -> FakeNetwork;
+    let cases: [(Change, &str); 2] = [
+        (silent, "appliance: FATAL network: network: "),
+        (
+            no_nic,
+            "appliance: FATAL network: network: no ethernet link found",
+        ),
+    ];
+    for (change, line) in cases {
+        let (machine, result) = boot_machine(FakeMachine::reference().with_network(change));
+        let fatal = result.unwrap_err();
+        assert_eq!(fatal.step, "network");
+        assert!(fatal.to_string().starts_with(line), "{fatal}");
+        assert!(!machine
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Firewall(_) | Call::Metadata(_))));
+    }
+}
+
+#[test]
+fn the_firewall_gets_the_plans_policy() {
+    let (machine, result) = boot_fake(FakeOs::reference());
+    result.unwrap();
+    let policy = reference_plan().policy().clone();
+    let apply = |phase| FirewallCall::Apply {
+        policy: policy.clone(),
+        phase,
+    };
+    assert_eq!(
+        machine.firewall.calls,
+        [
+            apply(Phase::Boot),
+            apply(Phase::Sealed),
+            FirewallCall::Verify {
+                policy: policy.clone(),
+                phase: Phase::Sealed
+            }
+        ]
+    );
 }

@@ -1,4 +1,6 @@
-//! The Linux `Os` against the real kernel, everything that can run on a
+//! The Linux `Os` against the real kernel, and the leaf crates' Linux parts
+//! as `main` wires them into the boot (the firewall loader, the metadata
+//! client through its connector), everything that can run on a
 //! development machine without harming it: each case that changes process
 //! state (credentials, Landlock, namespaces) runs in a forked child, which a
 //! plain `main` (no test harness threads) makes safe. Needs root.
@@ -41,9 +43,11 @@ mod linux {
     };
     use init_seq::plan::HARDENING_SYSCTLS;
     use init_seq::{Action, Exec, InitError, LandlockRules, Mount, Os, Owner, Plan};
+    use metadata_fetch::Connector;
     use nix::sched::CloneFlags;
     use nix::sys::wait::{waitpid, WaitStatus};
     use nix::unistd::ForkResult;
+    use pf_rules::Firewall;
 
     type Case = fn() -> Result<(), String>;
 
@@ -1023,10 +1027,11 @@ mod linux {
         let policy = plan.policy().clone();
         in_child(move || {
             nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
-            let mut os = LinuxOs::new();
+            // What `main` passes the boot as its firewall.
+            let mut firewall = pf_rules::NetlinkFirewall::new();
+            let firewall: &mut dyn Firewall = &mut firewall;
             for phase in [pf_rules::Phase::Boot, pf_rules::Phase::Sealed] {
-                os.apply_firewall(&policy, phase)
-                    .map_err(|e| e.to_string())?;
+                firewall.apply(&policy, phase).map_err(|e| e.to_string())?;
                 let out = Command::new("nft")
                     .args(["list", "table"])
                     .args(pf_rules::NFT_TABLE.split(' '))
@@ -1040,7 +1045,14 @@ mod linux {
                     format!("{phase:?}: metadata egress open = {metadata_open}:\n{text}"),
                 )?;
             }
-            Ok(())
+            // The boot reads the seal back before it goes on.
+            let read_back = firewall
+                .verify(&policy, pf_rules::Phase::Sealed)
+                .map_err(|e| e.to_string())?;
+            ensure(
+                read_back == pf_rules::ReadBack::expected(&policy, pf_rules::Phase::Sealed),
+                format!("sealed read-back {read_back:?}"),
+            )
         })
     }
 
@@ -1221,18 +1233,23 @@ mod linux {
             attempts: 2,
         };
         let mut os = LinuxOs::new();
+        // What `main` passes the boot as its metadata connector; the boot
+        // opens the client at the first fetch and drops it in `metadata
+        // close`.
+        let connector: &dyn Connector = &metadata_fetch::GceConnector;
         let result = (|| {
+            let client = connector.connect(&metadata).map_err(|e| e.to_string())?;
             for key in ["redis-admin-pass", "redis-visitor-pass"] {
-                let secret = os.fetch_secret(&metadata, key).map_err(|e| e.to_string())?;
+                let secret = client.fetch(key).map_err(|e| e.to_string())?;
                 ensure(secret.expose() == b"s3cret-value", "value")?;
             }
-            os.close_metadata().map_err(|e| e.to_string())?;
+            drop(client);
             // The boot's fork needs one thread again once the client is gone.
             let status = os.read_file(Path::new("/proc/self/status")).unwrap();
             let threads = thread_count(&status).unwrap();
             ensure(
                 threads == 1,
-                format!("{threads} threads after close_metadata"),
+                format!("{threads} threads after the client was dropped"),
             )
         })();
         let _ = nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGKILL);

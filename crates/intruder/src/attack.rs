@@ -33,6 +33,7 @@ pub(crate) fn perform(request: &Request) -> Result<Outcome, String> {
     };
     match request.step.attack {
         Attack::ForkStay => Ok(fork_stay()),
+        Attack::ForkTwice => Ok(fork_twice()),
         Attack::CloneVm => Ok(clone_vm()),
         Attack::IoUring => Ok(io_uring()),
         Attack::MmapRwx => Ok(mmap_rwx()),
@@ -97,28 +98,40 @@ fn c_path(path: &Path) -> Result<CString, String> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| format!("{} has a NUL", path.display()))
 }
 
-/// The server's working directory: its data directory (`dir` in
-/// valkey.conf; the server chdirs there at start).
+/// The server's working directory, its data directory (`dir` in
+/// valkey.conf; the server chdirs there at start), as a relative path:
+/// an attacker needs no `getcwd` (which the server never calls, so its
+/// filter refuses it) to write there.
 fn data_dir() -> Result<PathBuf, String> {
-    std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))
+    Ok(PathBuf::from("."))
 }
 
-/// The server binary's path, as `/proc/self/exe` names it.
+/// The server binary's path in the image. An attacker knows it (the image
+/// is public); reading `/proc/self/exe` would take `readlink`, which the
+/// server never calls and its filter refuses, so the step would stop
+/// before the exec it is about.
 fn server_binary() -> Result<PathBuf, String> {
-    std::fs::read_link("/proc/self/exe").map_err(|e| format!("cannot read /proc/self/exe: {e}"))
+    Ok(PathBuf::from(SERVER_BINARY))
 }
 
-/// Sleeps for good with raw `nanosleep` (a forked child's whole life).
+/// Where the image puts the server.
+const SERVER_BINARY: &str = "/usr/bin/valkey-server";
+
+/// Sleeps for good with raw `clock_nanosleep` (a forked child's whole
+/// life; the call glibc's sleeps make, so the server's filter allows it).
 fn sleep_forever() -> ! {
     let hour = libc::timespec {
         tv_sec: 3600,
         tv_nsec: 0,
     };
     loop {
-        // SAFETY: nanosleep reads a valid timespec; no remaining-time out.
+        // SAFETY: clock_nanosleep reads a valid timespec; no remaining-time
+        // out.
         unsafe {
             libc::syscall(
-                libc::SYS_nanosleep,
+                libc::SYS_clock_nanosleep,
+                c_long::from(libc::CLOCK_MONOTONIC),
+                0 as c_long,
                 &hour as *const libc::timespec,
                 std::ptr::null_mut::<libc::timespec>(),
             )
@@ -126,31 +139,54 @@ fn sleep_forever() -> ! {
     }
 }
 
-/// `fork` as the raw `clone(SIGCHLD)` syscall (no `pthread_atfork`
-/// handlers run, as none would for an exploit). Returns 0 in the child.
+/// `fork` as the raw `clone` syscall with exactly glibc's `fork()` flags
+/// (`CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD`), the one shape of
+/// process creation the server's filter allows when it may fork: what an
+/// exploit calling the server's own `fork` would make. No `pthread_atfork`
+/// handlers run. Returns 0 in the child.
 ///
 /// # Safety
 ///
 /// In the child, the caller runs only raw syscalls on memory prepared
 /// before the call and ends with `exit_group` or [`sleep_forever`]: other
 /// threads' locks are held forever there.
+/// Where a forked child's tid goes (`CLONE_CHILD_SETTID`).
+static FORK_CHILD_TID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 unsafe fn raw_fork() -> Result<c_long, Errno> {
-    // SAFETY: clone with only the exit signal and no stack/tid/tls
-    // arguments behaves as fork; the caller upholds the child's contract.
+    // SAFETY: clone without a new stack behaves as fork; the kernel writes
+    // the child's tid into its own copy of FORK_CHILD_TID (and clears it
+    // at exit), a static that outlives every child. The caller upholds the
+    // child's contract.
     sys(unsafe {
         libc::syscall(
             libc::SYS_clone,
-            c_long::from(libc::SIGCHLD),
+            c_long::from(libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD),
             0 as c_long,
             0 as c_long,
-            0 as c_long,
+            FORK_CHILD_TID.as_ptr() as c_long,
             0 as c_long,
         )
     })
 }
 
+fn fork_twice() -> Outcome {
+    let mut pids = Vec::with_capacity(2);
+    for _ in 0..2 {
+        // SAFETY: each child only sleeps (raw clock_nanosleep) for good.
+        match unsafe { raw_fork() } {
+            Err(e) => return refused(e, "fork"),
+            Ok(0) => sleep_forever(),
+            Ok(pid) => pids.push(pid),
+        }
+    }
+    Outcome::Succeeded(format!(
+        "forked pids={pids:?}; two children that never exec sleep for good"
+    ))
+}
+
 fn fork_stay() -> Outcome {
-    // SAFETY: the child only sleeps (raw nanosleep) for good.
+    // SAFETY: the child only sleeps (raw clock_nanosleep) for good.
     match unsafe { raw_fork() } {
         Err(e) => refused(e, "fork"),
         Ok(0) => sleep_forever(),
@@ -189,7 +225,7 @@ fn clone_vm() -> Outcome {
     // return into this frame on a stack the parent keeps using.
     // SAFETY: the child runs `clone_vm_child` on its own 64 KiB stack (the
     // mapping is never unmapped: the child keeps using it) and only makes
-    // raw nanosleep calls, touching no memory the server uses.
+    // raw clock_nanosleep calls, touching no memory the server uses.
     let pid = unsafe {
         libc::clone(
             clone_vm_child,
@@ -401,30 +437,48 @@ fn write_kmsg() -> Outcome {
     }
 }
 
-/// Waits up to `ms` for `events` on `fd`; returns the revents (0 on timeout).
+/// Waits up to `ms` for `events` on `fd`; returns the events seen (0 on
+/// timeout). Through epoll, which the server uses (its filter refuses
+/// `ppoll`: the step must reach the call it is about).
 fn poll(fd: c_long, events: i16, ms: u16) -> Result<i16, Errno> {
-    let mut pfd = libc::pollfd {
-        fd: c_int::try_from(fd).unwrap_or(-1),
-        events,
-        revents: 0,
+    // SAFETY: epoll_create takes a size hint and returns a descriptor.
+    let ep = sys(unsafe { libc::syscall(libc::SYS_epoll_create, 1 as c_long) })?;
+    let mut ev = libc::epoll_event {
+        events: u32::from(events.unsigned_abs()),
+        u64: 0,
     };
-    let timeout = libc::timespec {
-        tv_sec: libc::time_t::from(ms / 1000),
-        tv_nsec: c_long::from(ms % 1000) * 1_000_000,
-    };
-    // SAFETY: ppoll reads and writes one pollfd and reads one timespec; no
-    // signal mask (NULL), so the mask size is not read.
+    // SAFETY: epoll_ctl reads one epoll_event.
+    let added = sys(unsafe {
+        libc::syscall(
+            libc::SYS_epoll_ctl,
+            ep,
+            c_long::from(libc::EPOLL_CTL_ADD),
+            fd,
+            &mut ev as *mut libc::epoll_event,
+        )
+    });
+    if let Err(e) = added {
+        close(ep);
+        return Err(e);
+    }
+    let mut out = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: epoll_wait writes at most one epoll_event into `out`.
     let ready = sys(unsafe {
         libc::syscall(
-            libc::SYS_ppoll,
-            &mut pfd as *mut libc::pollfd,
+            libc::SYS_epoll_wait,
+            ep,
+            &mut out as *mut libc::epoll_event,
             1 as c_long,
-            &timeout as *const libc::timespec,
-            std::ptr::null::<libc::sigset_t>(),
-            0 as c_long,
+            c_long::from(ms),
         )
-    })?;
-    Ok(if ready == 0 { 0 } else { pfd.revents })
+    });
+    close(ep);
+    let ready = ready?;
+    Ok(if ready == 0 {
+        0
+    } else {
+        i16::try_from(out.events & 0x7fff).unwrap_or(i16::MAX)
+    })
 }
 
 fn connect_metadata() -> Outcome {
@@ -456,7 +510,7 @@ fn connect_metadata() -> Outcome {
                 Ok(code) => refused(Errno(code), &call),
                 Err(e) => refused(e, "getsockopt(SO_ERROR)"),
             },
-            Err(e) => refused(e, "ppoll"),
+            Err(e) => refused(e, "epoll_wait"),
         },
         Err(e) => refused(e, &call),
     };
@@ -483,20 +537,29 @@ fn socket_error(fd: c_long) -> Result<c_int, Errno> {
 }
 
 /// Copies everything `from` holds to `to` with `sendfile`.
+/// Copies with plain `read` and `write` (calls the server makes, so its
+/// filter lets them through: the step reaches the call it is about).
 fn copy_all(from: c_long, to: c_long) -> Result<(), Errno> {
+    let mut buf = [0u8; 4096];
     loop {
-        // SAFETY: sendfile between two open descriptors, no offset pointer.
-        let n = sys(unsafe {
-            libc::syscall(
-                libc::SYS_sendfile,
-                to,
-                from,
-                std::ptr::null_mut::<libc::off_t>(),
-                1usize << 20,
-            )
-        })?;
+        // SAFETY: read into a live stack buffer of its length.
+        let n = sys(unsafe { libc::syscall(libc::SYS_read, from, buf.as_mut_ptr(), buf.len()) })?;
         if n == 0 {
             return Ok(());
+        }
+        let mut done = 0;
+        while done < n {
+            let off = usize::try_from(done).unwrap_or(0);
+            // SAFETY: writes the part of the buffer read above.
+            let w = sys(unsafe {
+                libc::syscall(
+                    libc::SYS_write,
+                    to,
+                    buf.as_ptr().wrapping_add(off),
+                    usize::try_from(n - done).unwrap_or(0),
+                )
+            })?;
+            done += w;
         }
     }
 }
@@ -795,16 +858,11 @@ fn exec_data() -> Result<Outcome, String> {
     let written = open(&c"/proc/self/exe".to_owned(), libc::O_RDONLY, 0)
         .map_err(|e| (e, "open(/proc/self/exe)"))
         .and_then(|exe| {
-            let copied = copy_all(exe, fd).map_err(|e| (e, "sendfile"));
+            // The file is created 0755 (less the server's umask, 022):
+            // no fchmod, which the server never calls.
+            let copied = copy_all(exe, fd).map_err(|e| (e, "read/write"));
             close(exe);
             copied
-        })
-        .and_then(|()| {
-            // SAFETY: fchmod takes no pointers; the umask may have cut
-            // the execute bits.
-            sys(unsafe { libc::syscall(libc::SYS_fchmod, fd, 0o755 as c_long) })
-                .map(|_| ())
-                .map_err(|e| (e, "fchmod(0755)"))
         });
     close(fd);
     let outcome = match written {

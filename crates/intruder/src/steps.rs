@@ -11,6 +11,9 @@ use std::fmt;
 pub enum Attack {
     /// Fork a child that never execs and sleeps for good.
     ForkStay,
+    /// Fork two such children, one after the other: two server children
+    /// alive at once, which Valkey never has.
+    ForkTwice,
     /// `clone(CLONE_VM)` without `CLONE_THREAD`: a process sharing the
     /// server's memory.
     CloneVm,
@@ -135,13 +138,21 @@ pub const EXEC_WAIT_MS: u16 = 2000;
 /// Every step, in the order the e2e cases run. The first six went through
 /// in the production image before issue 12, then the memfd exec (which the
 /// governor halted on), then the rest.
-pub const STEPS: [Step; 19] = [
+pub const STEPS: [Step; 20] = [
     Step {
         name: "fork-stay",
         attack: Attack::ForkStay,
         does: "fork a child that never execs and sleeps for good; reply with its pid",
         expect: Expect::Halt,
         wait: HaltWait::ChildLifetime,
+        target: Target::None,
+    },
+    Step {
+        name: "fork-twice",
+        attack: Attack::ForkTwice,
+        does: "fork two children that never exec and sleep for good (fork()'s own flags); reply with their pids",
+        expect: Expect::Halt,
+        wait: HaltWait::Prompt,
         target: Target::None,
     },
     Step {

@@ -12,7 +12,9 @@ use reqwest::Url;
 use zeroize::Zeroizing;
 
 use crate::reply::{declared_fits, declared_length};
-use crate::{check_key, check_reply, FetchError, MetadataSource, Reply, Secret, MAX_VALUE_LEN};
+use crate::{
+    check_key, check_reply, Connector, FetchError, MetadataSource, Reply, Secret, MAX_VALUE_LEN,
+};
 
 /// Where GCE serves an instance's custom attributes.
 pub const DEFAULT_BASE_URL: &str = "http://169.254.169.254/computeMetadata/v1/instance/attributes/";
@@ -148,6 +150,20 @@ impl GceMetadata {
                 body: &body,
             },
         )
+    }
+}
+
+/// Opens a [`GceMetadata`] configured by the spec's `[metadata]` table
+/// ([`GceConfig::from_spec`]): the real [`Connector`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GceConnector;
+
+impl Connector for GceConnector {
+    fn connect(
+        &self,
+        metadata: &appliance_spec::Metadata,
+    ) -> Result<Box<dyn MetadataSource + '_>, FetchError> {
+        Ok(Box::new(GceMetadata::new(GceConfig::from_spec(metadata))?))
     }
 }
 
@@ -294,6 +310,20 @@ mod tests {
                 assert!(matches!(e, FetchError::Config { .. }), "{e:?}");
             }
         }
+    }
+
+    #[test]
+    fn connector_checks_the_spec_config() {
+        let spec = appliance_spec::Spec::reference().unwrap();
+        assert!(GceConnector.connect(&spec.metadata).is_ok());
+        let bad = appliance_spec::Metadata {
+            attempts: 0,
+            ..spec.metadata
+        };
+        assert!(matches!(
+            GceConnector.connect(&bad).map(|_| ()),
+            Err(FetchError::Config { .. })
+        ));
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! handing it back as a [`Secret`], or refusing with a [`FetchError`] that says
 //! why. Callers go through the small [`MetadataSource`] trait; [`GceMetadata`]
 //! is the real HTTP client, and a recording fake (`fake::FakeMetadata`) sits
-//! behind the `fake` feature for other crates' tests.
+//! behind the `fake` feature for other crates' tests. A caller that learns
+//! where the server is only from the spec, and must be rid of the client
+//! (and its thread) before it forks, opens one through a [`Connector`]
+//! ([`GceConnector`] for real) and drops it when done.
 //!
 //! It deliberately does not: follow redirects, use a proxy, speak TLS or resolve
 //! names (the server is reached by IP), cache values, hash them, or write them
@@ -32,7 +35,7 @@ mod reply;
 mod secret;
 
 pub use error::{FetchError, ValueProblem};
-pub use gce::{GceConfig, GceMetadata, DEFAULT_BASE_URL};
+pub use gce::{GceConfig, GceConnector, GceMetadata, DEFAULT_BASE_URL};
 pub use reply::{check_reply, Reply, MAX_VALUE_LEN};
 pub use secret::Secret;
 
@@ -50,6 +53,25 @@ pub trait MetadataSource {
     /// [`FetchError::Missing`] when the server says the key does not exist;
     /// another variant for anything else that is not a well-formed value.
     fn fetch(&self, key: &str) -> Result<Secret, FetchError>;
+}
+
+/// Opens a [`MetadataSource`] for the spec's `[metadata]` table.
+///
+/// The boot sequence holds no client until its first fetch (the server's
+/// address is in the spec it reads at boot) and drops the one it opened
+/// before it forks: a client may run a thread ([`GceMetadata`] does), and
+/// dropping it must end that thread.
+pub trait Connector {
+    /// A source configured by `metadata`. Sends nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`FetchError::Config`] when `metadata` is unusable or the client
+    /// cannot be built.
+    fn connect(
+        &self,
+        metadata: &appliance_spec::Metadata,
+    ) -> Result<Box<dyn MetadataSource + '_>, FetchError>;
 }
 
 /// Refuses a key that could not safely be appended to a URL.

@@ -12,9 +12,7 @@
 
 mod support;
 
-use std::time::Duration;
-
-use metadata_fetch::{GceConfig, GceMetadata, MetadataSource};
+use metadata_fetch::{Connector, GceConnector};
 use support::{ok, StandIn};
 
 fn threads() -> usize {
@@ -25,12 +23,15 @@ fn threads() -> usize {
 fn dropping_the_client_joins_its_threads() {
     let before = threads();
     let stand_in = StandIn::start(vec![ok(b"value")]);
-    let source = GceMetadata::new(GceConfig {
-        base_url: stand_in.base_url(),
-        deadline: Duration::from_secs(10),
-        attempts: 1,
-    })
-    .unwrap();
+    // Through the connector, as the boot sequence opens it: the boxed
+    // client is what init drops before it forks.
+    let source = GceConnector
+        .connect(&appliance_spec::Metadata {
+            base_url: stand_in.base_url(),
+            deadline_ms: 10_000,
+            attempts: 1,
+        })
+        .unwrap();
     let secret = source.fetch("redis-admin-pass").unwrap();
     assert_eq!(secret.expose(), b"value");
     // The stand-in's accept thread and reqwest's runtime thread at least.

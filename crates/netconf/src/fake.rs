@@ -1,11 +1,13 @@
-//! Recording fakes of [`DhcpTransport`] and [`LinkOps`] for tests, here and
-//! in other crates (feature `fake`).
+//! Recording fakes of [`DhcpTransport`], [`LinkOps`] and [`Network`] for
+//! tests, here and in other crates (feature `fake`).
 //!
 //! [`FakeTransport`] plays a scripted server on a virtual clock: each `recv`
 //! takes the next [`Incoming`] entry, and an empty script is silence, so a
 //! whole exchange with timeouts runs in microseconds. [`FakeLinkOps`] holds a
 //! link table and records every operation. Both can be told to fail their
-//! n-th call.
+//! n-th call. [`FakeNetwork`] is the two together behind [`Network`]: it
+//! runs the real bring-up ([`crate::configure`]) over them, so a boot
+//! sequence's test sees the real order and the real errors.
 //!
 //! ```
 //! use std::{net::Ipv4Addr, time::Duration};
@@ -39,8 +41,8 @@ use std::time::Duration;
 
 use crate::client::DhcpTransport;
 use crate::dhcp::{self, Lease, MessageType};
-use crate::netlink::{Link, LinkOps, Route};
-use crate::NetconfError;
+use crate::netlink::{Link, LinkOps, Route, ARPHRD_ETHER, ARPHRD_LOOPBACK, IFF_LOOPBACK};
+use crate::{NetconfError, Network};
 
 /// What the scripted network does on the next `recv`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,5 +282,120 @@ impl LinkOps for FakeLinkOps {
     }
     fn add_route(&mut self, route: &Route) -> Result<(), NetconfError> {
         self.record(LinkCall::AddRoute(*route))
+    }
+}
+
+/// One call on [`FakeNetwork`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkCall {
+    /// [`Network::bring_up`] with its deadline.
+    BringUp {
+        /// The deadline asked for.
+        deadline: Duration,
+    },
+}
+
+/// Sees every call as it is recorded (see [`FakeNetwork::set_observer`]).
+type Observer = Box<dyn FnMut(&NetworkCall) + Send>;
+
+/// The transaction id [`FakeNetwork`] starts with (the scripted server
+/// answers whatever id the client sent).
+const FAKE_XID: u32 = 0x0a80_0007;
+
+/// A NIC and its DHCP server: [`FakeLinkOps`] and [`FakeTransport`] behind
+/// [`Network`], with the real bring-up run over them. Fail it through its
+/// parts ([`FakeLinkOps::fail_call`], [`FakeTransport::fail_call`], or a
+/// silent script, which runs to the deadline on the virtual clock).
+#[derive(Default)]
+pub struct FakeNetwork {
+    /// The link table.
+    pub links: FakeLinkOps,
+    /// The DHCP server.
+    pub transport: FakeTransport,
+    calls: Vec<NetworkCall>,
+    observer: Option<Observer>,
+}
+
+impl std::fmt::Debug for FakeNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeNetwork")
+            .field("links", &self.links)
+            .field("transport", &self.transport)
+            .field("calls", &self.calls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeNetwork {
+    /// A machine with these parts.
+    #[must_use]
+    pub fn new(links: FakeLinkOps, transport: FakeTransport) -> Self {
+        Self {
+            links,
+            transport,
+            ..Self::default()
+        }
+    }
+
+    /// Loopback (index 1) and one ethernet link `eth0` (index 2, MTU 1500),
+    /// and a server that offers `lease` and acknowledges it.
+    #[must_use]
+    pub fn serving(lease: Lease) -> Self {
+        let links = vec![
+            Link {
+                index: 1,
+                name: "lo".to_owned(),
+                link_type: ARPHRD_LOOPBACK,
+                flags: IFF_LOOPBACK,
+                mac: None,
+                mtu: Some(65_536),
+            },
+            Link {
+                index: 2,
+                name: "eth0".to_owned(),
+                link_type: ARPHRD_ETHER,
+                flags: 0,
+                mac: Some([0x42, 0x01, 0x0a, 0x80, 0x00, 0x07]),
+                mtu: Some(1500),
+            },
+        ];
+        Self::new(
+            FakeLinkOps::new(links),
+            FakeTransport::new([
+                Incoming::Reply(MessageType::Offer, lease),
+                Incoming::Reply(MessageType::Ack, lease),
+            ]),
+        )
+    }
+
+    /// Also hands each call, as it is recorded, to `observer` (replacing any
+    /// earlier one): a test driving several fakes keeps one record of all
+    /// their calls, in the order they were made.
+    pub fn set_observer(&mut self, observer: impl FnMut(&NetworkCall) + Send + 'static) {
+        self.observer = Some(Box::new(observer));
+    }
+
+    /// Every call so far.
+    #[must_use]
+    pub fn calls(&self) -> &[NetworkCall] {
+        &self.calls
+    }
+}
+
+impl Network for FakeNetwork {
+    fn bring_up(&mut self, deadline: Duration) -> Result<Lease, NetconfError> {
+        let call = NetworkCall::BringUp { deadline };
+        if let Some(observer) = &mut self.observer {
+            observer(&call);
+        }
+        self.calls.push(call);
+        let transport = &mut self.transport;
+        crate::configure(
+            &mut self.links,
+            None,
+            deadline,
+            |_| FAKE_XID,
+            |_| Ok(transport),
+        )
     }
 }

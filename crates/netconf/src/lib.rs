@@ -13,8 +13,11 @@
 //! - [`netlink`]: rtnetlink requests and replies as bytes, and
 //!   [`netlink::apply_lease`], which turns a lease into ordered operations over
 //!   the [`LinkOps`] trait;
-//! - `linux` (Linux only): the syscalls behind those two traits and
-//!   `linux::bring_up`, the entry point the boot sequence calls.
+//! - [`network`]: the [`Network`] trait the boot sequence takes (one call:
+//!   links up, lease, lease applied) and [`configure`], that order over the
+//!   two traits above;
+//! - `linux` (Linux only): the syscalls behind those two traits, and
+//!   `linux::LinuxNetwork`, the [`Network`] the appliance boots with.
 //!
 //! Deliberately absent: DNS (the appliance reaches its metadata server by IP),
 //! lease renewal (the boot sequence configures the interface once; a cloud VM
@@ -40,8 +43,10 @@ pub mod frame;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod netlink;
+pub mod network;
 
 pub use client::{obtain_lease, ClientConfig, DhcpTransport};
 pub use dhcp::{ClientId, Lease};
 pub use error::NetconfError;
 pub use netlink::{apply_lease, Link, LinkOps, Route, RouteScope};
+pub use network::{configure, Network};

@@ -1,5 +1,6 @@
 //! Linux: an rtnetlink socket behind [`LinkOps`], a packet socket behind
-//! [`DhcpTransport`], and [`bring_up`], which runs the whole thing.
+//! [`DhcpTransport`], and [`bring_up`], which runs the whole thing (behind
+//! the [`Network`] trait: [`LinuxNetwork`]).
 //!
 //! This is the crate's only `unsafe` code: the packet socket's syscalls,
 //! each block with a `// SAFETY:` comment, raw return codes turned into
@@ -15,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use nlwire::{OsError, SocketError, SocketOptions};
 
-use crate::client::{obtain_lease, ClientConfig, DhcpTransport};
+use crate::client::DhcpTransport;
 use crate::dhcp::Lease;
 use crate::netlink::{self, Link, LinkOps, Response, Route};
-use crate::{frame, NetconfError};
+use crate::{frame, NetconfError, Network};
 
 /// How long to wait for the kernel's answer to one netlink request. The
 /// kernel answers at once; this only keeps a broken kernel from hanging boot.
@@ -48,19 +49,38 @@ pub fn bring_up_on(interface: &str, deadline: Duration) -> Result<Lease, Netconf
 
 fn configure(name: Option<&str>, deadline: Duration) -> Result<Lease, NetconfError> {
     let mut netlink = Netlink::open()?;
-    let link = netlink::bring_links_up(&mut netlink, name)?;
-    let mac = link.mac.ok_or(NetconfError::NoEthernetLink)?;
-    let mut transport = PacketTransport::open(link.index)?;
-    let mut config = ClientConfig::new(mac, random_xid(&mac), deadline);
-    // Replies no larger than the link MTU arrive unfragmented; a packet
-    // socket sees fragments as they are and cannot use them.
-    config.params.max_message_size = link
-        .mtu
-        .and_then(|mtu| u16::try_from(mtu.min(1500)).ok())
-        .unwrap_or(1500);
-    let lease = obtain_lease(&mut transport, &config)?;
-    netlink::apply_lease(&mut netlink, link.index, &lease)?;
-    Ok(lease)
+    crate::network::configure(&mut netlink, name, deadline, random_xid, |link| {
+        PacketTransport::open(link.index)
+    })
+}
+
+/// The network on Linux: [`bring_up`] (or [`bring_up_on`] a named link)
+/// behind the [`Network`] trait.
+#[derive(Debug, Clone, Default)]
+pub struct LinuxNetwork {
+    interface: Option<String>,
+}
+
+impl LinuxNetwork {
+    /// The first ethernet link.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The link named `interface`.
+    #[must_use]
+    pub fn on(interface: &str) -> Self {
+        Self {
+            interface: Some(interface.to_owned()),
+        }
+    }
+}
+
+impl Network for LinuxNetwork {
+    fn bring_up(&mut self, deadline: Duration) -> Result<Lease, NetconfError> {
+        configure(self.interface.as_deref(), deadline)
+    }
 }
 
 /// A transaction id nobody on the link can predict from the boot alone.

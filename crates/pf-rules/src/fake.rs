@@ -24,12 +24,26 @@ pub enum Call {
     },
 }
 
+/// Sees every call as it is recorded (see [`FakeFirewall::set_observer`]).
+type Observer = Box<dyn FnMut(&Call) + Send>;
+
 /// Records every call; can be told to fail the call with a given index.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FakeFirewall {
     /// Every call so far, failed ones included, in order.
     pub calls: Vec<Call>,
     fail_at: Vec<(usize, String)>,
+    observer: Option<Observer>,
+}
+
+impl std::fmt::Debug for FakeFirewall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeFirewall")
+            .field("calls", &self.calls)
+            .field("fail_at", &self.fail_at)
+            .field("observed", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl FakeFirewall {
@@ -43,6 +57,13 @@ impl FakeFirewall {
     pub fn fail_call(mut self, index: usize, reason: &str) -> FakeFirewall {
         self.fail_at.push((index, reason.to_owned()));
         self
+    }
+
+    /// Also hands each call, as it is recorded, to `observer` (replacing any
+    /// earlier one): a test driving several fakes keeps one record of all
+    /// their calls, in the order they were made.
+    pub fn set_observer(&mut self, observer: impl FnMut(&Call) + Send + 'static) {
+        self.observer = Some(Box::new(observer));
     }
 
     /// The phases applied so far, in order (failed calls included;
@@ -59,6 +80,9 @@ impl FakeFirewall {
 
     fn record(&mut self, call: Call) -> Result<(), FirewallError> {
         let index = self.calls.len();
+        if let Some(observer) = &mut self.observer {
+            observer(&call);
+        }
         self.calls.push(call);
         match self.fail_at.iter().find(|(i, _)| *i == index) {
             Some((_, reason)) => Err(FirewallError::Injected(reason.clone())),

@@ -61,3 +61,16 @@ fn verify_is_recorded_and_reports_the_rendered_hash() {
     );
     assert_eq!(fw.phases(), [Phase::Sealed]);
 }
+
+#[test]
+fn observer_sees_every_call_in_order_failed_ones_included() {
+    use std::sync::{Arc, Mutex};
+    let policy = Policy::from_spec(&Spec::reference().unwrap()).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut fw = FakeFirewall::new().fail_call(1, "seal refused");
+    let log = Arc::clone(&seen);
+    fw.set_observer(move |call| log.lock().unwrap().push(call.clone()));
+    assert!(boot_then_seal(&mut fw, &policy).is_err());
+    assert_eq!(*seen.lock().unwrap(), fw.calls);
+    assert_eq!(fw.phases(), [Phase::Boot, Phase::Sealed]);
+}

@@ -39,18 +39,23 @@ pub fn free_port() -> Result<u16> {
 
 /// Copies a disk image keeping its holes (`data.raw` is mostly empty).
 pub fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
-    let out = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(from)
-        .arg(to)
-        .output()
-        .map_err(|source| Error::Spawn {
-            program: "cp".into(),
-            source,
-        })?;
+    run(Command::new("cp").arg("--sparse=always").arg(from).arg(to))
+}
+
+/// Runs a host program to its end; a failure carries its command line and
+/// what it said on stderr.
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().map_err(|source| Error::Spawn {
+        program: cmd.get_program().into(),
+        source,
+    })?;
     if !out.status.success() {
+        let words: Vec<String> = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
         return Err(Error::Failed {
-            command: format!("cp --sparse=always {} {}", from.display(), to.display()),
+            command: words.join(" "),
             status: out.status,
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });
@@ -107,6 +112,15 @@ mod tests {
         // 512-byte blocks: far less than the 64 MiB apparent size.
         assert!(fs::metadata(&to).unwrap().blocks() < 1024);
         let missing = copy_sparse(&d.path().join("nothing"), &to).unwrap_err();
-        assert!(matches!(missing, Error::Failed { .. }), "{missing}");
+        match &missing {
+            Error::Failed {
+                command, stderr, ..
+            } => {
+                assert!(command.starts_with("cp --sparse=always "), "{command}");
+                assert!(command.ends_with("/to.raw"), "{command}");
+                assert!(stderr.contains("nothing"), "{stderr}");
+            }
+            other => panic!("{other}"),
+        }
     }
 }

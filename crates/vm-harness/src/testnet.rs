@@ -81,21 +81,7 @@ pub fn client_addr(i: u16) -> Ipv4Addr {
 }
 
 fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|source| Error::Spawn {
-            program: "ip".into(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(Error::Failed {
-            command: format!("ip {}", args.join(" ")),
-            status: out.status,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(())
+    crate::host::run(Command::new("ip").args(args))
 }
 
 /// `ip -batch` of `lines` inside namespace `ns` (thousands of addresses in

@@ -12,7 +12,7 @@ pub mod report;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use host_tools::ensure_tools;
 use vm_harness::qemu::GUEST_SERVER_PORT;
 use vm_harness::resp::{Conn, Value};
@@ -50,7 +50,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The stream the Debian guest is written to (its server has no ACL).
 const DEBIAN_STREAM: &str = "bench:stream";
 
-const USAGE: &str = "\
+/// The usage of `cargo xtask bench compare` (printed by `--help`).
+pub const USAGE: &str = "\
 usage: cargo xtask bench compare [--runs N] [--image DIR] [--xadds N] [--cache DIR]
 
   --runs N       boots of each machine for the time to the first XADD
@@ -77,19 +78,14 @@ fn parse(args: &[String]) -> Result<Options> {
         xadds: 2000,
         cache: root.join("target/bench-compare"),
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| anyhow!("{a} needs a value\n{USAGE}"))
-        };
-        match a.as_str() {
-            "--runs" => o.runs = value()?.parse().context("--runs")?,
-            "--image" => o.image = PathBuf::from(value()?),
-            "--xadds" => o.xadds = value()?.parse().context("--xadds")?,
-            "--cache" => o.cache = PathBuf::from(value()?),
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
+    let mut args = crate::Args::new(args, USAGE);
+    while let Some(a) = args.next_flag() {
+        match a {
+            "--runs" => o.runs = args.parse(a)?,
+            "--image" => o.image = PathBuf::from(args.value(a)?),
+            "--xadds" => o.xadds = args.parse(a)?,
+            "--cache" => o.cache = PathBuf::from(args.value(a)?),
+            other => return Err(args.unknown(other)),
         }
     }
     if o.runs == 0 || o.xadds == 0 {
@@ -127,18 +123,9 @@ pub fn main(args: &[String]) -> Result<()> {
             missing.join(", ")
         );
     }
-    let pins =
-        crate::image::pins::Pins::load(&crate::run::workspace_root().join("image/sources.toml"))?;
     let t = Instant::now();
     std::fs::create_dir_all(&o.cache)?;
-    let input_cache = crate::image::fetch::Cache::new(
-        crate::run::workspace_root().join(crate::image::fetch::DEFAULT_CACHE),
-    );
-    let kernel = crate::image::fetch::fetch_kernel(
-        &pins,
-        &input_cache,
-        &mut crate::image::fetch::HostArchives::new(&pins.valkey.suites),
-    )?;
+    let (pins, kernel) = crate::run::pinned_kernel()?;
     let guest = guest::ensure(
         &o.cache,
         &pins.kernel.package,

@@ -34,7 +34,7 @@ use vm_harness::{
     Network, QemuSpec, TempDir, TestNet, Vm, VmDir,
 };
 
-use crate::image::manifest::Profile;
+use appliance_image::Profile;
 
 /// What inspecting a data disk needs.
 const DISK_TOOLS: [Tool; 2] = [
@@ -117,7 +117,8 @@ pub struct Options {
     pub append: Option<String>,
 }
 
-const USAGE: &str = "\
+/// The usage of `cargo xtask e2e` (printed by `--help`).
+pub const USAGE: &str = "\
 usage: cargo xtask e2e [--only NAME]... [--direct] [--image DIR] [--test-image DIR] [--logs DIR]
 
   --only NAME       run one case (repeatable); `--only list` prints the names
@@ -142,25 +143,20 @@ impl Options {
             logs: None,
             append: None,
         };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let mut value = || {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| anyhow!("{a} needs a value\n{USAGE}"))
-            };
-            match a.as_str() {
-                "--only" => o.only.push(value()?),
+        let mut args = crate::Args::new(args, USAGE);
+        while let Some(a) = args.next_flag() {
+            match a {
+                "--only" => o.only.push(args.value(a)?),
                 "--direct" => o.boot = BootMode::Direct,
-                "--image" => o.image = PathBuf::from(value()?),
-                "--test-image" => o.test_image = PathBuf::from(value()?),
-                "--logs" => o.logs = Some(PathBuf::from(value()?)),
+                "--image" => o.image = PathBuf::from(args.value(a)?),
+                "--test-image" => o.test_image = PathBuf::from(args.value(a)?),
+                "--logs" => o.logs = Some(PathBuf::from(args.value(a)?)),
                 "--append" => {
-                    o.append = Some(value()?);
+                    o.append = Some(args.value(a)?);
                     o.boot = BootMode::Direct;
                 }
                 "-h" | "--help" => bail!("{USAGE}"),
-                other => bail!("unknown argument `{other}`\n{USAGE}"),
+                other => return Err(args.unknown(other)),
             }
         }
         let all = all_cases();
@@ -415,7 +411,7 @@ fn disk_fill(ctx: &mut Ctx) -> Result<Vec<String>> {
     ctx.require(&ctx.image, "production image")?;
     let dir = vm_harness::temp_dir("e2e-small-disk")?;
     let disk = dir.path().join("data.raw");
-    crate::image::ext4::write(&disk, SMALL_DISK, 0)?;
+    appliance_image::ext4::write(&disk, SMALL_DISK, 0)?;
     let log = ctx.logs.path().join("disk-fill.console.log");
     let mut s = Session::boot_on_net(
         &ctx.image,
@@ -951,7 +947,7 @@ pub fn check_acked(c: &mut Conn, stream: &str, acked: &Acked) -> Result<String> 
 pub fn initramfs(image: &ImageFiles) -> Result<Vec<u8>> {
     let zst = std::fs::read(image.file("initramfs.cpio.zst"))
         .with_context(|| format!("read {}", image.file("initramfs.cpio.zst").display()))?;
-    crate::verify::unzstd(&zst)
+    Ok(appliance_image::verify::unzstd(&zst)?)
 }
 
 /// One file of the image's initramfs.
@@ -972,7 +968,7 @@ pub fn initramfs_file(image: &ImageFiles, path: &str) -> Result<Vec<u8>> {
 
 /// The spec baked into the image (`/etc/appliance.toml`).
 pub fn image_spec(image: &ImageFiles) -> Result<Spec> {
-    let text = initramfs_file(image, crate::image::assemble::SPEC_PATH)?;
+    let text = initramfs_file(image, image_layout::SPEC_PATH)?;
     let text = String::from_utf8(text).context("the image's spec is not UTF-8")?;
     Ok(Spec::from_toml_str(&text)?)
 }

@@ -668,7 +668,7 @@ pub(super) fn no_cleartext(ctx: &mut Ctx) -> Result<Vec<String>> {
     ctx.shutdown_shared();
     let mut files: Vec<std::path::PathBuf> = vec![ctx.shared_data()?];
     for image in [&ctx.image, &ctx.test_image] {
-        for name in crate::image::assemble::OUTPUTS {
+        for name in appliance_image::assemble::OUTPUTS {
             let p = image.file(name);
             if p.is_file() {
                 files.push(p);

@@ -1,9 +1,9 @@
-//! The real Linux [`Os`]: syscalls for what init does itself, and the other
-//! crates for the network (netconf), the firewall (pf-rules' netlink loader)
-//! and the metadata server (metadata-fetch's GCE client).
+//! The real Linux [`Os`]: the syscalls init makes itself. The network, the
+//! firewall and the metadata client are the other crates' own Linux
+//! implementations, which `main` passes in beside this one.
 //!
 //! `unsafe` appears only here, at the syscall edge, one `// SAFETY:` comment
-//! per block; raw return codes go through [`check`].
+//! per block; raw return codes go through `check`.
 
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File, OpenOptions};
@@ -15,15 +15,12 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use appliance_spec::Metadata;
 use landlock::{
     Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd,
     Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
-use metadata_fetch::{GceConfig, GceMetadata, MetadataSource, Secret};
 use nix::mount::MsFlags;
 use nix::unistd::{ForkResult, Gid, Uid};
-use pf_rules::{Firewall, NetlinkFirewall, Phase, Policy, ReadBack};
 use syscall_filter::linux::InstallFlags;
 use syscall_filter::Filter;
 
@@ -57,11 +54,9 @@ const LANDLOCK_ABI: ABI = ABI::V6;
 /// ABI version instead of creating a ruleset.
 const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
 
-/// The machine, for real.
+/// Init's own syscalls, for real.
 #[derive(Debug, Default)]
 pub struct LinuxOs {
-    metadata: Option<GceMetadata>,
-    firewall: Option<NetlinkFirewall>,
     /// Init's end of the link to the governor, from the fork until the
     /// syscall filter's listener is handed over (or init halts).
     governor_link: Option<OwnedFd>,
@@ -223,52 +218,6 @@ impl Os for LinuxOs {
                 got: now.trim().chars().take(64).collect(),
             });
         }
-        Ok(())
-    }
-
-    fn configure_network(&mut self, deadline: Duration) -> Result<String, InitError> {
-        let lease = netconf::linux::bring_up(deadline).map_err(|e| InitError::Network {
-            reason: e.to_string(),
-        })?;
-        let mut summary = format!("{}/{}", lease.address, lease.prefix_len);
-        if let Some(router) = lease.router {
-            summary.push_str(&format!(" via {router}"));
-        }
-        if let Some(mtu) = lease.mtu {
-            summary.push_str(&format!(" mtu {mtu}"));
-        }
-        summary.push_str(&format!(" from {}", lease.server_id));
-        Ok(summary)
-    }
-
-    fn apply_firewall(&mut self, policy: &Policy, phase: Phase) -> Result<(), InitError> {
-        let firewall = self.firewall.get_or_insert_with(NetlinkFirewall::new);
-        firewall.apply(policy, phase)?;
-        if phase == Phase::Sealed {
-            // Nothing changes the rules after the seal; close the socket.
-            self.firewall = None;
-        }
-        Ok(())
-    }
-
-    fn verify_firewall(&mut self, policy: &Policy, phase: Phase) -> Result<ReadBack, InitError> {
-        // A fresh socket: the loader's was closed at the seal.
-        Ok(NetlinkFirewall::new().verify(policy, phase)?)
-    }
-
-    fn fetch_secret(&mut self, metadata: &Metadata, key: &str) -> Result<Secret, InitError> {
-        let client = match self.metadata.take() {
-            Some(client) => client,
-            None => GceMetadata::new(GceConfig::from_spec(metadata))?,
-        };
-        let result = client.fetch(key);
-        self.metadata = Some(client);
-        Ok(result?)
-    }
-
-    fn close_metadata(&mut self) -> Result<(), InitError> {
-        // Dropping the client joins its runtime thread.
-        self.metadata = None;
         Ok(())
     }
 

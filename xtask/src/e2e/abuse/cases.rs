@@ -6,9 +6,10 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use super::{
     clients_ceiling, info, info_u64, judge, on_net, peer_closed, write_until_closed, xlen,
@@ -85,10 +86,10 @@ pub(in crate::e2e) fn max_xadd(t: &Target, max_bytes: usize, tag: u64) -> Vec<St
 /// Reply amplification: authenticated visitors pipeline a command whose
 /// reply is far larger than the request and never read.
 pub(in crate::e2e) fn amplify(s: &mut Session) -> Result<Vec<String>> {
-    let t = Target::of(s)?;
-    let ceiling = clients_ceiling(s)?;
-    let from = s.vm.console().len();
-    let bg = Background::start(&t)?;
+    under_client_memory_ceiling(s, amplify_attack)
+}
+
+fn amplify_attack(t: &Target) -> Result<impl FnOnce() -> Result<String>> {
     let closed = Arc::new(Counter::default());
     let sent = Arc::new(Counter::default());
     let deadline = Instant::now() + AMPLIFY_FOR;
@@ -125,41 +126,27 @@ pub(in crate::e2e) fn amplify(s: &mut Session) -> Result<Vec<String>> {
             Ok(())
         }));
     }
-    for w in workers {
-        w.join()
-            .map_err(|_| anyhow::anyhow!("an attack thread panicked"))??;
-    }
-    let (mut notes, admin, _) = judge(s, &t, bg, from)?;
-    if admin.peak_client_mem > ceiling {
-        bail!(
-            "client memory peaked at {} bytes, above the ceiling of {ceiling}",
-            admin.peak_client_mem
-        );
-    }
-    if closed.get() == 0 {
-        bail!("the server never closed an attacker that did not read its replies");
-    }
-    notes.insert(
-        0,
-        format!(
+    join_all(workers, "an attack thread")?;
+    Ok(move || {
+        if closed.get() == 0 {
+            bail!("the server never closed an attacker that did not read its replies");
+        }
+        Ok(format!(
             "{AMPLIFY_CONNS} connections from {AMPLIFY_SOURCES} addresses sent {:.1} MiB of HELLO without reading for {}s; \
-             the server closed {} of them; peak client memory {:.1} MiB against the ceiling {:.1} MiB",
+             the server closed {} of them",
             sent.get() as f64 / 1048576.0,
             AMPLIFY_FOR.as_secs(),
             closed.get(),
-            admin.peak_client_mem as f64 / 1048576.0,
-            ceiling as f64 / 1048576.0
-        ),
-    );
-    Ok(notes)
+        ))
+    })
 }
 
 /// Many connections, each announcing a large bulk and sending only part.
 pub(in crate::e2e) fn bulks(s: &mut Session) -> Result<Vec<String>> {
-    let t = Target::of(s)?;
-    let ceiling = clients_ceiling(s)?;
-    let from = s.vm.console().len();
-    let bg = Background::start(&t)?;
+    under_client_memory_ceiling(s, bulks_attack)
+}
+
+fn bulks_attack(t: &Target) -> Result<impl FnOnce() -> Result<String>> {
     let opened = Arc::new(Counter::default());
     let alive_at_end = Arc::new(Counter::default());
     let mut head = t.visitor_auth_bytes();
@@ -205,10 +192,36 @@ pub(in crate::e2e) fn bulks(s: &mut Session) -> Result<Vec<String>> {
             Ok(())
         }));
     }
-    for w in workers {
-        w.join()
-            .map_err(|_| anyhow::anyhow!("an attack thread panicked"))??;
-    }
+    join_all(workers, "an attack thread")?;
+    Ok(move || {
+        Ok(format!(
+            "{BULK_CONNS} connections from {BULK_SOURCES} addresses announced {BULK_LEN}-byte bulks: {} got their \
+             {} KiB in, {} still open after {}s",
+            opened.get(),
+            BULK_SENT / 1024,
+            alive_at_end.get(),
+            BULK_HOLD.as_secs(),
+        ))
+    })
+}
+
+/// The frame of the attacks bounded by client memory (amplify, bulks):
+/// `attack` runs while the background clients do; then the common verdict
+/// ([`judge`]), client memory must have stayed under the memory budget's
+/// ceiling, and the attack's own check (what `attack` returned) gives the
+/// first note's figures.
+fn under_client_memory_ceiling<F>(
+    s: &mut Session,
+    attack: impl FnOnce(&Target) -> Result<F>,
+) -> Result<Vec<String>>
+where
+    F: FnOnce() -> Result<String>,
+{
+    let t = Target::of(s)?;
+    let ceiling = clients_ceiling(s)?;
+    let from = s.vm.console().len();
+    let bg = Background::start(&t)?;
+    let check = attack(&t)?;
     let (mut notes, admin, _) = judge(s, &t, bg, from)?;
     if admin.peak_client_mem > ceiling {
         bail!(
@@ -216,20 +229,25 @@ pub(in crate::e2e) fn bulks(s: &mut Session) -> Result<Vec<String>> {
             admin.peak_client_mem
         );
     }
+    let figures = check()?;
     notes.insert(
         0,
         format!(
-            "{BULK_CONNS} connections from {BULK_SOURCES} addresses announced {BULK_LEN}-byte bulks: {} got their \
-             {} KiB in, {} still open after {}s; peak client memory {:.1} MiB against the ceiling {:.1} MiB",
-            opened.get(),
-            BULK_SENT / 1024,
-            alive_at_end.get(),
-            BULK_HOLD.as_secs(),
+            "{figures}; peak client memory {:.1} MiB against the ceiling {:.1} MiB",
             admin.peak_client_mem as f64 / 1048576.0,
             ceiling as f64 / 1048576.0
         ),
     );
     Ok(notes)
+}
+
+/// Joins attack threads (`what`, for the message when one panicked) and
+/// returns what each returned, failing on the first error.
+fn join_all<T>(workers: Vec<JoinHandle<Result<T>>>, what: &str) -> Result<Vec<T>> {
+    workers
+        .into_iter()
+        .map(|w| w.join().map_err(|_| anyhow!("{what} panicked"))?)
+        .collect()
 }
 
 /// Idle authenticated connections from many addresses, more than the
@@ -270,13 +288,10 @@ pub(in crate::e2e) fn slots(s: &mut Session) -> Result<Vec<String>> {
             Ok(held)
         }));
     }
-    let mut held: Vec<TcpStream> = Vec::new();
-    for w in workers {
-        held.extend(
-            w.join()
-                .map_err(|_| anyhow::anyhow!("an attack thread panicked"))??,
-        );
-    }
+    let mut held: Vec<TcpStream> = join_all(workers, "an attack thread")?
+        .into_iter()
+        .flatten()
+        .collect();
     peak_held.add(held.len() as u64);
     let hold_until = Instant::now() + SLOT_HOLD;
     while Instant::now() < hold_until {
@@ -352,10 +367,7 @@ pub(in crate::e2e) fn trickle(s: &mut Session) -> Result<Vec<String>> {
             Ok(())
         }));
     }
-    for w in workers {
-        w.join()
-            .map_err(|_| anyhow::anyhow!("an attack thread panicked"))??;
-    }
+    join_all(workers, "an attack thread")?;
     let (mut notes, _, _) = judge(s, &t, bg, from)?;
     let r = results.lock().map(|r| r.clone()).unwrap_or_default();
     let slack = Duration::from_secs(5);
@@ -435,10 +447,7 @@ fn guess_from(t: &Target, srcs: Vec<Source>, deadline: Instant) -> Result<(u64, 
             Ok(())
         }));
     }
-    for w in workers {
-        w.join()
-            .map_err(|_| anyhow::anyhow!("a guessing thread panicked"))??;
-    }
+    join_all(workers, "a guessing thread")?;
     Ok((wrong.get(), throttled.get()))
 }
 
