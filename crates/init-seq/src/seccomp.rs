@@ -118,6 +118,9 @@ pub const PRCTL_OPTIONS: &[(&str, u64)] = &[("PR_SET_NAME", 15), ("PR_SET_THP_DI
 /// pointer), the only one seen.
 pub const ARCH_PRCTL_CODES: &[(&str, u64)] = &[("ARCH_SET_FS", 0x1002)];
 
+/// Named values of one argument (`("AF_INET", 2)`).
+type NamedValues = &'static [(&'static str, u64)];
+
 /// Socket families allowed: `AF_INET` only, the one seen. The server binds
 /// 0.0.0.0 (valkey.conf), the firewall drops IPv6, and no unix socket is
 /// configured; every other family (netlink, packet, unix, ...) halts.
@@ -170,7 +173,7 @@ pub fn server_filter(forks: Forks) -> Result<Filter, InitError> {
         filter = filter.rule(named(name, Action::Allow)?);
     }
     // Calls allowed only with one of a few values in one `int` argument.
-    let by_value: [(&str, u8, &[(&str, u64)]); 4] = [
+    let by_value: [(&str, u8, NamedValues); 4] = [
         ("ioctl", 1, IOCTL_REQUESTS),
         ("prctl", 0, PRCTL_OPTIONS),
         ("arch_prctl", 0, ARCH_PRCTL_CODES),
