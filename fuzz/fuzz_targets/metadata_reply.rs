@@ -81,11 +81,7 @@ fuzz_target!(|data: &[u8]| {
             // The error depends on the body's length and UTF-8 validity only,
             // never on its bytes: the same verdict for a stand-in body of the
             // same shape.
-            let filler = if std::str::from_utf8(body).is_ok() {
-                b'x'
-            } else {
-                0xff
-            };
+            let filler = if std::str::from_utf8(body).is_ok() { b'x' } else { 0xff };
             let stand_in = vec![filler; body.len()];
             let again = check_reply(
                 "redis-admin-pass",

@@ -12,9 +12,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(stat) = parse_stat(data) {
         // The name sits inside the input, between '(' and the last ')'.
         assert!(stat.comm.len() + 4 <= data.len());
-        assert!(data
-            .windows(stat.comm.len().max(1))
-            .any(|w| stat.comm.is_empty() || w == stat.comm.as_slice()));
+        assert!(data.windows(stat.comm.len().max(1)).any(|w| stat.comm.is_empty() || w == stat.comm.as_slice()));
     }
     if let Ok(status) = parse_status(data) {
         // Uid must have come from a complete line.

@@ -53,23 +53,9 @@ fn value(u: &mut Unstructured<'_>) -> Result<u64> {
 fn condition(u: &mut Unstructured<'_>) -> Result<ArgCondition> {
     let sloppy = u.ratio(1, 32)?;
     // Arguments 6 and 7 exist only to be refused.
-    let arg = if sloppy {
-        u.int_in_range(0u8..=7)?
-    } else {
-        u.int_in_range(0u8..=5)?
-    };
-    let width = if u.arbitrary()? {
-        Width::U32
-    } else {
-        Width::U64
-    };
-    let fit = |v: u64| {
-        if width == Width::U32 && !sloppy {
-            v & u64::from(u32::MAX)
-        } else {
-            v
-        }
-    };
+    let arg = if sloppy { u.int_in_range(0u8..=7)? } else { u.int_in_range(0u8..=5)? };
+    let width = if u.arbitrary()? { Width::U32 } else { Width::U64 };
+    let fit = |v: u64| if width == Width::U32 && !sloppy { v & u64::from(u32::MAX) } else { v };
     let nonzero = |v: u64| if v == 0 && !sloppy { 1 } else { v };
     let test = match u.int_in_range(0u8..=3)? {
         0 => ArgTest::Equal(fit(value(u)?)),
@@ -96,9 +82,7 @@ fn filter(u: &mut Unstructured<'_>) -> Result<Filter> {
         let syscall = syscall(u)?;
         // A rule behind an unconditional one for the same call is invalid:
         // generate one only now and then.
-        let closed = rules
-            .iter()
-            .any(|r| r.syscall == syscall && r.when.is_empty());
+        let closed = rules.iter().any(|r| r.syscall == syscall && r.when.is_empty());
         if closed && !u.ratio(1, 32)? {
             continue;
         }
@@ -107,11 +91,7 @@ fn filter(u: &mut Unstructured<'_>) -> Result<Filter> {
         for _ in 0..conditions {
             when.push(condition(u)?);
         }
-        rules.push(Rule {
-            syscall,
-            when,
-            action: action(u)?,
-        });
+        rules.push(Rule { syscall, when, action: action(u)? });
     }
     Ok(Filter { default, rules })
 }
@@ -122,17 +102,10 @@ fn call(u: &mut Unstructured<'_>, f: &Filter) -> Result<SeccompData> {
         1 => X32_SYSCALL_BIT | u32::from(u.arbitrary::<u16>()?),
         _ => match f.rules.len() {
             0 => u.arbitrary()?,
-            n => f
-                .rules
-                .get(u.choose_index(n)?)
-                .map_or(0, |r| r.syscall.nr()),
+            n => f.rules.get(u.choose_index(n)?).map_or(0, |r| r.syscall.nr()),
         },
     };
-    let arch = if u.ratio(15, 16)? {
-        AUDIT_ARCH_X86_64
-    } else {
-        u.arbitrary()?
-    };
+    let arch = if u.ratio(15, 16)? { AUDIT_ARCH_X86_64 } else { u.arbitrary()? };
     let mut args = [0u64; 6];
     for a in &mut args {
         // Values from the filter's conditions, exactly and a bit off.
@@ -148,21 +121,12 @@ fn call(u: &mut Unstructured<'_>, f: &Filter) -> Result<SeccompData> {
         *a = match (u.int_in_range(0u8..=3)?, from_filter.is_empty()) {
             (0 | 1, false) => {
                 let v = *u.choose(&from_filter)?;
-                if u.arbitrary()? {
-                    v
-                } else {
-                    v ^ (1u64 << u.int_in_range(0u32..=63)?)
-                }
+                if u.arbitrary()? { v } else { v ^ (1u64 << u.int_in_range(0u32..=63)?) }
             }
             _ => value(u)?,
         };
     }
-    Ok(SeccompData {
-        nr,
-        arch,
-        instruction_pointer: u.arbitrary()?,
-        args,
-    })
+    Ok(SeccompData { nr, arch, instruction_pointer: u.arbitrary()?, args })
 }
 
 fuzz_target!(|data: &[u8]| {
