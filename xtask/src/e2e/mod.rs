@@ -725,7 +725,7 @@ impl Session {
         Ok(Session {
             vm,
             dir,
-            port: spec.server.port,
+            port: spec.server().port(),
             extra_port: 0,
             state,
             spec,
@@ -761,10 +761,10 @@ impl Session {
     pub fn visitor(&self) -> Result<(&str, &str)> {
         let v = self
             .spec
-            .visitors
+            .visitors()
             .first()
             .context("the spec has no visitor")?;
-        Ok((&v.user.name, &v.stream))
+        Ok((v.user().name(), v.stream()))
     }
 
     /// A visitor connection, authenticated.
@@ -778,7 +778,7 @@ impl Session {
     /// An admin connection, authenticated.
     pub fn admin_conn(&self) -> Result<Conn> {
         let mut c = self.connect(Source::Admin, REPLY_TIMEOUT)?;
-        c.auth(&self.spec.admin.name, self.state.admin_pass.expose())?;
+        c.auth(self.spec.admin().name(), self.state.admin_pass.expose())?;
         Ok(c)
     }
 
@@ -842,7 +842,7 @@ impl Session {
 
     fn try_admin_ping(&self) -> Result<()> {
         let mut c = self.connect(Source::Admin, Duration::from_secs(3))?;
-        c.auth(&self.spec.admin.name, self.state.admin_pass.expose())?;
+        c.auth(self.spec.admin().name(), self.state.admin_pass.expose())?;
         match c.cmd(&["PING"])? {
             Value::Simple(p) if p == "PONG" => Ok(()),
             other => bail!("PING answered {other:?}"),
