@@ -1,10 +1,11 @@
 //! The renderer's own check of names and keys before they become ACL lines.
 //!
 //! A [`Spec`](appliance_spec::Spec) exists only after validation, which
-//! already refuses every value refused here, so through [`render`](crate::render)
-//! this never fires. It stays as defence in depth, on plain strings so its
-//! tests can hand it what no `Spec` can hold; each test case shows both
-//! layers: the spec refuses the value, and so would the renderer.
+//! already refuses every value refused here, so through
+//! [`render`](crate::render) this never fires. It stays as defence in depth,
+//! on plain strings so its tests can hand it what no `Spec` can hold; each
+//! test case shows both layers: the spec refuses the value, and so would the
+//! renderer.
 
 use appliance_spec::{is_valid_stream_key, is_valid_user_name};
 

@@ -106,9 +106,9 @@ pub enum AclError {
     },
 }
 
-/// Renders the ACL file for `spec`: the `default` user switched off, the admin
-/// (its rules following `spec.server().forks()`, see [`admin_rules`]), then each
-/// visitor in spec order, one line each, ending in a newline.
+/// Renders the ACL file for `spec`: the `default` user switched off, the
+/// admin (its rules following `spec.server().forks()`, see [`admin_rules`]),
+/// then each visitor in spec order, one line each, ending in a newline.
 ///
 /// `password(metadata_key)` returns the cleartext password stored under that
 /// metadata key (the user's [`User::secret`]), or `None` when there is none.

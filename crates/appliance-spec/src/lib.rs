@@ -10,16 +10,19 @@
 //! Invariants:
 //! - Unknown fields anywhere in the file are an error, never ignored.
 //! - Every validation error names the field (as a TOML path) and the bad value.
-//! - A [`Spec`] exists only after validation: [`Spec::from_toml_str`] is its
-//!   one constructor ([`SpecBuilder::build`] edits TOML and goes through the
-//!   same parse and checks). No type here has a public field, a public
-//!   constructor or a `&mut` method, and the tables ([`Server`], [`Limits`],
-//!   ...) are reached only through `&` from a `Spec`, so holding a `Spec`, or
-//!   any part of one, means it passed validation: names are safe to place in
-//!   an ACL file, paths are absolute, the server uid is not 0. Copies
-//!   (`Clone`, `Copy`) are copies of validated values, nothing more.
-//! - Tests that need another spec build it through [`SpecBuilder`] (or TOML
-//!   text); an invalid variant gets the validation error, never a `Spec`.
+//! - A [`Spec`] exists only after validation: [`Spec::from_toml_str`] is the
+//!   one way to make one ([`SpecBuilder::build`] edits the TOML document and
+//!   goes through the same parse and checks). Neither `Spec` nor its tables
+//!   ([`Server`], [`Metadata`], [`User`], [`Visitor`], [`Firewall`],
+//!   [`Limits`], [`Governor`], [`Guard`]) has a public field, a public
+//!   constructor or a `&mut` method, and the tables are reached only through
+//!   `&` from a `Spec`. So holding a `Spec`, or any table of one, means it
+//!   passed validation: names are safe to place in an ACL file, paths are
+//!   absolute, the server uid is not 0. A clone or copy is a copy of a
+//!   validated value, and nothing can change it.
+//! - Tests that need another spec build it through [`SpecBuilder`] (or from
+//!   TOML text); an invalid variant gets the validation error, never a
+//!   `Spec`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
