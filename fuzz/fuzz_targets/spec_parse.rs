@@ -11,12 +11,12 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(spec) = Spec::from_toml_str(text) {
         for u in spec.users() {
-            assert!(is_valid_user_name(&u.name));
-            assert!(is_valid_metadata_key(&u.secret));
+            assert!(is_valid_user_name(u.name()));
+            assert!(is_valid_metadata_key(u.secret()));
         }
-        for v in &spec.visitors {
-            assert!(is_valid_stream_key(&v.stream));
+        for v in spec.visitors() {
+            assert!(is_valid_stream_key(v.stream()));
         }
-        assert_ne!(spec.server.uid, 0);
+        assert_ne!(spec.server().uid(), 0);
     }
 });

@@ -207,7 +207,7 @@ pub fn run(args: &[String]) -> Result<()> {
         );
     }
     let spec = crate::e2e::image_spec(&image)?;
-    let visitor = spec.visitors.first().context("the spec has no visitor")?;
+    let visitor = spec.visitors().first().context("the spec has no visitor")?;
     let state = State {
         mode: o.mode.clone(),
         admin_pass: match &o.admin_pass {
@@ -245,12 +245,12 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("xtask: connect with:");
     println!(
         "  redis-cli -p {port} --user {} --pass {}",
-        visitor.user.name,
+        visitor.user().name(),
         state.visitor_pass.expose()
     );
     println!(
         "  redis-cli -p {port} --user {} --pass {}",
-        spec.admin.name,
+        spec.admin().name(),
         state.admin_pass.expose()
     );
     println!(
@@ -287,7 +287,7 @@ pub fn run(args: &[String]) -> Result<()> {
         if !ready_said && Instant::now() >= next_probe {
             next_probe = Instant::now() + Duration::from_secs(1);
             let ok = Conn::connect(port, Duration::from_millis(800))
-                .and_then(|mut c| c.auth(&visitor.user.name, state.visitor_pass.expose()))
+                .and_then(|mut c| c.auth(visitor.user().name(), state.visitor_pass.expose()))
                 .is_ok();
             if ok {
                 ready_said = true;

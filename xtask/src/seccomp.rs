@@ -118,7 +118,7 @@ pub fn main(args: &[String]) -> Result<()> {
     let spec = appliance_spec::Spec::from_toml_str(
         std::str::from_utf8(&spec_text).context("the image's spec is not UTF-8")?,
     )?;
-    let mut filter = init_seq::seccomp::server_filter(spec.server.forks)?;
+    let mut filter = init_seq::seccomp::server_filter(spec.server().forks())?;
     if everything {
         filter.rules.retain(|r| r.syscall.name() == "clone3");
     }

@@ -18,17 +18,21 @@
 //!   commands: an unauthenticated connection can run nothing but `AUTH`/`HELLO`.
 //! - When the spec says the server never forks, no user may run a command
 //!   that forks it (`BGSAVE`, `BGREWRITEAOF`).
-//! - Names and keys are re-validated here (a [`Spec`]'s fields are public, so
-//!   holding one is no proof); a value that could be read as ACL syntax is
-//!   refused with an error naming it, never escaped into something else.
+//! - Names and keys are re-validated here, though a [`Spec`] exists only
+//!   after validation: this is where a bad name would turn into a rule, so
+//!   the check stays as defence in depth. A value that could be read as ACL
+//!   syntax is refused with an error naming it, never escaped into something
+//!   else.
 //! - Errors name users, keys and metadata keys, never a password.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 use std::fmt::Write as _;
 
-use appliance_spec::{is_valid_stream_key, is_valid_user_name, Forks, Spec, User};
+use appliance_spec::{Forks, Spec, User};
 use sha2::{Digest, Sha256};
+
+mod check;
 
 /// The `default` user's line: off, no keys, no channels, no commands.
 pub const DEFAULT_USER_LINE: &str = "user default off resetkeys resetchannels -@all";
@@ -102,9 +106,9 @@ pub enum AclError {
     },
 }
 
-/// Renders the ACL file for `spec`: the `default` user switched off, the admin
-/// (its rules following `spec.server.forks`, see [`admin_rules`]), then each
-/// visitor in spec order, one line each, ending in a newline.
+/// Renders the ACL file for `spec`: the `default` user switched off, the
+/// admin (its rules following `spec.server().forks()`, see [`admin_rules`]),
+/// then each visitor in spec order, one line each, ending in a newline.
 ///
 /// `password(metadata_key)` returns the cleartext password stored under that
 /// metadata key (the user's [`User::secret`]), or `None` when there is none.
@@ -124,43 +128,31 @@ pub fn render<'a>(
     spec: &Spec,
     password: impl Fn(&str) -> Option<&'a [u8]>,
 ) -> Result<String, AclError> {
-    let mut seen: Vec<&str> = Vec::with_capacity(1 + spec.visitors.len());
-    for user in spec.users() {
-        check_user_name(&user.name)?;
-        if seen.contains(&user.name.as_str()) {
-            return Err(AclError::DuplicateUser {
-                name: user.name.clone(),
-            });
-        }
-        seen.push(&user.name);
-    }
-    for visitor in &spec.visitors {
-        if !is_valid_stream_key(&visitor.stream) {
-            return Err(AclError::InvalidStreamKey {
-                user: visitor.user.name.clone(),
-                key: visitor.stream.clone(),
-            });
-        }
-    }
+    check::users(
+        spec.users().map(User::name),
+        spec.visitors()
+            .iter()
+            .map(|v| (v.user().name(), v.stream())),
+    )?;
 
     let mut text = String::new();
     text.push_str(DEFAULT_USER_LINE);
     text.push('\n');
-    let admin_hash = password_hash(&spec.admin, &password)?;
+    let admin_hash = password_hash(spec.admin(), &password)?;
     // Writing to a String cannot fail; the results are ignored for that reason.
     let _ = writeln!(
         text,
         "user {} on #{admin_hash} {}",
-        spec.admin.name,
-        admin_rules(spec.server.forks)
+        spec.admin().name(),
+        admin_rules(spec.server().forks())
     );
-    for visitor in &spec.visitors {
-        let hash = password_hash(&visitor.user, &password)?;
+    for visitor in spec.visitors() {
+        let hash = password_hash(visitor.user(), &password)?;
         let _ = writeln!(
             text,
             "user {} on #{hash} {VISITOR_RULES} %W~{}",
-            visitor.user.name,
-            escape_key_glob(&visitor.stream)
+            visitor.user().name(),
+            escape_key_glob(visitor.stream())
         );
     }
     Ok(text)
@@ -189,28 +181,18 @@ pub fn escape_key_glob(key: &str) -> String {
     escaped
 }
 
-fn check_user_name(name: &str) -> Result<(), AclError> {
-    if is_valid_user_name(name) {
-        Ok(())
-    } else {
-        Err(AclError::InvalidUserName {
-            name: name.to_owned(),
-        })
-    }
-}
-
 fn password_hash<'a>(
     user: &User,
     password: &impl Fn(&str) -> Option<&'a [u8]>,
 ) -> Result<String, AclError> {
-    match password(&user.secret) {
+    match password(user.secret()) {
         None => Err(AclError::MissingPassword {
-            user: user.name.clone(),
-            metadata_key: user.secret.clone(),
+            user: user.name().to_owned(),
+            metadata_key: user.secret().to_owned(),
         }),
         Some([]) => Err(AclError::EmptyPassword {
-            user: user.name.clone(),
-            metadata_key: user.secret.clone(),
+            user: user.name().to_owned(),
+            metadata_key: user.secret().to_owned(),
         }),
         Some(bytes) => Ok(sha256_hex(bytes)),
     }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use acl_render::{render, sha256_hex};
-use appliance_spec::Spec;
+use appliance_spec::{Spec, SpecBuilder};
 use redis::{Connection, RedisError, Value};
 
 const ADMIN: &str = "admin";
@@ -156,7 +156,7 @@ fn strict_spec() -> Spec {
     let text =
         appliance_spec::REFERENCE_TOML.replacen("forks = \"bounded\"", "forks = \"never\"", 1);
     let spec = Spec::from_toml_str(&text).unwrap();
-    assert_eq!(spec.server.forks, appliance_spec::Forks::Never);
+    assert_eq!(spec.server().forks(), appliance_spec::Forks::Never);
     spec
 }
 
@@ -396,9 +396,11 @@ fn admin_reads_the_visitors_entries_but_has_no_dangerous_commands() {
 
 #[test]
 fn glob_characters_in_the_key_match_only_that_key() {
-    let mut spec = Spec::reference().unwrap();
     let key = r"contact:[*?]\x";
-    spec.visitors[0].stream = key.into();
+    let spec = SpecBuilder::reference()
+        .set("users[1].stream", key)
+        .build()
+        .unwrap();
     let text = render(&spec, |_| Some(b"a-shared-test-password".as_slice())).unwrap();
     let server = Server::start(&text);
     let mut visitor = server.login(VISITOR, "a-shared-test-password");

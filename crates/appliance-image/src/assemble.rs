@@ -204,7 +204,7 @@ pub fn build_initramfs(inputs: &AssembleInputs, spec: &Spec, spec_text: &[u8]) -
     }
 
     a.add_file(INIT_PATH, 0o755, init)?;
-    a.add_file(&spec.server.binary, 0o755, server)?;
+    a.add_file(spec.server().binary(), 0o755, server)?;
     let module = guard.map(|g| -> Result<ModuleLoad> {
         // 0755: Valkey refuses to load a module without execute permission.
         a.add_file(STREAM_GUARD_PATH, 0o755, g)?;
@@ -216,7 +216,7 @@ pub fn build_initramfs(inputs: &AssembleInputs, spec: &Spec, spec_text: &[u8]) -
         a.add_file(INTRUDER_PATH, 0o755, i)?;
         valkey_conf::add_intruder(&mut conf);
     }
-    a.add_file(&spec.server.config, 0o644, conf.into_bytes())?;
+    a.add_file(spec.server().config(), 0o644, conf.into_bytes())?;
     a.add_file(SPEC_PATH, 0o644, spec_text.to_vec())?;
     a.add_file(
         MODULES_ORDER_PATH,
@@ -231,10 +231,7 @@ pub fn build_initramfs(inputs: &AssembleInputs, spec: &Spec, spec_text: &[u8]) -
             .with_context(|| format!("bad module path {}", m.display()))?;
         a.add_file(&format!("{MODULES_DIR}/{name}"), 0o644, read(m)?)?;
     }
-    for dir in MOUNT_POINTS
-        .into_iter()
-        .chain([spec.server.data_dir.as_str()])
-    {
+    for dir in MOUNT_POINTS.into_iter().chain([spec.server().data_dir()]) {
         a.add_dir(dir, 0o755)?;
     }
     a.add_char_dev(CONSOLE, 0o600, 5, 1)?;
@@ -308,7 +305,7 @@ pub fn assemble(inputs: &AssembleInputs, out: &Path, opts: &AssembleOptions) -> 
 
     let efi = step(&work, "uki", |dir| {
         let stub = read(&inputs.stub)?;
-        let osrel = uki::os_release(&spec.name, &opts.source_date_epoch.to_string());
+        let osrel = uki::os_release(spec.name(), &opts.source_date_epoch.to_string());
         let efi = uki::build(&stub, &osrel, uki::CMDLINE, &cpio, &kernel)?;
         fs::write(dir.join("appliance.efi"), &efi)?;
         println!("    {} bytes", efi.len());

@@ -57,7 +57,7 @@ impl GceArgs {
         let name = std::fs::read_to_string(spec)
             .ok()
             .and_then(|t| appliance_spec::Spec::from_toml_str(&t).ok())
-            .map_or_else(|| "appliance".to_string(), |s| s.name);
+            .map_or_else(|| "appliance".to_string(), |s| s.name().to_owned());
         let version = crate::build::source_date_epoch(checkout)
             .map_or_else(|_| "0".to_string(), |e| e.to_string());
         GceArgs {

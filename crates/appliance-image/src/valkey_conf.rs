@@ -45,29 +45,29 @@ impl ModuleLoad {
 /// The module's configuration for this spec. A struct literal on purpose: a
 /// knob added to the module does not build here until the spec says it.
 pub fn guard_config(spec: &Spec) -> GuardConfig {
-    let l = &spec.limits;
-    let g = &spec.guard;
+    let l = spec.limits();
+    let g = spec.guard();
     let wide = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
     GuardConfig {
         users: spec
-            .visitors
+            .visitors()
             .iter()
             .map(|v| AppendOnly {
-                user: v.user.name.as_bytes().to_vec(),
-                key: v.stream.as_bytes().to_vec(),
+                user: v.user().name().as_bytes().to_vec(),
+                key: v.stream().as_bytes().to_vec(),
             })
             .collect(),
-        admin: spec.admin.name.as_bytes().to_vec(),
-        data_dir: spec.server.data_dir.as_bytes().to_vec(),
-        max_pairs: wide(l.xadd_max_pairs),
-        max_bytes: wide(l.xadd_max_bytes),
-        disk_reserve: g.disk_reserve_bytes,
-        memory_refuse_percent: g.memory_refuse_percent,
-        auth_failures_per_minute: g.auth_failures_per_minute,
-        auth_sources: wide(g.auth_sources),
-        auth_timeout: g.auth_timeout_seconds,
-        command_timeout: g.command_timeout_seconds,
-        admin_reserved_slots: g.admin_reserved_slots,
+        admin: spec.admin().name().as_bytes().to_vec(),
+        data_dir: spec.server().data_dir().as_bytes().to_vec(),
+        max_pairs: wide(l.xadd_max_pairs()),
+        max_bytes: wide(l.xadd_max_bytes()),
+        disk_reserve: g.disk_reserve_bytes(),
+        memory_refuse_percent: g.memory_refuse_percent(),
+        auth_failures_per_minute: g.auth_failures_per_minute(),
+        auth_sources: wide(g.auth_sources()),
+        auth_timeout: g.auth_timeout_seconds(),
+        command_timeout: g.command_timeout_seconds(),
+        admin_reserved_slots: g.admin_reserved_slots(),
     }
 }
 
@@ -93,8 +93,8 @@ fn quote(value: &str) -> String {
 
 /// Renders the server configuration.
 pub fn render(spec: &Spec, module: Option<&ModuleLoad>) -> String {
-    let s = &spec.server;
-    let l = &spec.limits;
+    let s = spec.server();
+    let l = spec.limits();
     let mut c = String::new();
     let mut line = |text: String| {
         c.push_str(&text);
@@ -116,30 +116,30 @@ pub fn render(spec: &Spec, module: Option<&ModuleLoad>) -> String {
     line(String::new());
     line("# Network: every address; the firewall admits the port and nothing else.".into());
     line("bind 0.0.0.0".into());
-    line(format!("port {}", s.port));
+    line(format!("port {}", s.port()));
     // Kept on as a second line of defence: it only bites if the default user
     // ever ends up passwordless, which the ACL file never allows.
     line("protected-mode yes".into());
-    line(format!("maxclients {}", l.maxclients));
-    line(format!("timeout {}", l.timeout));
+    line(format!("maxclients {}", l.maxclients()));
+    line(format!("timeout {}", l.timeout()));
     line("tcp-keepalive 60".into());
     line(String::new());
     line("# Access: users and hashes come from the ACL file init writes at boot.".into());
-    line(format!("aclfile {}", quote(&s.acl_file)));
+    line(format!("aclfile {}", quote(s.acl_file())));
     line("enable-debug-command no".into());
     line("enable-module-command no".into());
     line("enable-protected-configs no".into());
     line(String::new());
     line("# Memory: maxmemory is set on the command line at boot from the RAM found.".into());
     line("maxmemory-policy noeviction".into());
-    line(format!("proto-max-bulk-len {}", l.proto_max_bulk_len));
+    line(format!("proto-max-bulk-len {}", l.proto_max_bulk_len()));
     line(format!(
         "client-query-buffer-limit {}",
-        l.client_query_buffer_limit
+        l.client_query_buffer_limit()
     ));
     line(String::new());
     line("# Durability: every acknowledged write is fsynced to the AOF before the reply.".into());
-    match s.forks {
+    match s.forks() {
         Forks::Bounded => {
             line(
                 "# No periodic RDB snapshots: they would only add forks; BGSAVE stays available."
@@ -162,11 +162,11 @@ pub fn render(spec: &Spec, module: Option<&ModuleLoad>) -> String {
             line("# the governor halts the machine on any new process.".into());
         }
     }
-    line(format!("dir {}", quote(&s.data_dir)));
+    line(format!("dir {}", quote(s.data_dir())));
     line("appendonly yes".into());
     line("appendfsync always".into());
     line("save \"\"".into());
-    if s.forks == Forks::Never {
+    if s.forks() == Forks::Never {
         line("auto-aof-rewrite-percentage 0".into());
     }
     if let Some(m) = module {

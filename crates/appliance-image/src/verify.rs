@@ -352,7 +352,7 @@ fn initramfs_checks(
             return Ok(());
         }
     };
-    let server_path = spec.server.binary.as_str();
+    let server_path = spec.server().binary();
     let init = file(INIT_PATH);
     let server = file(server_path);
     r.line(
@@ -482,7 +482,7 @@ fn initramfs_checks(
     // shape (issue 7): an image whose spec has visitors must carry it, and the
     // config must load it with the spec's users and limits.
     let guard = file(STREAM_GUARD_PATH);
-    let guard_needed = !spec.visitors.is_empty();
+    let guard_needed = !spec.visitors().is_empty();
     r.line(
         guard.is_some() || !guard_needed,
         "stream-guard module present",
@@ -496,7 +496,7 @@ fn initramfs_checks(
     )?;
     let module = guard.map(|_| ModuleLoad::stream_guard(&spec));
     if let Some(m) = &module {
-        let conf = file(&spec.server.config).unwrap_or_default();
+        let conf = file(spec.server().config()).unwrap_or_default();
         let loads = String::from_utf8_lossy(conf)
             .lines()
             .any(|l| l.starts_with("loadmodule ") && l.contains(&m.path));
@@ -504,9 +504,9 @@ fn initramfs_checks(
             loads,
             "stream-guard loaded by the config",
             if loads {
-                format!("{} has `loadmodule {}`", spec.server.config, m.path)
+                format!("{} has `loadmodule {}`", spec.server().config(), m.path)
             } else {
-                format!("{} does not load {}", spec.server.config, m.path)
+                format!("{} does not load {}", spec.server().config(), m.path)
             },
         )?;
     }
@@ -517,14 +517,17 @@ fn initramfs_checks(
     if test_image && intruder.is_some() {
         valkey_conf::add_intruder(&mut want);
     }
-    let have = file(&spec.server.config);
+    let have = file(spec.server().config());
     r.line(
         have == Some(want.as_bytes()),
         "server config as specified",
         if have == Some(want.as_bytes()) {
-            format!("{} re-renders identically", spec.server.config)
+            format!("{} re-renders identically", spec.server().config())
         } else {
-            format!("{} differs from the spec's rendering", spec.server.config)
+            format!(
+                "{} differs from the spec's rendering",
+                spec.server().config()
+            )
         },
     )?;
 
@@ -543,7 +546,7 @@ fn initramfs_checks(
     // The intruder module is an attacker's foothold by design: a production
     // image must hold no trace of it (the file, its loadmodule line, or its
     // marker in any file).
-    let conf = file(&spec.server.config).unwrap_or_default();
+    let conf = file(spec.server().config()).unwrap_or_default();
     let loads_intruder = String::from_utf8_lossy(conf)
         .lines()
         .any(|l| l.trim_start().starts_with("loadmodule") && l.contains("intruder"));
@@ -557,7 +560,7 @@ fn initramfs_checks(
         traces.push(format!("{INTRUDER_PATH} present"));
     }
     if loads_intruder {
-        traces.push(format!("{} loads it", spec.server.config));
+        traces.push(format!("{} loads it", spec.server().config()));
     }
     if !marked.is_empty() {
         traces.push(format!("its marker in {marked:?}"));
@@ -892,7 +895,7 @@ fn size_checks(r: &mut Report<'_>, dir: &Path, entries: &[cpio::Entry<'_>]) -> R
         )
         .unwrap_or_default(),
     )
-    .map(|s| s.server.binary)
+    .map(|s| s.server().binary().to_owned())
     .unwrap_or_default();
     r.line(true, "size kernel", mib(size("vmlinuz")))?;
     r.line(true, "size modules", mib(modules))?;

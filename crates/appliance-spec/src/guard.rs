@@ -22,23 +22,56 @@ pub(crate) struct RawGuard {
 /// What stream-guard enforces on the public port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Guard {
+    disk_reserve_bytes: u64,
+    memory_refuse_percent: u8,
+    auth_failures_per_minute: u32,
+    auth_sources: u32,
+    auth_timeout_seconds: u32,
+    command_timeout_seconds: u32,
+    admin_reserved_slots: u32,
+}
+
+impl Guard {
     /// Free bytes kept on the data disk beyond the AOF's size before visitor
-    /// writes are refused (room for the admin's trim and compaction).
-    pub disk_reserve_bytes: u64,
+    /// writes are refused (room for the admin's trim and compaction). 1 MiB
+    /// to 1 TiB.
+    pub fn disk_reserve_bytes(&self) -> u64 {
+        self.disk_reserve_bytes
+    }
+
     /// Visitor writes are refused above this share of `maxmemory` (1-99).
-    pub memory_refuse_percent: u8,
+    pub fn memory_refuse_percent(&self) -> u8 {
+        self.memory_refuse_percent
+    }
+
     /// Failed AUTHs per source address (IPv4 /32, IPv6 /64) per minute; also
-    /// the burst.
-    pub auth_failures_per_minute: u32,
+    /// the burst (1-600).
+    pub fn auth_failures_per_minute(&self) -> u32 {
+        self.auth_failures_per_minute
+    }
+
     /// Source addresses the throttle tracks one by one; the rest share one
-    /// bucket.
-    pub auth_sources: u32,
-    /// Seconds a connection may stay unauthenticated.
-    pub auth_timeout_seconds: u32,
-    /// Seconds a non-admin connection may go without completing a command.
-    pub command_timeout_seconds: u32,
-    /// Connection slots below `limits.maxclients` kept free for the admin.
-    pub admin_reserved_slots: u32,
+    /// bucket (16 to 1048576).
+    pub fn auth_sources(&self) -> u32 {
+        self.auth_sources
+    }
+
+    /// Seconds a connection may stay unauthenticated (1-300).
+    pub fn auth_timeout_seconds(&self) -> u32 {
+        self.auth_timeout_seconds
+    }
+
+    /// Seconds a non-admin connection may go without completing a command
+    /// (1-86400).
+    pub fn command_timeout_seconds(&self) -> u32 {
+        self.command_timeout_seconds
+    }
+
+    /// Connection slots below `limits.maxclients` kept free for the admin
+    /// (at least 1, below `maxclients`).
+    pub fn admin_reserved_slots(&self) -> u32 {
+        self.admin_reserved_slots
+    }
 }
 
 /// Smallest reserve: one command of the smallest `proto_max_bulk_len`

@@ -10,16 +10,28 @@
 //! Invariants:
 //! - Unknown fields anywhere in the file are an error, never ignored.
 //! - Every validation error names the field (as a TOML path) and the bad value.
-//! - A [`Spec`] can only be built through [`Spec::from_toml_str`], so holding one
-//!   means it passed validation: names are safe to place in an ACL file, paths
-//!   are absolute, the server uid is not 0.
+//! - A [`Spec`] exists only after validation: [`Spec::from_toml_str`] is the
+//!   one way to make one ([`SpecBuilder::build`] edits the TOML document and
+//!   goes through the same parse and checks). Neither `Spec` nor its tables
+//!   ([`Server`], [`Metadata`], [`User`], [`Visitor`], [`Firewall`],
+//!   [`Limits`], [`Governor`], [`Guard`]) has a public field, a public
+//!   constructor or a `&mut` method, and the tables are reached only through
+//!   `&` from a `Spec`. So holding a `Spec`, or any table of one, means it
+//!   passed validation: names are safe to place in an ACL file, paths are
+//!   absolute, the server uid is not 0. A clone or copy is a copy of a
+//!   validated value, and nothing can change it.
+//! - Tests that need another spec build it through [`SpecBuilder`] (or from
+//!   TOML text); an invalid variant gets the validation error, never a
+//!   `Spec`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod builder;
 mod guard;
 mod raw;
 mod validate;
 
+pub use builder::SpecBuilder;
 pub use guard::Guard;
 
 pub use validate::{is_valid_metadata_key, is_valid_stream_key, is_valid_user_name};
@@ -31,48 +43,75 @@ use std::fmt;
 pub const REFERENCE_TOML: &str = include_str!("../../../image/appliance.toml");
 
 /// A validated appliance spec.
+///
+/// Made only by validation ([`Spec::from_toml_str`], [`SpecBuilder::build`]);
+/// read through its accessors, never changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Spec {
-    /// The appliance's name (also its hostname).
-    pub name: String,
-    /// The server process: where it lives in the image, who it runs as.
-    pub server: Server,
-    /// Where the boot-time secrets come from.
-    pub metadata: Metadata,
-    /// The one admin user.
-    pub admin: User,
-    /// The append-only users (visitors), in file order.
-    pub visitors: Vec<Visitor>,
-    /// Firewall knobs beyond "the server port and nothing else".
-    pub firewall: Firewall,
-    /// Resource bounds for the server and the stream guard.
-    pub limits: Limits,
-    /// Governor tuning.
-    pub governor: Governor,
-    /// What stream-guard enforces on the public port.
-    pub guard: Guard,
+    pub(crate) name: String,
+    pub(crate) server: Server,
+    pub(crate) metadata: Metadata,
+    pub(crate) admin: User,
+    pub(crate) visitors: Vec<Visitor>,
+    pub(crate) firewall: Firewall,
+    pub(crate) limits: Limits,
+    pub(crate) governor: Governor,
+    pub(crate) guard: Guard,
 }
 
 /// The server process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
+    pub(crate) binary: String,
+    pub(crate) config: String,
+    pub(crate) acl_file: String,
+    pub(crate) data_dir: String,
+    pub(crate) port: u16,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) forks: Forks,
+}
+
+impl Server {
     /// Absolute path of the server binary inside the image.
-    pub binary: String,
+    pub fn binary(&self) -> &str {
+        &self.binary
+    }
+
     /// Absolute path of the server's config file inside the image.
-    pub config: String,
+    pub fn config(&self) -> &str {
+        &self.config
+    }
+
     /// Absolute path where init writes the ACL file at boot.
-    pub acl_file: String,
+    pub fn acl_file(&self) -> &str {
+        &self.acl_file
+    }
+
     /// Absolute path of the data directory (the data disk's mount point).
-    pub data_dir: String,
-    /// TCP port the server listens on.
-    pub port: u16,
+    pub fn data_dir(&self) -> &str {
+        &self.data_dir
+    }
+
+    /// TCP port the server listens on (not 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Non-zero uid the server runs as.
-    pub uid: u32,
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
     /// Non-zero gid the server runs as.
-    pub gid: u32,
+    pub fn gid(&self) -> u32 {
+        self.gid
+    }
+
     /// Whether the server may fork (BGSAVE and AOF-rewrite children).
-    pub forks: Forks,
+    pub fn forks(&self) -> Forks {
+        self.forks
+    }
 }
 
 /// Whether the server may fork.
@@ -92,70 +131,160 @@ pub enum Forks {
 /// The cloud metadata server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
+    pub(crate) base_url: String,
+    pub(crate) deadline_ms: u32,
+    pub(crate) attempts: u32,
+}
+
+impl Metadata {
     /// Base URL; a key's URL is this followed by the key. Plain `http://`,
     /// ends with `/`.
-    pub base_url: String,
-    /// Overall deadline for fetching one key, retries included, in ms.
-    pub deadline_ms: u32,
-    /// Attempts per key within the deadline (at least 1).
-    pub attempts: u32,
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Overall deadline for fetching one key, retries included, in ms (not 0).
+    pub fn deadline_ms(&self) -> u32 {
+        self.deadline_ms
+    }
+
+    /// Attempts per key within the deadline (1-20).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
 }
 
 /// A server user with a password from the metadata server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    /// The user name (validated: see [`is_valid_user_name`]).
-    pub name: String,
-    /// The metadata key holding this user's password.
-    pub secret: String,
+    pub(crate) name: String,
+    pub(crate) secret: String,
+}
+
+impl User {
+    /// The user name (see [`is_valid_user_name`]).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The metadata key holding this user's password (see
+    /// [`is_valid_metadata_key`]).
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
 }
 
 /// An append-only user: `PING` and `XADD` to one stream, nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Visitor {
+    pub(crate) user: User,
+    pub(crate) stream: String,
+}
+
+impl Visitor {
     /// Name and password source.
-    pub user: User,
-    /// The one stream key this user may append to (see [`is_valid_stream_key`]).
-    pub stream: String,
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+
+    /// The one stream key this user may append to (see
+    /// [`is_valid_stream_key`]).
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
 }
 
 /// Firewall knobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Firewall {
+    pub(crate) icmp_echo: bool,
+    pub(crate) conn_rate_per_source: u32,
+    pub(crate) conn_burst_per_source: u32,
+    pub(crate) conn_max_per_source: u32,
+    pub(crate) conn_max_total: u32,
+    pub(crate) meter_size: u32,
+}
+
+impl Firewall {
     /// Answer ICMP echo-request.
-    pub icmp_echo: bool,
-    /// New connections per second one source may open to the server port.
-    pub conn_rate_per_source: u32,
-    /// Burst allowed above that rate.
-    pub conn_burst_per_source: u32,
+    pub fn icmp_echo(&self) -> bool {
+        self.icmp_echo
+    }
+
+    /// New connections per second one source may open to the server port
+    /// (not 0).
+    pub fn conn_rate_per_source(&self) -> u32 {
+        self.conn_rate_per_source
+    }
+
+    /// Burst allowed above that rate (at least the rate).
+    pub fn conn_burst_per_source(&self) -> u32 {
+        self.conn_burst_per_source
+    }
+
     /// Concurrent connections one source may hold to the server port; its
     /// next SYN is dropped silently. Below `limits.maxclients`.
-    pub conn_max_per_source: u32,
+    pub fn conn_max_per_source(&self) -> u32 {
+        self.conn_max_per_source
+    }
+
     /// Concurrent connections all sources together may hold to the server
-    /// port. At most `limits.maxclients`.
-    pub conn_max_total: u32,
+    /// port. At most [`Firewall::meter_size`].
+    pub fn conn_max_total(&self) -> u32 {
+        self.conn_max_total
+    }
+
     /// Sources each per-source meter (rate and count) remembers at once. A
     /// new source that finds a meter full is not admitted (fail closed), so
     /// it is at least `limits.maxclients`; at most 262144 to bound kernel
     /// memory.
-    pub meter_size: u32,
+    pub fn meter_size(&self) -> u32 {
+        self.meter_size
+    }
 }
 
 /// Resource bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// `maxclients`.
-    pub maxclients: u32,
-    /// `timeout`, seconds an idle client is kept.
-    pub timeout: u32,
-    /// `proto-max-bulk-len`, bytes.
-    pub proto_max_bulk_len: u64,
-    /// `client-query-buffer-limit`, bytes.
-    pub client_query_buffer_limit: u64,
-    /// Field/value pairs one append-only `XADD` may carry.
-    pub xadd_max_pairs: u32,
-    /// Total bytes of one append-only `XADD`'s fields and values.
-    pub xadd_max_bytes: u32,
+    pub(crate) maxclients: u32,
+    pub(crate) timeout: u32,
+    pub(crate) proto_max_bulk_len: u64,
+    pub(crate) client_query_buffer_limit: u64,
+    pub(crate) xadd_max_pairs: u32,
+    pub(crate) xadd_max_bytes: u32,
+}
+
+impl Limits {
+    /// `maxclients` (not 0).
+    pub fn maxclients(&self) -> u32 {
+        self.maxclients
+    }
+
+    /// `timeout`, seconds an idle client is kept (not 0).
+    pub fn timeout(&self) -> u32 {
+        self.timeout
+    }
+
+    /// `proto-max-bulk-len`, bytes (at least 1 MiB).
+    pub fn proto_max_bulk_len(&self) -> u64 {
+        self.proto_max_bulk_len
+    }
+
+    /// `client-query-buffer-limit`, bytes (at least `proto_max_bulk_len`).
+    pub fn client_query_buffer_limit(&self) -> u64 {
+        self.client_query_buffer_limit
+    }
+
+    /// Field/value pairs one append-only `XADD` may carry (1-1024).
+    pub fn xadd_max_pairs(&self) -> u32 {
+        self.xadd_max_pairs
+    }
+
+    /// Total bytes of one append-only `XADD`'s fields and values (2 to
+    /// `proto_max_bulk_len`).
+    pub fn xadd_max_bytes(&self) -> u32 {
+        self.xadd_max_bytes
+    }
 }
 
 /// What the governor does when the kernel reports lost process events.
@@ -170,18 +299,32 @@ pub enum OnEventLoss {
 /// Governor tuning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Governor {
-    /// Interval of the full `/proc` rescan, ms.
-    pub rescan_interval_ms: u32,
+    pub(crate) rescan_interval_ms: u32,
+    pub(crate) on_event_loss: OnEventLoss,
+    pub(crate) max_child_seconds: u32,
+}
+
+impl Governor {
+    /// Interval of the full `/proc` rescan, ms (10-60000).
+    pub fn rescan_interval_ms(&self) -> u32 {
+        self.rescan_interval_ms
+    }
+
     /// Lost-event policy.
-    pub on_event_loss: OnEventLoss,
+    pub fn on_event_loss(&self) -> OnEventLoss {
+        self.on_event_loss
+    }
+
     /// Seconds a server child (BGSAVE, AOF rewrite) may live before the
     /// governor halts the machine (with [`Forks::Bounded`]; unused with
-    /// [`Forks::Never`]).
-    pub max_child_seconds: u32,
+    /// [`Forks::Never`]). 1 to 86400.
+    pub fn max_child_seconds(&self) -> u32 {
+        self.max_child_seconds
+    }
 }
 
 /// Why a spec was rejected.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SpecError {
     /// The text is not TOML, has a field of the wrong type, misses a required
     /// field, or has an unknown one. The message names it.
@@ -195,6 +338,16 @@ pub enum SpecError {
         /// The offending value, quoted and escaped for display.
         value: String,
         /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A [`SpecBuilder`] edit could not be made: the path leads through a
+    /// value that is not a table, or to an array entry that does not exist.
+    /// The spec itself was never checked.
+    #[error("cannot edit spec field `{path}`: {reason}")]
+    Edit {
+        /// The path as given to the builder.
+        path: String,
+        /// Why it cannot be edited.
         reason: &'static str,
     },
 }
@@ -216,7 +369,7 @@ impl SpecError {
     pub fn field(&self) -> Option<&str> {
         match self {
             SpecError::Invalid { field, .. } => Some(field),
-            SpecError::Syntax(_) => None,
+            SpecError::Syntax(_) | SpecError::Edit { .. } => None,
         }
     }
 }
@@ -233,8 +386,53 @@ impl Spec {
         Spec::from_toml_str(REFERENCE_TOML)
     }
 
+    /// The appliance's name (also its hostname).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The server process: where it lives in the image, who it runs as.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// Where the boot-time secrets come from.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The one admin user.
+    pub fn admin(&self) -> &User {
+        &self.admin
+    }
+
+    /// The append-only users (visitors), in file order.
+    pub fn visitors(&self) -> &[Visitor] {
+        &self.visitors
+    }
+
     /// Every user, admin first, then the visitors in file order.
     pub fn users(&self) -> impl Iterator<Item = &User> {
         std::iter::once(&self.admin).chain(self.visitors.iter().map(|v| &v.user))
+    }
+
+    /// Firewall knobs beyond "the server port and nothing else".
+    pub fn firewall(&self) -> &Firewall {
+        &self.firewall
+    }
+
+    /// Resource bounds for the server and the stream guard.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Governor tuning.
+    pub fn governor(&self) -> &Governor {
+        &self.governor
+    }
+
+    /// What stream-guard enforces on the public port.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
     }
 }

@@ -2,31 +2,31 @@
 //! refused with an error naming its field and value; unknown fields are refused.
 
 use appliance_spec::{
-    is_valid_metadata_key, is_valid_stream_key, is_valid_user_name, Forks, Guard, OnEventLoss,
-    Spec, SpecError, REFERENCE_TOML,
+    is_valid_metadata_key, is_valid_stream_key, is_valid_user_name, Forks, OnEventLoss, Spec,
+    SpecError, User, REFERENCE_TOML,
 };
 use proptest::prelude::*;
 
 #[test]
 fn reference_spec_is_seed_000() {
     let spec = Spec::reference().unwrap();
-    assert_eq!(spec.name, "patchworks");
-    assert_eq!(spec.server.port, 6379);
-    assert_ne!(spec.server.uid, 0);
-    assert_eq!(spec.admin.name, "admin");
-    assert_eq!(spec.admin.secret, "redis-admin-pass");
-    assert_eq!(spec.visitors.len(), 1);
-    assert_eq!(spec.visitors[0].user.name, "ruachtov-ai-visitors");
-    assert_eq!(spec.visitors[0].user.secret, "redis-visitor-pass");
-    assert_eq!(spec.visitors[0].stream, "ruach:stream:contact");
-    assert_eq!(spec.governor.rescan_interval_ms, 500);
-    assert_eq!(spec.firewall.conn_max_per_source, 32);
-    assert_eq!(spec.firewall.conn_max_total, 4096);
-    assert_eq!(spec.firewall.meter_size, 65536);
-    assert_eq!(spec.governor.on_event_loss, OnEventLoss::Halt);
-    assert_eq!(spec.server.forks, Forks::Bounded);
-    assert_eq!(spec.governor.max_child_seconds, 600);
-    let names: Vec<&str> = spec.users().map(|u| u.name.as_str()).collect();
+    assert_eq!(spec.name(), "patchworks");
+    assert_eq!(spec.server().port(), 6379);
+    assert_ne!(spec.server().uid(), 0);
+    assert_eq!(spec.admin().name(), "admin");
+    assert_eq!(spec.admin().secret(), "redis-admin-pass");
+    assert_eq!(spec.visitors().len(), 1);
+    assert_eq!(spec.visitors()[0].user().name(), "ruachtov-ai-visitors");
+    assert_eq!(spec.visitors()[0].user().secret(), "redis-visitor-pass");
+    assert_eq!(spec.visitors()[0].stream(), "ruach:stream:contact");
+    assert_eq!(spec.governor().rescan_interval_ms(), 500);
+    assert_eq!(spec.firewall().conn_max_per_source(), 32);
+    assert_eq!(spec.firewall().conn_max_total(), 4096);
+    assert_eq!(spec.firewall().meter_size(), 65536);
+    assert_eq!(spec.governor().on_event_loss(), OnEventLoss::Halt);
+    assert_eq!(spec.server().forks(), Forks::Bounded);
+    assert_eq!(spec.governor().max_child_seconds(), 600);
+    let names: Vec<&str> = spec.users().map(User::name).collect();
     assert_eq!(names, ["admin", "ruachtov-ai-visitors"]);
 }
 
@@ -318,7 +318,7 @@ fn unknown_role_and_loss_policy_are_refused() {
         "on_event_loss = \"rescan\"",
     ))
     .unwrap();
-    assert_eq!(ok.governor.on_event_loss, OnEventLoss::Rescan);
+    assert_eq!(ok.governor().on_event_loss(), OnEventLoss::Rescan);
 }
 
 /// Characters that mean something in an ACL rule or on an ACL file line.
@@ -365,7 +365,7 @@ proptest! {
         let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
         let text = mutated("name = \"admin\"", &format!("name = \"{escaped}\""));
         match Spec::from_toml_str(&text) {
-            Ok(spec) => prop_assert!(is_valid_user_name(&spec.admin.name)),
+            Ok(spec) => prop_assert!(is_valid_user_name(spec.admin().name())),
             Err(err) => {
                 prop_assert!(!is_valid_user_name(&name) || name == "ruachtov-ai-visitors");
                 prop_assert!(err.field().is_some_and(|f| f.ends_with(".name")), "{}", err);
@@ -392,9 +392,9 @@ proptest! {
         match Spec::from_toml_str(&text) {
             Ok(spec) => {
                 prop_assert!(ok);
-                prop_assert_eq!(spec.firewall.conn_max_per_source, per_source);
-                prop_assert_eq!(spec.firewall.conn_max_total, total);
-                prop_assert_eq!(spec.firewall.meter_size, meter);
+                prop_assert_eq!(spec.firewall().conn_max_per_source(), per_source);
+                prop_assert_eq!(spec.firewall().conn_max_total(), total);
+                prop_assert_eq!(spec.firewall().meter_size(), meter);
             }
             Err(err) => {
                 prop_assert!(!ok, "{}", err);
@@ -412,18 +412,19 @@ proptest! {
 
 #[test]
 fn reference_guard_table() {
-    let g = Spec::reference().unwrap().guard;
+    let spec = Spec::reference().unwrap();
+    let g = spec.guard();
     assert_eq!(
-        g,
-        Guard {
-            disk_reserve_bytes: 16 * 1024 * 1024,
-            memory_refuse_percent: 90,
-            auth_failures_per_minute: 10,
-            auth_sources: 4096,
-            auth_timeout_seconds: 10,
-            command_timeout_seconds: 30,
-            admin_reserved_slots: 32,
-        }
+        [
+            g.disk_reserve_bytes(),
+            u64::from(g.memory_refuse_percent()),
+            u64::from(g.auth_failures_per_minute()),
+            u64::from(g.auth_sources()),
+            u64::from(g.auth_timeout_seconds()),
+            u64::from(g.command_timeout_seconds()),
+            u64::from(g.admin_reserved_slots()),
+        ],
+        [16 * 1024 * 1024, 90, 10, 4096, 10, 30, 32]
     );
 }
 
@@ -478,9 +479,9 @@ fn guard_fields_are_bounded() {
 #[test]
 fn forks_mode_is_bounded_or_never() {
     let strict = Spec::from_toml_str(&mutated("forks = \"bounded\"", "forks = \"never\"")).unwrap();
-    assert_eq!(strict.server.forks, Forks::Never);
+    assert_eq!(strict.server().forks(), Forks::Never);
     // The bound is still read (and validated) in strict mode, unused.
-    assert_eq!(strict.governor.max_child_seconds, 600);
+    assert_eq!(strict.governor().max_child_seconds(), 600);
     for (to, name) in [
         ("forks = \"sometimes\"", "sometimes"),
         ("forks = true", "forks"),
@@ -508,7 +509,7 @@ fn max_child_seconds_edges() {
         match Spec::from_toml_str(&text) {
             Ok(spec) => {
                 assert!(ok, "{value} accepted");
-                assert_eq!(spec.governor.max_child_seconds, value);
+                assert_eq!(spec.governor().max_child_seconds(), value);
             }
             Err(err) => {
                 assert!(!ok, "{value} refused: {err}");

@@ -42,7 +42,7 @@ pub fn governor_main(spec: &Spec, link: GovernorLink) -> i32 {
             }
             machine.console_line(&format!(
                 "appliance: {marker}: server forks may live {secs} s (not {})",
-                spec.governor.max_child_seconds
+                spec.governor().max_child_seconds()
             ));
         }
         match crate::test_hooks::seccomp_hook() {
@@ -59,9 +59,9 @@ pub fn governor_main(spec: &Spec, link: GovernorLink) -> i32 {
     machine.console_line(&format!(
         "appliance: governor pid {} watching (server {} uid {}, rescan every {} ms)",
         std::process::id(),
-        spec.server.binary,
-        spec.server.uid,
-        spec.governor.rescan_interval_ms
+        spec.server().binary(),
+        spec.server().uid(),
+        spec.governor().rescan_interval_ms()
     ));
     let mut alarms: Vec<Box<dyn Alarm>> = Vec::new();
     if let Some(mode) = mode {

@@ -58,29 +58,29 @@ pub fn boot_options() -> init_seq::BootOptions {
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The governor's policy for this appliance (design §5): after the seal (PID 1
-/// execs the server), PID 1 must be `spec.server.binary` running as
-/// `spec.server.uid`; the governor (`governor_pid`) and kernel threads are
+/// execs the server), PID 1 must be `spec.server().binary()` running as
+/// `spec.server().uid()`; the governor (`governor_pid`) and kernel threads are
 /// allowed; anything else, any exec, uid change or ptrace attach halts the
 /// machine. Plain forks of the server by PID 1 (BGSAVE, AOF rewrite) depend
-/// on `spec.server.forks`:
+/// on `spec.server().forks()`:
 /// - [`Forks::Bounded`]: allowed and logged, one at a time, each living at
-///   most `spec.governor.max_child_seconds`;
+///   most `spec.governor().max_child_seconds()`;
 /// - [`Forks::Never`]: no child rule at all, so any new process halts.
 pub fn governor_policy(spec: &Spec, governor_pid: u32) -> Policy {
-    let on_event_loss = match spec.governor.on_event_loss {
+    let on_event_loss = match spec.governor().on_event_loss() {
         OnEventLoss::Halt => procwatch::OnEventLoss::Halt,
         OnEventLoss::Rescan => procwatch::OnEventLoss::Rescan,
     };
     let mut policy = Policy::single_server(
-        &spec.server.binary,
-        spec.server.uid,
+        spec.server().binary(),
+        spec.server().uid(),
         governor_pid,
         on_event_loss,
-        Duration::from_millis(u64::from(spec.governor.rescan_interval_ms)),
+        Duration::from_millis(u64::from(spec.governor().rescan_interval_ms())),
     );
-    match spec.server.forks {
+    match spec.server().forks() {
         Forks::Bounded => {
-            let lifetime = Duration::from_secs(u64::from(spec.governor.max_child_seconds));
+            let lifetime = Duration::from_secs(u64::from(spec.governor().max_child_seconds()));
             for rule in &mut policy.children {
                 rule.max_alive = Some(1);
                 rule.max_lifetime = Some(lifetime);

@@ -47,7 +47,7 @@ fn strict_spec() -> Spec {
     let text =
         appliance_spec::REFERENCE_TOML.replacen("forks = \"bounded\"", "forks = \"never\"", 1);
     let spec = Spec::from_toml_str(&text).unwrap();
-    assert_eq!(spec.server.forks, appliance_spec::Forks::Never);
+    assert_eq!(spec.server().forks(), appliance_spec::Forks::Never);
     spec
 }
 

@@ -257,7 +257,7 @@ fn execute<'m>(
         Action::Mount(mount) => os.mount(mount),
         Action::MemoryBudget => {
             let mem_total = mem_total_bytes(&os.read_file(Path::new("/proc/meminfo"))?)?;
-            let budget = MemoryBudget::new(mem_total, &plan.spec().limits).map_err(|e| {
+            let budget = MemoryBudget::new(mem_total, plan.spec().limits()).map_err(|e| {
                 InitError::MemoryTooSmall {
                     mem_total: e.mem_total,
                     minimum: e.minimum,
@@ -316,7 +316,7 @@ fn execute<'m>(
         Action::FetchSecret { key } => {
             if matches!(state.metadata, MetadataClient::NotYet) {
                 let connector: &'m dyn Connector = machine.metadata;
-                state.metadata = MetadataClient::Open(connector.connect(&plan.spec().metadata)?);
+                state.metadata = MetadataClient::Open(connector.connect(plan.spec().metadata())?);
             }
             let MetadataClient::Open(client) = &state.metadata else {
                 return Err(InitError::plan(

@@ -278,12 +278,14 @@ fn round_up(value: u64, unit: u64) -> u64 {
 /// Normal-class limits: the hard limit holds an admin page of the largest
 /// visitor entries and any single value the admin may write.
 fn output_normal(limits: &Limits) -> OutputLimit {
-    let fields = u64::from(limits.xadd_max_pairs).saturating_mul(2);
-    let entry = u64::from(limits.xadd_max_bytes)
+    let fields = u64::from(limits.xadd_max_pairs()).saturating_mul(2);
+    let entry = u64::from(limits.xadd_max_bytes())
         .saturating_add(fields.saturating_mul(RESP_BULK_FRAMING))
         .saturating_add(RESP_ENTRY_FRAMING);
     let page = entry.saturating_mul(ADMIN_PAGE_ENTRIES);
-    let value = limits.proto_max_bulk_len.saturating_add(RESP_BULK_FRAMING);
+    let value = limits
+        .proto_max_bulk_len()
+        .saturating_add(RESP_BULK_FRAMING);
     let hard = round_up(page.max(value), MIB);
     OutputLimit {
         hard,
@@ -293,19 +295,19 @@ fn output_normal(limits: &Limits) -> OutputLimit {
 }
 
 fn fixed(total: u64, limits: &Limits) -> Fixed {
-    let maxclients = u64::from(limits.maxclients);
+    let maxclients = u64::from(limits.maxclients());
     let output_normal = output_normal(limits);
     let clients = maxclients.saturating_mul(CLIENT_BASELINE).saturating_add(
         LARGE_CLIENTS.saturating_mul(
             output_normal
                 .hard
-                .saturating_add(limits.client_query_buffer_limit),
+                .saturating_add(limits.client_query_buffer_limit()),
         ),
     );
     let aof = AOF_BUFFER_FACTOR.saturating_mul(
         maxclients
             .saturating_mul(PROTO_IOBUF_LEN)
-            .saturating_add(limits.proto_max_bulk_len),
+            .saturating_add(limits.proto_max_bulk_len()),
     );
     let server_base = SERVER_BASE.saturating_add(aof);
     let tcp_max = round_up(
@@ -520,10 +522,17 @@ fn solve(total: u64, limits: &Limits) -> Option<MemoryBudget> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use appliance_spec::SpecBuilder;
     use proptest::prelude::*;
 
     fn reference_limits() -> Limits {
-        appliance_spec::Spec::reference().unwrap().limits
+        *appliance_spec::Spec::reference().unwrap().limits()
+    }
+
+    /// The limits of the reference spec edited by `edit`, which must stay
+    /// valid: a `Limits` exists only in a validated spec.
+    fn limits_with(edit: impl FnOnce(SpecBuilder) -> SpecBuilder) -> Limits {
+        *edit(SpecBuilder::reference()).build().unwrap().limits()
     }
 
     /// The figures for the reference limits (maxclients 1000, 1 MiB bulk and
@@ -615,16 +624,14 @@ mod tests {
         );
         assert!(MemoryBudget::new(0, &limits).is_err());
         // More clients need more memory.
-        let more = Limits {
-            maxclients: 10_000,
-            ..limits
-        };
+        let more = limits_with(|b| b.set("limits.maxclients", 10_000));
         assert!(minimum_mem_total(&more) > minimum);
-        // Limits that fit nowhere.
-        let absurd = Limits {
-            maxclients: u32::MAX,
-            ..limits
-        };
+        // Limits that fit nowhere: the spec bounds maxclients (by the
+        // firewall's meter) but not the largest value.
+        let absurd = limits_with(|b| {
+            b.set("limits.proto_max_bulk_len", i64::MAX)
+                .set("limits.client_query_buffer_limit", i64::MAX)
+        });
         assert_eq!(minimum_mem_total(&absurd), u64::MAX);
         assert!(MemoryBudget::new(u64::MAX, &absurd).is_err());
     }
@@ -635,23 +642,24 @@ mod tests {
         // 1000 entries of 4096 bytes in 16 pairs: 4_640_000 bytes, so 5 MiB.
         assert_eq!(output_normal(&limits).hard, 5 * MIB);
         // A larger value than any page: the value must fit.
-        let big = Limits {
-            proto_max_bulk_len: 16 * MIB,
-            client_query_buffer_limit: 16 * MIB,
-            ..limits
-        };
+        let big = limits_with(|b| {
+            b.set("limits.proto_max_bulk_len", 16 << 20)
+                .set("limits.client_query_buffer_limit", 16 << 20)
+        });
         assert_eq!(output_normal(&big).hard, 17 * MIB);
-        let small = Limits {
-            xadd_max_bytes: 100,
-            xadd_max_pairs: 1,
-            ..limits
-        };
+        let small = limits_with(|b| {
+            b.set("limits.xadd_max_bytes", 100)
+                .set("limits.xadd_max_pairs", 1)
+        });
         assert_eq!(output_normal(&small).hard, 2 * MIB);
     }
 
+    /// Any limits a spec may hold in these ranges. With the firewall's
+    /// per-source cap and the admin's reserved slots at their least (1), a
+    /// spec accepts any `maxclients` from 2.
     fn limits_strategy() -> impl Strategy<Value = Limits> {
         (
-            1u32..=20_000,
+            2u32..=20_000,
             0u64..=63,
             0u64..=63,
             1u32..=64,
@@ -659,14 +667,17 @@ mod tests {
         )
             .prop_map(|(maxclients, bulk_extra, query_extra, pairs, xadd_bytes)| {
                 let proto_max_bulk_len = MIB + bulk_extra * MIB;
-                Limits {
-                    maxclients,
-                    proto_max_bulk_len,
-                    client_query_buffer_limit: proto_max_bulk_len + query_extra * MIB,
-                    xadd_max_pairs: pairs,
-                    xadd_max_bytes: xadd_bytes,
-                    ..reference_limits()
-                }
+                let query = proto_max_bulk_len + query_extra * MIB;
+                let int = |v: u64| i64::try_from(v).unwrap();
+                limits_with(|b| {
+                    b.set("firewall.conn_max_per_source", 1)
+                        .set("guard.admin_reserved_slots", 1)
+                        .set("limits.maxclients", maxclients)
+                        .set("limits.proto_max_bulk_len", int(proto_max_bulk_len))
+                        .set("limits.client_query_buffer_limit", int(query))
+                        .set("limits.xadd_max_pairs", pairs)
+                        .set("limits.xadd_max_bytes", xadd_bytes)
+                })
             })
     }
 
@@ -677,10 +688,10 @@ mod tests {
             b.fork >= b.data + b.clients + b.server,
             "fork reserve below the heap"
         );
-        prop_assert!(b.clients >= u64::from(limits.maxclients) * CLIENT_BASELINE);
+        prop_assert!(b.clients >= u64::from(limits.maxclients()) * CLIENT_BASELINE);
         // Valkey's own floor for maxmemory-clients.
         prop_assert!(b.clients >= 128 * KIB);
-        prop_assert!(b.output_normal.hard > limits.proto_max_bulk_len);
+        prop_assert!(b.output_normal.hard > limits.proto_max_bulk_len());
         prop_assert!(b.output_normal.soft > 0 && b.output_normal.soft < b.output_normal.hard);
         prop_assert!(b.output_replica.hard > 0 && b.output_pubsub.hard > 0);
         prop_assert!(b.kernel >= b.tcp_max);

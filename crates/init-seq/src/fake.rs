@@ -277,7 +277,9 @@ impl fmt::Display for Call {
             Call::Metadata(metadata_fetch::fake::Call::Connect(metadata)) => write!(
                 f,
                 "metadata connect {} deadline {} ms attempts {}",
-                metadata.base_url, metadata.deadline_ms, metadata.attempts
+                metadata.base_url(),
+                metadata.deadline_ms(),
+                metadata.attempts()
             ),
             Call::Metadata(metadata_fetch::fake::Call::Fetch { key }) => {
                 write!(f, "metadata fetch {key}")

@@ -307,8 +307,44 @@ impl Plan {
 /// Paths the kernel owns or init mounts: the data disk may not go there.
 const SYSTEM_DIRS: &[&str] = &["/proc", "/sys", "/dev", "/run"];
 
+/// Re-checks what the plan relies on. Some of it the spec's validation
+/// already refuses (a root uid or gid, a `..` or a space in a path, data on
+/// `/`): those checks are defence in depth, kept on plain values so the unit
+/// tests below can hand them what no [`Spec`] holds. The rest (where the ACL
+/// file and the data disk may go) is the plan's alone.
 fn check_spec(spec: &Spec) -> Result<(), InitError> {
-    let server = &spec.server;
+    check_server(&ServerFields::of(spec))?;
+    for user in spec.users() {
+        check_secret_key(user.name(), user.secret())?;
+    }
+    Ok(())
+}
+
+/// The `[server]` values the plan checks, as plain values.
+struct ServerFields<'s> {
+    binary: &'s str,
+    config: &'s str,
+    acl_file: &'s str,
+    data_dir: &'s str,
+    uid: u32,
+    gid: u32,
+}
+
+impl<'s> ServerFields<'s> {
+    fn of(spec: &'s Spec) -> Self {
+        let server = spec.server();
+        ServerFields {
+            binary: server.binary(),
+            config: server.config(),
+            acl_file: server.acl_file(),
+            data_dir: server.data_dir(),
+            uid: server.uid(),
+            gid: server.gid(),
+        }
+    }
+}
+
+fn check_server(server: &ServerFields<'_>) -> Result<(), InitError> {
     if server.uid == 0 {
         return Err(InitError::plan(
             "server.uid = 0",
@@ -322,15 +358,15 @@ fn check_spec(spec: &Spec) -> Result<(), InitError> {
         ));
     }
     let fields = [
-        ("server.binary", &server.binary),
-        ("server.config", &server.config),
-        ("server.acl_file", &server.acl_file),
-        ("server.data_dir", &server.data_dir),
+        ("server.binary", server.binary),
+        ("server.config", server.config),
+        ("server.acl_file", server.acl_file),
+        ("server.data_dir", server.data_dir),
     ];
     for (field, path) in fields {
         check_path(field, path)?;
     }
-    let data = Path::new(&server.data_dir);
+    let data = Path::new(server.data_dir);
     if data == Path::new("/") {
         return Err(InitError::plan(
             "server.data_dir = \"/\"",
@@ -353,16 +389,21 @@ fn check_spec(spec: &Spec) -> Result<(), InitError> {
             ));
         }
     }
-    acl_dir(&server.acl_file)?;
-    for user in spec.users() {
-        if !is_valid_metadata_key(&user.secret) {
-            return Err(InitError::plan(
-                format!("metadata key {:?} of user {:?}", user.secret, user.name),
-                "not a valid metadata key",
-            ));
-        }
-    }
+    acl_dir(server.acl_file)?;
     Ok(())
+}
+
+/// A user's metadata key goes into a URL: the spec checks it, and so does
+/// the plan.
+fn check_secret_key(user: &str, key: &str) -> Result<(), InitError> {
+    if is_valid_metadata_key(key) {
+        Ok(())
+    } else {
+        Err(InitError::plan(
+            format!("metadata key {key:?} of user {user:?}"),
+            "not a valid metadata key",
+        ))
+    }
 }
 
 /// An absolute, normalised path: no `.`/`..`/empty components, no trailing
@@ -420,7 +461,7 @@ fn module_name(path: &Path) -> String {
 }
 
 fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
-    let server = &spec.server;
+    let server = spec.server();
     let mut steps = Vec::new();
     let run_tmpfs_options = format!("mode=0755,size={}", crate::budget::RUN_TMPFS_SIZE);
 
@@ -498,8 +539,8 @@ fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
     // Step 7: each distinct key once, admin first.
     let mut keys: Vec<&str> = Vec::new();
     for user in spec.users() {
-        if !keys.contains(&user.secret.as_str()) {
-            keys.push(&user.secret);
+        if !keys.contains(&user.secret()) {
+            keys.push(user.secret());
         }
     }
     for key in keys {
@@ -515,20 +556,20 @@ fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
 
     // Step 8. The directory is the server's and readable only by it; the file
     // is read-only even for the server.
-    let dir = acl_dir(&server.acl_file)?;
+    let dir = acl_dir(server.acl_file())?;
     steps.push(Step::new(
         "acl",
         Action::WriteAcl {
             dir,
             dir_owner: Owner {
-                uid: server.uid,
-                gid: server.gid,
+                uid: server.uid(),
+                gid: server.gid(),
                 mode: 0o500,
             },
-            file: PathBuf::from(&server.acl_file),
+            file: PathBuf::from(server.acl_file()),
             file_owner: Owner {
-                uid: server.uid,
-                gid: server.gid,
+                uid: server.uid(),
+                gid: server.gid(),
                 mode: 0o400,
             },
         },
@@ -547,14 +588,14 @@ fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
             label: DATA_LABEL.to_owned(),
             mount: Mount {
                 source: String::new(),
-                target: PathBuf::from(&server.data_dir),
+                target: PathBuf::from(server.data_dir()),
                 fstype: "ext4".to_owned(),
                 flags: MountFlags::ALL,
                 data: None,
             },
             owner: Owner {
-                uid: server.uid,
-                gid: server.gid,
+                uid: server.uid(),
+                gid: server.gid(),
                 mode: 0o700,
             },
         },
@@ -571,11 +612,11 @@ fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
     // Step 12. The bounding set needs CAP_SETPCAP, gone after setuid.
     steps.push(Step::new("bounding set", Action::DropBoundingSet));
     steps.push(Step::new("setgroups", Action::ClearGroups));
-    steps.push(Step::new("setgid", Action::Setgid(server.gid)));
-    steps.push(Step::new("setuid", Action::Setuid(server.uid)));
+    steps.push(Step::new("setgid", Action::Setgid(server.gid())));
+    steps.push(Step::new("setuid", Action::Setuid(server.uid())));
     steps.push(Step::new(
         "refuse root",
-        Action::RefuseRoot { uid: server.uid },
+        Action::RefuseRoot { uid: server.uid() },
     ));
     steps.push(Step::new("no_new_privs", Action::NoNewPrivs));
     steps.push(Step::new("capabilities", Action::ClearCapabilities));
@@ -590,15 +631,15 @@ fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
     steps.push(Step::new("close fds", Action::CloseFds));
     steps.push(Step::new(
         "seccomp",
-        Action::SyscallFilter(crate::seccomp::server_filter(server.forks)?),
+        Action::SyscallFilter(crate::seccomp::server_filter(server.forks())?),
     ));
 
     // Step 13.
     steps.push(Step::new(
         "exec",
         Action::Exec {
-            binary: PathBuf::from(&server.binary),
-            args: vec![server.config.clone()],
+            binary: PathBuf::from(server.binary()),
+            args: vec![server.config().to_owned()],
         },
     ));
     Ok(steps)
@@ -611,7 +652,7 @@ fn lay_out(spec: &Spec, modules: &[PathBuf]) -> Result<Vec<Step>, InitError> {
 /// its own port and connect nowhere (it has no replicas and no cluster bus);
 /// signal and reach abstract unix sockets only within its own domain.
 fn landlock_rules(spec: &Spec) -> Result<LandlockRules, InitError> {
-    let server = &spec.server;
+    let server = spec.server();
     let required = |path: &str, access| FsRule {
         path: PathBuf::from(path),
         access,
@@ -622,17 +663,17 @@ fn landlock_rules(spec: &Spec) -> Result<LandlockRules, InitError> {
         access: FsAccess::Read,
         if_exists: true,
     };
-    let acl_dir = acl_dir(&server.acl_file)?;
+    let acl_dir = acl_dir(server.acl_file())?;
     Ok(LandlockRules {
         fs: vec![
-            required(&server.binary, FsAccess::ReadExecute),
-            required(&server.config, FsAccess::Read),
+            required(server.binary(), FsAccess::ReadExecute),
+            required(server.config(), FsAccess::Read),
             FsRule {
                 path: acl_dir,
                 access: FsAccess::Read,
                 if_exists: false,
             },
-            required(&server.data_dir, FsAccess::ReadWrite),
+            required(server.data_dir(), FsAccess::ReadWrite),
             // The server seeds its hash functions from /dev/urandom and reads
             // its own memory use from /proc (hidepid shows it only itself).
             required("/dev/urandom", FsAccess::Read),
@@ -655,8 +696,82 @@ fn landlock_rules(spec: &Spec) -> Result<LandlockRules, InitError> {
             if_exists("/lib64"),
             if_exists("/usr/lib"),
         ],
-        bind_tcp: vec![server.port],
+        bind_tcp: vec![server.port()],
         connect_tcp: Vec::new(),
         scoped: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use appliance_spec::SpecBuilder;
+
+    /// Values the spec already refuses, so no [`Plan`] ever sees them: the
+    /// plan's own check refuses them too. (Values the spec accepts but the
+    /// plan refuses are tested through [`Plan::new`] in `tests/fake_boot.rs`.)
+    #[test]
+    fn the_plan_refuses_what_the_spec_refuses() {
+        type Edit = fn(&mut ServerFields<'_>);
+        type SpecEdit = fn(SpecBuilder) -> SpecBuilder;
+        let cases: &[(&str, Edit, SpecEdit, &str)] = &[
+            (
+                "root uid",
+                |s| s.uid = 0,
+                |b| b.set("server.uid", 0),
+                "server.uid = 0: the server never runs as root",
+            ),
+            (
+                "root gid",
+                |s| s.gid = 0,
+                |b| b.set("server.gid", 0),
+                "server.gid = 0: the server never runs in group root",
+            ),
+            (
+                "data dir on /",
+                |s| s.data_dir = "/",
+                |b| b.set("server.data_dir", "/"),
+                "server.data_dir = \"/\": the data disk cannot be mounted on /",
+            ),
+            (
+                "dot-dot in a path",
+                |s| s.binary = "/usr/bin/../../data/x",
+                |b| b.set("server.binary", "/usr/bin/../../data/x"),
+                "server.binary = \"/usr/bin/../../data/x\": not normalised (empty, `.` or `..` component, or a trailing /)",
+            ),
+            (
+                "space in a path",
+                |s| s.config = "/etc/valkey conf",
+                |b| b.set("server.config", "/etc/valkey conf"),
+                "server.config = \"/etc/valkey conf\": not printable ASCII without spaces",
+            ),
+        ];
+        let reference = Spec::reference().unwrap();
+        check_server(&ServerFields::of(&reference)).unwrap();
+        for (what, edit, spec_edit, want) in cases {
+            let mut server = ServerFields::of(&reference);
+            edit(&mut server);
+            let error = check_server(&server).unwrap_err();
+            assert_eq!(error.to_string(), *want, "{what}");
+            // The spec refuses the same value first, naming the same field.
+            let err = spec_edit(SpecBuilder::reference()).build().unwrap_err();
+            let field = want.split(' ').next();
+            assert_eq!(err.field(), field, "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_plan_refuses_a_bad_metadata_key() {
+        check_secret_key("admin", "redis-admin-pass").unwrap();
+        let error = check_secret_key("admin", "../x").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "metadata key \"../x\" of user \"admin\": not a valid metadata key"
+        );
+        let err = SpecBuilder::reference()
+            .set("users[0].secret", "../x")
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), Some("users[0].secret"), "{err}");
+    }
 }

@@ -116,20 +116,20 @@ pub fn check_secrets(
             .find(|(k, _)| k == key)
             .map(|(_, secret)| secret.expose())
     };
-    let admin_key = &spec.admin.secret;
+    let admin_key = spec.admin().secret();
     let Some(admin) = find(admin_key) else {
         return Ok(());
     };
     if admin.len() < ADMIN_SECRET_MIN_LEN {
-        return Err((admin_key.clone(), SecretProblem::AdminTooShort));
+        return Err((admin_key.to_owned(), SecretProblem::AdminTooShort));
     }
-    for visitor in &spec.visitors {
-        let key = &visitor.user.secret;
+    for visitor in spec.visitors() {
+        let key = visitor.user().secret();
         if find(key).is_some_and(|value| value == admin) {
             return Err((
-                admin_key.clone(),
+                admin_key.to_owned(),
                 SecretProblem::AdminEqualsVisitor {
-                    visitor_key: key.clone(),
+                    visitor_key: key.to_owned(),
                 },
             ));
         }

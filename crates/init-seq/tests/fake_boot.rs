@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 
-use appliance_spec::Spec;
+use appliance_spec::{Spec, SpecBuilder};
 use init_seq::fake::{
     Call, FakeMachine, FakeOs, REFERENCE_MODULES_ORDER, TEST_ADMIN_PASS, TEST_VISITOR_PASS,
 };
@@ -856,7 +856,7 @@ fn threads_check_refuses_a_multithreaded_init() {
 
 #[test]
 fn memory_budget_follows_ram() {
-    let limits = Spec::reference().unwrap().limits;
+    let limits = *Spec::reference().unwrap().limits();
     let minimum = init_seq::budget::minimum_mem_total(&limits);
     assert_eq!(minimum, 550_444_148);
     let cases: &[(&str, Result<u64, &str>)] = &[
@@ -981,58 +981,75 @@ fn bad_inputs_are_refused_before_acting() {
     }
 }
 
+/// Who refuses an unsafe value: the spec's validation (so no plan ever sees
+/// it; the plan's own check of it, defence in depth, is tested in
+/// `src/plan.rs`), or the plan, for values that are well formed but unsafe
+/// to boot with.
+#[derive(Debug)]
+enum Refused {
+    /// The spec, naming this field.
+    BySpec(&'static str),
+    /// The plan, with this error.
+    ByPlan(&'static str),
+}
+
 #[test]
 fn unsafe_specs_are_refused_by_the_plan() {
-    type Edit = fn(&mut Spec);
-    let cases: &[(&str, Edit, &str)] = &[
-        ("root uid", |s| s.server.uid = 0, "server.uid = 0: the server never runs as root"),
-        ("root gid", |s| s.server.gid = 0, "server.gid = 0: the server never runs in group root"),
+    type Edit = fn(SpecBuilder) -> SpecBuilder;
+    use Refused::{ByPlan, BySpec};
+    let cases: &[(&str, Edit, Refused)] = &[
+        ("root uid", |s| s.set("server.uid", 0), BySpec("server.uid")),
+        ("root gid", |s| s.set("server.gid", 0), BySpec("server.gid")),
         (
             "acl outside /run",
-            |s| s.server.acl_file = "/etc/users.acl".into(),
-            "server.acl_file = \"/etc/users.acl\": must be /run/<dir>/<file>: init creates <dir> fresh for it",
+            |s| s.set("server.acl_file", "/etc/users.acl"),
+            ByPlan("server.acl_file = \"/etc/users.acl\": must be /run/<dir>/<file>: init creates <dir> fresh for it"),
         ),
         (
             "acl directly in /run",
-            |s| s.server.acl_file = "/run/users.acl".into(),
-            "server.acl_file = \"/run/users.acl\": must be /run/<dir>/<file>: init creates <dir> fresh for it",
+            |s| s.set("server.acl_file", "/run/users.acl"),
+            ByPlan("server.acl_file = \"/run/users.acl\": must be /run/<dir>/<file>: init creates <dir> fresh for it"),
         ),
         (
             "data dir on /",
-            |s| s.server.data_dir = "/".into(),
-            "server.data_dir = \"/\": the data disk cannot be mounted on /",
+            |s| s.set("server.data_dir", "/"),
+            BySpec("server.data_dir"),
         ),
         (
             "data dir in /proc",
-            |s| s.server.data_dir = "/proc/data".into(),
-            "server.data_dir = \"/proc/data\": the data disk cannot be mounted in /proc, /sys, /dev or /run",
+            |s| s.set("server.data_dir", "/proc/data"),
+            ByPlan("server.data_dir = \"/proc/data\": the data disk cannot be mounted in /proc, /sys, /dev or /run"),
         ),
         (
             "binary writable by the server",
-            |s| s.server.binary = "/data/valkey-server".into(),
-            "server.binary = \"/data/valkey-server\": must not be inside server.data_dir, which the server can write",
+            |s| s.set("server.binary", "/data/valkey-server"),
+            ByPlan("server.binary = \"/data/valkey-server\": must not be inside server.data_dir, which the server can write"),
         ),
         (
             "config writable by the server",
-            |s| s.server.config = "/data/valkey.conf".into(),
-            "server.config = \"/data/valkey.conf\": must not be inside server.data_dir, which the server can write",
+            |s| s.set("server.config", "/data/valkey.conf"),
+            ByPlan("server.config = \"/data/valkey.conf\": must not be inside server.data_dir, which the server can write"),
         ),
         (
             "dot-dot in a path",
-            |s| s.server.binary = "/usr/bin/../../data/x".into(),
-            "server.binary = \"/usr/bin/../../data/x\": not normalised (empty, `.` or `..` component, or a trailing /)",
+            |s| s.set("server.binary", "/usr/bin/../../data/x"),
+            BySpec("server.binary"),
         ),
         (
             "space in a path",
-            |s| s.server.config = "/etc/valkey conf".into(),
-            "server.config = \"/etc/valkey conf\": not printable ASCII without spaces",
+            |s| s.set("server.config", "/etc/valkey conf"),
+            BySpec("server.config"),
         ),
     ];
-    for (what, edit, want) in cases {
-        let mut spec = Spec::reference().unwrap();
-        edit(&mut spec);
-        let error = Plan::new(spec, "").unwrap_err();
-        assert_eq!(error.to_string(), *want, "{what}");
+    for (what, edit, refused) in cases {
+        match (refused, edit(SpecBuilder::reference()).build()) {
+            (BySpec(field), Err(err)) => assert_eq!(err.field(), Some(*field), "{what}: {err}"),
+            (ByPlan(want), Ok(spec)) => {
+                let error = Plan::new(spec, "").unwrap_err();
+                assert_eq!(error.to_string(), *want, "{what}");
+            }
+            (refused, built) => panic!("{what}: want {refused:?}, the spec gave {built:?}"),
+        }
     }
     // The reference passes, with and without modules.
     Plan::new(Spec::reference().unwrap(), "").unwrap();
@@ -1189,7 +1206,7 @@ fn the_metadata_client_lives_from_the_first_fetch_to_the_close() {
     assert_eq!(
         metadata,
         [
-            MetadataCall::Connect(Spec::reference().unwrap().metadata),
+            MetadataCall::Connect(Spec::reference().unwrap().metadata().clone()),
             fetch("redis-admin-pass"),
             fetch("redis-visitor-pass"),
             MetadataCall::Close,

@@ -660,12 +660,12 @@ mod linux {
         let (allowed_port, other_port) = (47_379, 47_380);
         let plan = scratch_plan(&scratch, &run_dir, allowed_port);
         let mut os = LinuxOs::new();
-        let server = plan.spec().server.clone();
+        let server = plan.spec().server().clone();
         os.mkdir(
             &run_dir,
             Owner {
-                uid: server.uid,
-                gid: server.gid,
+                uid: server.uid(),
+                gid: server.gid(),
                 mode: 0o500,
             },
         )
@@ -674,18 +674,18 @@ mod linux {
             &run_dir.join("users.acl"),
             b"acl\n",
             Owner {
-                uid: server.uid,
-                gid: server.gid,
+                uid: server.uid(),
+                gid: server.gid(),
                 mode: 0o400,
             },
         )
         .map_err(|e| e.to_string())?;
-        let data = PathBuf::from(&server.data_dir);
+        let data = PathBuf::from(server.data_dir());
         os.set_owner(
             &data,
             Owner {
-                uid: server.uid,
-                gid: server.gid,
+                uid: server.uid(),
+                gid: server.gid(),
                 mode: 0o700,
             },
         )
@@ -703,15 +703,15 @@ mod linux {
                 _ => None,
             })
             .unwrap();
-        let config = PathBuf::from(&server.config);
+        let config = PathBuf::from(server.config());
         in_child(move || {
             let mut os = LinuxOs::new();
             let step = |r: Result<(), InitError>| r.map_err(|e| e.to_string());
             // The plan's step-12 tail, in the plan's order.
             step(os.drop_bounding_set())?;
             step(os.clear_groups())?;
-            step(os.setgid(server.gid))?;
-            step(os.setuid(server.uid))?;
+            step(os.setgid(server.gid()))?;
+            step(os.setuid(server.uid()))?;
             ensure(os.geteuid() != 0, "still root")?;
             step(os.set_no_new_privs())?;
             step(os.clear_capabilities())?;
@@ -1121,8 +1121,8 @@ mod linux {
         // the server's; the supervisor writes its verdict to a file.
         in_child(move || {
             let spec = Spec::from_toml_str(REFERENCE_TOML).map_err(|e| e.to_string())?;
-            let filter =
-                init_seq::seccomp::server_filter(spec.server.forks).map_err(|e| e.to_string())?;
+            let filter = init_seq::seccomp::server_filter(spec.server().forks())
+                .map_err(|e| e.to_string())?;
             let mut os = LinuxOs::new();
             let init = std::process::id();
             os.fork_governor(&mut |link| {
@@ -1227,18 +1227,23 @@ mod linux {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = serve_metadata(listener, "s3cret-value", 2);
-        let metadata = appliance_spec::Metadata {
-            base_url: format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/attributes/"),
-            deadline_ms: 5000,
-            attempts: 2,
-        };
+        let spec = appliance_spec::SpecBuilder::reference()
+            .set(
+                "metadata.base_url",
+                format!("http://127.0.0.1:{port}/computeMetadata/v1/instance/attributes/"),
+            )
+            .set("metadata.deadline_ms", 5000)
+            .set("metadata.attempts", 2)
+            .build()
+            .unwrap();
+        let metadata = spec.metadata();
         let mut os = LinuxOs::new();
         // What `main` passes the boot as its metadata connector; the boot
         // opens the client at the first fetch and drops it in `metadata
         // close`.
         let connector: &dyn Connector = &metadata_fetch::GceConnector;
         let result = (|| {
-            let client = connector.connect(&metadata).map_err(|e| e.to_string())?;
+            let client = connector.connect(metadata).map_err(|e| e.to_string())?;
             for key in ["redis-admin-pass", "redis-visitor-pass"] {
                 let secret = client.fetch(key).map_err(|e| e.to_string())?;
                 ensure(secret.expose() == b"s3cret-value", "value")?;

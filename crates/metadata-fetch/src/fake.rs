@@ -221,14 +221,14 @@ mod tests {
         let log = Arc::clone(&seen);
         fake.set_observer(move |call| log.lock().unwrap().push(call.clone()));
         let connector: &dyn Connector = &fake;
-        let source = connector.connect(&spec.metadata).unwrap();
+        let source = connector.connect(spec.metadata()).unwrap();
         assert_eq!(
             source.fetch("redis-admin-pass").unwrap_err(),
             FetchError::Missing("redis-admin-pass".to_owned())
         );
         drop(source);
         let want = [
-            Call::Connect(spec.metadata.clone()),
+            Call::Connect(spec.metadata().clone()),
             Call::Fetch {
                 key: "redis-admin-pass".to_owned(),
             },
@@ -240,7 +240,7 @@ mod tests {
         let refused = FakeMetadata::new().with_connect_error(FetchError::Config {
             reason: "injected".to_owned(),
         });
-        assert!(refused.connect(&spec.metadata).is_err());
-        assert_eq!(refused.calls(), [Call::Connect(spec.metadata.clone())]);
+        assert!(refused.connect(spec.metadata()).is_err());
+        assert_eq!(refused.calls(), [Call::Connect(spec.metadata().clone())]);
     }
 }

@@ -54,9 +54,9 @@ impl GceConfig {
     /// The `[metadata]` table of a validated spec.
     pub fn from_spec(metadata: &appliance_spec::Metadata) -> Self {
         Self {
-            base_url: metadata.base_url.clone(),
-            deadline: Duration::from_millis(u64::from(metadata.deadline_ms)),
-            attempts: metadata.attempts,
+            base_url: metadata.base_url().to_owned(),
+            deadline: Duration::from_millis(u64::from(metadata.deadline_ms())),
+            attempts: metadata.attempts(),
         }
     }
 }
@@ -315,13 +315,20 @@ mod tests {
     #[test]
     fn connector_checks_the_spec_config() {
         let spec = appliance_spec::Spec::reference().unwrap();
-        assert!(GceConnector.connect(&spec.metadata).is_ok());
-        let bad = appliance_spec::Metadata {
+        assert!(GceConnector.connect(spec.metadata()).is_ok());
+        // No spec holds 0 attempts: the spec refuses it ...
+        let err = appliance_spec::SpecBuilder::reference()
+            .set("metadata.attempts", 0)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), Some("metadata.attempts"), "{err}");
+        // ... and so would the client the connector opens, on its own.
+        let bad = GceConfig {
             attempts: 0,
-            ..spec.metadata
+            ..GceConfig::from_spec(spec.metadata())
         };
         assert!(matches!(
-            GceConnector.connect(&bad).map(|_| ()),
+            GceMetadata::new(bad),
             Err(FetchError::Config { .. })
         ));
     }
@@ -329,7 +336,7 @@ mod tests {
     #[test]
     fn reference_spec_gives_the_default_config() {
         let spec = appliance_spec::Spec::reference().unwrap();
-        assert_eq!(GceConfig::from_spec(&spec.metadata), GceConfig::default());
+        assert_eq!(GceConfig::from_spec(spec.metadata()), GceConfig::default());
     }
 
     #[test]

@@ -25,13 +25,13 @@ fn dropping_the_client_joins_its_threads() {
     let stand_in = StandIn::start(vec![ok(b"value")]);
     // Through the connector, as the boot sequence opens it: the boxed
     // client is what init drops before it forks.
-    let source = GceConnector
-        .connect(&appliance_spec::Metadata {
-            base_url: stand_in.base_url(),
-            deadline_ms: 10_000,
-            attempts: 1,
-        })
+    let spec = appliance_spec::SpecBuilder::reference()
+        .set("metadata.base_url", stand_in.base_url())
+        .set("metadata.deadline_ms", 10_000)
+        .set("metadata.attempts", 1)
+        .build()
         .unwrap();
+    let source = GceConnector.connect(spec.metadata()).unwrap();
     let secret = source.fetch("redis-admin-pass").unwrap();
     assert_eq!(secret.expose(), b"value");
     // The stand-in's accept thread and reqwest's runtime thread at least.

@@ -100,18 +100,18 @@ impl Policy {
     /// opens egress to one address, and nothing resolves names.
     pub fn from_spec(spec: &Spec) -> Result<Policy, FirewallError> {
         Ok(Policy {
-            server_port: spec.server.port,
+            server_port: spec.server().port(),
             new_connections: RateLimit {
-                per_second: spec.firewall.conn_rate_per_source,
-                burst: spec.firewall.conn_burst_per_source,
+                per_second: spec.firewall().conn_rate_per_source(),
+                burst: spec.firewall().conn_burst_per_source(),
             },
             connections: ConnLimit {
-                per_source: spec.firewall.conn_max_per_source,
-                total: spec.firewall.conn_max_total,
+                per_source: spec.firewall().conn_max_per_source(),
+                total: spec.firewall().conn_max_total(),
             },
-            meter_size: spec.firewall.meter_size,
-            icmp_echo: spec.firewall.icmp_echo,
-            metadata: metadata_endpoint(&spec.metadata.base_url)?,
+            meter_size: spec.firewall().meter_size(),
+            icmp_echo: spec.firewall().icmp_echo(),
+            metadata: metadata_endpoint(spec.metadata().base_url())?,
         })
     }
 

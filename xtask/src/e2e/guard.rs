@@ -263,7 +263,7 @@ pub(super) fn guard_flood(ctx: &mut Ctx) -> Result<Vec<String>> {
             s.state.visitor_pass.expose().to_owned(),
         ),
         admin: (
-            s.spec.admin.name.clone(),
+            s.spec.admin().name().to_owned(),
             s.state.admin_pass.expose().to_owned(),
         ),
     };

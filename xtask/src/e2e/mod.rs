@@ -753,7 +753,7 @@ impl Session {
             Net::Test { clients } => {
                 let net = TestNet::create(clients, &dir.state_file())?;
                 let qspec = plan_boot(image, mode, data, &dir, Network::Test(&net))?;
-                (qspec, spec.server.port, 0, Some(net))
+                (qspec, spec.server().port(), 0, Some(net))
             }
         };
         adjust(&mut qspec);
@@ -801,10 +801,10 @@ impl Session {
     pub fn visitor(&self) -> Result<(&str, &str)> {
         let v = self
             .spec
-            .visitors
+            .visitors()
             .first()
             .context("the spec has no visitor")?;
-        Ok((&v.user.name, &v.stream))
+        Ok((v.user().name(), v.stream()))
     }
 
     /// A visitor connection, authenticated.
@@ -818,7 +818,7 @@ impl Session {
     /// An admin connection, authenticated.
     pub fn admin_conn(&self) -> Result<Conn> {
         let mut c = self.connect(Source::Admin, REPLY_TIMEOUT)?;
-        c.auth(&self.spec.admin.name, self.state.admin_pass.expose())?;
+        c.auth(self.spec.admin().name(), self.state.admin_pass.expose())?;
         Ok(c)
     }
 
@@ -887,7 +887,7 @@ impl Session {
 
     fn try_admin_ping(&self) -> Result<()> {
         let mut c = self.connect(Source::Admin, Duration::from_secs(3))?;
-        c.auth(&self.spec.admin.name, self.state.admin_pass.expose())?;
+        c.auth(self.spec.admin().name(), self.state.admin_pass.expose())?;
         match c.cmd(&["PING"])? {
             Value::Simple(p) if p == "PONG" => Ok(()),
             other => bail!("PING answered {other:?}"),

@@ -404,7 +404,7 @@ pub(super) fn no_lua(ctx: &mut Ctx) -> Result<Vec<String>> {
     if !noperm.is_empty() {
         // The ACL refuses first, so the engine's error cannot be seen from
         // outside; prove its absence from the booted image instead.
-        let server = super::initramfs_file(&image, &s.spec.server.binary)?;
+        let server = super::initramfs_file(&image, s.spec.server().binary())?;
         if server
             .windows(b"luaL_newstate".len())
             .any(|w| w == b"luaL_newstate")
@@ -446,7 +446,7 @@ pub(super) fn two_processes(ctx: &mut Ctx) -> Result<Vec<String>> {
         );
     }
     let gov = lines.iter().find_map(|l| matchers::governor_pid(&l.text));
-    check_seal_table(&rows, &s.spec.server.binary, s.spec.server.uid, gov)
+    check_seal_table(&rows, s.spec.server().binary(), s.spec.server().uid(), gov)
         .map_err(anyhow::Error::msg)?;
     Ok(rows
         .iter()
@@ -546,7 +546,7 @@ pub(super) fn bgsave(ctx: &mut Ctx) -> Result<Vec<String>> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let server = s.spec.server.binary.clone();
+    let server = s.spec.server().binary().to_owned();
     let logged = s.vm.console().wait_for(from, Duration::from_secs(15), |l| {
         matchers::allow_verdict(l)
             .and_then(|v| v.process)

@@ -254,7 +254,7 @@ fn join_all<T>(workers: Vec<JoinHandle<Result<T>>>, what: &str) -> Result<Vec<T>
 /// server has slots for.
 pub(in crate::e2e) fn slots(s: &mut Session) -> Result<Vec<String>> {
     let t = Target::of(s)?;
-    let maxclients = u64::from(s.spec.limits.maxclients);
+    let maxclients = u64::from(s.spec.limits().maxclients());
     let from = s.vm.console().len();
     let bg = Background::start(&t)?;
     let per_source: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(vec![0; usize::from(SLOT_SOURCES)]));
@@ -302,7 +302,7 @@ pub(in crate::e2e) fn slots(s: &mut Session) -> Result<Vec<String>> {
     let (mut notes, admin, _) = judge(s, &t, bg, from)?;
     let per = per_source.lock().map(|p| p.clone()).unwrap_or_default();
     let max_per = per.iter().copied().max().unwrap_or(0);
-    let cap = u64::from(s.spec.firewall.conn_max_per_source);
+    let cap = u64::from(s.spec.firewall().conn_max_per_source());
     if max_per > cap {
         bail!("one address held {max_per} authenticated connections, above the firewall's cap of {cap}");
     }
@@ -326,8 +326,8 @@ pub(in crate::e2e) fn trickle(s: &mut Session) -> Result<Vec<String>> {
     let t = Target::of(s)?;
     let from = s.vm.console().len();
     let bg = Background::start(&t)?;
-    let auth_timeout = Duration::from_secs(u64::from(s.spec.guard.auth_timeout_seconds));
-    let cmd_timeout = Duration::from_secs(u64::from(s.spec.guard.command_timeout_seconds));
+    let auth_timeout = Duration::from_secs(u64::from(s.spec.guard().auth_timeout_seconds()));
+    let cmd_timeout = Duration::from_secs(u64::from(s.spec.guard().command_timeout_seconds()));
     // (authenticated, lifetime or None when still open at the end)
     let results: Arc<Mutex<Vec<Lifetime>>> = Arc::new(Mutex::new(Vec::new()));
     let mut workers = Vec::new();
@@ -456,7 +456,7 @@ pub(in crate::e2e) fn guessing(s: &mut Session) -> Result<Vec<String>> {
     let t = Target::of(s)?;
     let from = s.vm.console().len();
     let bg = Background::start(&t)?;
-    let budget = u64::from(s.spec.guard.auth_failures_per_minute);
+    let budget = u64::from(s.spec.guard().auth_failures_per_minute());
     let one: Vec<Source> = (0..GUESS_CONNS_ONE).map(|_| Source::Attacker(0)).collect();
     let (w1, th1) = guess_from(&t, one, Instant::now() + GUESS_FOR)?;
     let many: Vec<Source> = (1..=GUESS_SOURCES_MANY).map(Source::Attacker).collect();
@@ -510,7 +510,7 @@ pub(in crate::e2e) fn guessing(s: &mut Session) -> Result<Vec<String>> {
 pub(in crate::e2e) fn rewrites(s: &mut Session) -> Result<Vec<String>> {
     let t = Target::of(s)?;
     let from = s.vm.console().len();
-    let max_bytes = usize::try_from(s.spec.limits.xadd_max_bytes).unwrap_or(4096);
+    let max_bytes = usize::try_from(s.spec.limits().xadd_max_bytes()).unwrap_or(4096);
     let before = xlen(&t)?;
     let bg = Background::start(&t)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -620,7 +620,7 @@ pub(in crate::e2e) fn rewrites(s: &mut Session) -> Result<Vec<String>> {
 pub(in crate::e2e) fn disk_fill(s: &mut Session) -> Result<Vec<String>> {
     let t = Target::of(s)?;
     let from = s.vm.console().len();
-    let max_bytes = usize::try_from(s.spec.limits.xadd_max_bytes).unwrap_or(4096);
+    let max_bytes = usize::try_from(s.spec.limits().xadd_max_bytes()).unwrap_or(4096);
     let bg = Background::start(&t)?;
     let fill = on_net(&t, {
         let t = t.clone();

@@ -63,7 +63,7 @@ impl Target {
             addr: s.server_addr(),
             visitor: visitor.to_owned(),
             visitor_pass: s.state.visitor_pass.expose().to_owned(),
-            admin: s.spec.admin.name.clone(),
+            admin: s.spec.admin().name().to_owned(),
             admin_pass: s.state.admin_pass.expose().to_owned(),
             stream: stream.to_owned(),
         })
