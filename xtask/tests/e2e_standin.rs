@@ -107,6 +107,23 @@ fn initramfs(dir: &Path, modules_dir: &Path, kver: &str) -> PathBuf {
 }
 
 /// The text between `PROBE-BEGIN name` and `PROBE-END name`.
+/// A kernel log line: `[` then a seconds.micros timestamp then `]`.
+fn is_kernel_line(line: &str) -> bool {
+    let Some(rest) = line.trim_start().strip_prefix('[') else {
+        return false;
+    };
+    let Some((stamp, _)) = rest.split_once(']') else {
+        return false;
+    };
+    let stamp = stamp.trim();
+    stamp.split_once('.').is_some_and(|(s, us)| {
+        !s.is_empty()
+            && !us.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && us.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 fn section(lines: &[String], name: &str) -> String {
     let begin = format!("PROBE-BEGIN {name}");
     let end = format!("PROBE-END {name}");
@@ -114,9 +131,13 @@ fn section(lines: &[String], name: &str) -> String {
         .iter()
         .position(|l| l.contains(&begin))
         .unwrap_or_else(|| panic!("no {begin} on the console:\n{}", lines.join("\n")));
+    // The kernel prints on the same console whenever it likes (the probe once
+    // had "tsc: Refined TSC clocksource calibration" land inside a reply), so
+    // its timestamped lines are not part of any section.
     lines[from + 1..]
         .iter()
         .take_while(|l| !l.contains(&end))
+        .filter(|l| !is_kernel_line(l))
         .cloned()
         .collect::<Vec<_>>()
         .join("\n")

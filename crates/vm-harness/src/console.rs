@@ -67,6 +67,12 @@ impl Console {
         self.lock().closed
     }
 
+    /// Waits up to `timeout` for the output to end; whether it did.
+    pub fn wait_closed(&self, timeout: Duration) -> bool {
+        self.wait_for(usize::MAX, timeout, |_| false);
+        self.is_closed()
+    }
+
     /// Waits up to `timeout` for a line at index `from` or later matching
     /// `pred`; returns its index and the line. `None` on timeout or when the
     /// output ended without one.

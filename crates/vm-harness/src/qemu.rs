@@ -233,7 +233,18 @@ impl QemuSpec {
         }
         let mut a: Vec<String> = Vec::new();
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| (*s).to_owned()));
-        push(&["-nodefaults", "-machine", "q35", "-accel", "tcg"]);
+        // One host thread runs every vCPU (`thread=single`). With one thread
+        // per vCPU, QEMU 7.2 once let a guest CPU run a kernel jump label
+        // another CPU was patching (6.12 panicked in hash_conntrack_raw, in
+        // interrupt, during a CI run); round-robin vCPUs make cross-CPU code
+        // patching ordered. The guest still sees `cpus` CPUs.
+        push(&[
+            "-nodefaults",
+            "-machine",
+            "q35",
+            "-accel",
+            "tcg,thread=single",
+        ]);
         push(&[
             "-m",
             &self.memory_mib.to_string(),
@@ -439,7 +450,7 @@ mod tests {
             let joined = args.join(" ");
             assert!(!joined.contains("kvm"), "{joined}");
             assert!(!joined.contains("-enable-kvm"));
-            assert!(joined.contains("-accel tcg"));
+            assert!(joined.contains("-accel tcg,thread=single"));
             let hostfwds: Vec<&str> = joined
                 .split(',')
                 .filter(|o| o.starts_with("hostfwd="))

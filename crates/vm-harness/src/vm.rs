@@ -26,8 +26,14 @@ pub struct Vm {
     console: Console,
     monitor: PathBuf,
     stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     exit: Option<ExitStatus>,
 }
+
+/// How long an exited QEMU's output may take to reach the console and the
+/// stderr buffer (a program QEMU started, such as the metadata stand-in, can
+/// hold a copy of a pipe open; the wait is bounded for that case).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(3);
 
 impl Vm {
     /// Starts QEMU for `spec` in its own process group (a terminal's Ctrl-C
@@ -102,7 +108,7 @@ impl Vm {
         });
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let err_sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut reader = std::io::BufReader::new(stderr_pipe);
             let mut line = Vec::new();
             while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
@@ -118,6 +124,7 @@ impl Vm {
             console,
             monitor: spec.monitor.clone(),
             stderr,
+            stderr_reader: Some(stderr_reader),
             exit: None,
         })
     }
@@ -145,12 +152,32 @@ impl Vm {
             .unwrap_or_default()
     }
 
-    /// QEMU's exit status, if it has exited.
+    /// QEMU's exit status, if it has exited. Once it has, everything QEMU
+    /// wrote is on the console and in [`Vm::stderr_text`] (bounded by
+    /// `DRAIN_AFTER_EXIT`).
     pub fn try_exit(&mut self) -> Result<Option<ExitStatus>> {
         if self.exit.is_none() {
             self.exit = self.child.try_wait().map_err(Error::io("wait for QEMU"))?;
+            if self.exit.is_some() {
+                self.drain_output();
+            }
         }
         Ok(self.exit)
+    }
+
+    /// Waits (bounded) for the capture threads to reach the end of QEMU's
+    /// output, so a caller that saw the exit also sees the last lines.
+    fn drain_output(&mut self) {
+        let deadline = Instant::now() + DRAIN_AFTER_EXIT;
+        self.console.wait_closed(DRAIN_AFTER_EXIT);
+        if let Some(reader) = self.stderr_reader.take() {
+            while !reader.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if reader.is_finished() {
+                let _ = reader.join();
+            }
+        }
     }
 
     /// Waits up to `timeout` for QEMU to exit by itself.
@@ -193,13 +220,18 @@ impl Vm {
         let _ = self.child.kill();
         let status = self.child.wait().map_err(Error::io("wait for QEMU"))?;
         self.exit = Some(status);
+        self.drain_output();
         Ok(status)
     }
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        let _ = self.kill();
+        // Nobody reads the output any more: no drain.
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
